@@ -1,0 +1,186 @@
+#!/usr/bin/env bash
+# A real single-node Apache Kafka (KRaft: broker and controller in one JVM) on
+# 127.0.0.1, from the artifacts on Maven Central, for development and tests.
+#
+#   kafka.sh build    resolve the broker's jars once into the user cache
+#   kafka.sh start    format the log dir on first use, start, wait for metadata
+#   kafka.sh stop     stop the broker (SIGTERM, then SIGKILL after 30 s)
+#   kafka.sh status   one line; exit 0 when running, 3 when stopped
+#   kafka.sh health   exit 0 when the broker answers a metadata request
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+KAFKA_VERSION=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$here/pom.xml")
+CACHE=${SCANTRAIL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/scantrail}
+STATE=${SCANTRAIL_STATE:-${XDG_STATE_HOME:-$HOME/.local/state}/scantrail}
+PORT=${SCANTRAIL_KAFKA_PORT:-9092}
+CONTROLLER_PORT=${SCANTRAIL_KAFKA_CONTROLLER_PORT:-$((PORT + 1))}
+LIBS="$CACHE/kafka/$KAFKA_VERSION/libs"
+DIR="$STATE/kafka"
+LOG="$DIR/server.log"
+PIDFILE="$DIR/kafka.pid"
+PY=${SCANTRAIL_PYTHON:-python3}
+
+log() { printf '[kafka] %s\n' "$*" >&2; }
+
+build() {
+  if [ -f "$LIBS/.complete" ]; then
+    echo "$LIBS"
+    return
+  fi
+  log "resolving Apache Kafka $KAFKA_VERSION jars from Maven Central (first time: about a minute)"
+  local started=$SECONDS
+  rm -rf "$LIBS" && mkdir -p "$LIBS"
+  mvn -q -B -f "$here/pom.xml" -Dmaven.repo.local="$CACHE/m2" \
+    dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$LIBS"
+  touch "$LIBS/.complete"
+  log "resolved $(ls "$LIBS" | wc -l) jars in $((SECONDS - started)) s"
+  echo "$LIBS"
+}
+
+pid_alive() { [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; }
+
+health() {
+  # A real metadata round trip, not just an open port.
+  "$PY" - "$PORT" <<'PY'
+import socket, struct, sys
+port = int(sys.argv[1])
+# MetadataRequest v0 for all topics: api_key=3, version=0, correlation id, client id, empty topic array.
+client = b"scantrail-health"
+body = struct.pack(">hhih", 3, 0, 7, len(client)) + client + struct.pack(">i", 0)
+try:
+    with socket.create_connection(("127.0.0.1", port), timeout=3) as s:
+        s.settimeout(3)
+        s.sendall(struct.pack(">i", len(body)) + body)
+        size = struct.unpack(">i", s.recv(4))[0]
+        data = b""
+        while len(data) < size:
+            chunk = s.recv(size - len(data))
+            if not chunk:
+                break
+            data += chunk
+        corr, nbrokers = struct.unpack(">ii", data[:8])
+        sys.exit(0 if corr == 7 and nbrokers >= 1 else 1)
+except OSError:
+    sys.exit(1)
+PY
+}
+
+write_config() {
+  mkdir -p "$DIR/data"
+  cat > "$DIR/server.properties" <<PROPS
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$CONTROLLER_PORT
+listeners=PLAINTEXT://127.0.0.1:$PORT,CONTROLLER://127.0.0.1:$CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$PORT
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs=$DIR/data
+num.partitions=1
+auto.create.topics.enable=false
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=8
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+group.initial.rebalance.delay.ms=0
+log.retention.hours=672
+log.segment.bytes=268435456
+PROPS
+  cat > "$DIR/log4j.properties" <<'PROPS'
+log4j.rootLogger=INFO, stdout
+log4j.appender.stdout=org.apache.log4j.ConsoleAppender
+log4j.appender.stdout.layout=org.apache.log4j.PatternLayout
+log4j.appender.stdout.layout.ConversionPattern=[%d] %p %m (%c)%n
+log4j.logger.kafka=INFO
+log4j.logger.org.apache.kafka=INFO
+log4j.logger.state.change.logger=WARN
+log4j.logger.kafka.request.logger=WARN
+PROPS
+}
+
+java_args() {
+  echo -Xms256m -Xmx1g -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+    -Djava.awt.headless=true -Dlog4j.configuration="file:$DIR/log4j.properties"
+}
+
+java_cmd() {
+  # shellcheck disable=SC2046
+  java $(java_args) -cp "$LIBS/*" "$@"
+}
+
+start() {
+  if pid_alive && health; then
+    log "already running (pid $(cat "$PIDFILE")) on 127.0.0.1:$PORT"
+    return
+  fi
+  build >/dev/null
+  write_config
+  if [ ! -f "$DIR/data/meta.properties" ]; then
+    local cluster_id
+    cluster_id=$(java_cmd kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n 1)
+    java_cmd kafka.tools.StorageTool format -t "$cluster_id" -c "$DIR/server.properties" -g >>"$LOG" 2>&1
+    log "formatted log directory $DIR/data (cluster $cluster_id)"
+  fi
+  # shellcheck disable=SC2046
+  nohup java $(java_args) -cp "$LIBS/*" kafka.Kafka "$DIR/server.properties" >>"$LOG" 2>&1 </dev/null &
+  echo $! >"$PIDFILE"
+  local deadline=$((SECONDS + ${SCANTRAIL_KAFKA_START_TIMEOUT:-90}))
+  until health; do
+    if ! pid_alive; then
+      log "the broker exited during start; last lines of $LOG:"
+      tail -n 40 "$LOG" >&2
+      exit 1
+    fi
+    if [ $SECONDS -ge $deadline ]; then
+      log "the broker did not answer a metadata request in time; last lines of $LOG:"
+      tail -n 40 "$LOG" >&2
+      exit 1
+    fi
+    sleep 0.5
+  done
+  log "running (pid $(cat "$PIDFILE")) on 127.0.0.1:$PORT; log: $LOG"
+}
+
+stop() {
+  if ! pid_alive; then
+    rm -f "$PIDFILE"
+    log "not running"
+    return
+  fi
+  local pid
+  pid=$(cat "$PIDFILE")
+  kill "$pid"
+  for _ in $(seq 60); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.5
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    log "no exit after 30 s; killing"
+    kill -9 "$pid" || true
+  fi
+  rm -f "$PIDFILE"
+  log "stopped"
+}
+
+status() {
+  if pid_alive && health; then
+    echo "kafka: running (pid $(cat "$PIDFILE")) 127.0.0.1:$PORT, metadata ok"
+  elif pid_alive; then
+    echo "kafka: process $(cat "$PIDFILE") alive but not answering on 127.0.0.1:$PORT"
+    return 3
+  else
+    echo "kafka: stopped"
+    return 3
+  fi
+}
+
+case "${1:-}" in
+  build) build ;;
+  start) start ;;
+  stop) stop ;;
+  status) status ;;
+  health) health ;;
+  *) echo "usage: $0 build|start|stop|status|health" >&2; exit 2 ;;
+esac

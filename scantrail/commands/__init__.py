@@ -1,0 +1,1 @@
+"""Thin click commands: parse options, build settings, call a role's code."""

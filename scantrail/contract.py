@@ -1,0 +1,357 @@
+"""The ScanTrail event contract, version 1: the only place events are defined.
+
+Every boundary (kiosk publisher, stream agents, sinks, replay, the offline CLI
+tools) decodes through :func:`decode` and encodes through :func:`encode`, so a
+message is judged by exactly the same rules wherever it is read.
+
+Rules that hold for every event:
+
+* JSON objects, UTF-8, one per Kafka message, with a ``schema`` field naming
+  kind and version (``scan/1``). An unknown schema is a :class:`ContractError`,
+  which the caller turns into a dead-letter record.
+* Times are RFC 3339 with an offset; a time without one is rejected, because a
+  naive time at a gate in Shanghai and one in a replay notebook in Geneva would
+  silently disagree. Compare instants, never strings.
+* Fields shown as ``... | None`` may be absent, meaning null.
+* Extra fields are allowed and preserved, so later versions that add fields
+  never break a version-1 reader.
+* Person ids are pseudonymous. Something that looks like a phone number is
+  refused rather than carried onward.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Mapping
+from datetime import date, datetime
+from typing import Annotated, Any, ClassVar, Literal, TypeAlias
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from scantrail.errors import ContractError
+
+SCHEMA_VERSION = 1
+
+# Topic names, exactly as operators and dashboards know them.
+SCANS = "scantrail.scans"
+TEMPERATURES = "scantrail.temperatures"
+QUARANTINE = "scantrail.quarantine"
+ALERTS = "scantrail.alerts"
+KIOSKS = "scantrail.kiosks"
+PAGES = "scantrail.pages"
+DEADLETTER = "scantrail.deadletter"
+
+Identifier = Annotated[
+    str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@/-]+$")
+]
+_PHONE_LIKE = re.compile(r"^\+?\d{7,15}$")
+
+Direction: TypeAlias = Literal["in", "out"]
+PassStatus: TypeAlias = Literal["valid", "expired", "revoked", "forged", "unknown"]
+HealthCode: TypeAlias = Literal["green", "yellow", "red"]
+Method: TypeAlias = Literal["forehead_ir", "wrist_ir", "ear_ir", "oral", "axillary"]
+Severity: TypeAlias = Literal["info", "warning", "critical"]
+
+
+def _check_pseudonymous(value: str | None) -> str | None:
+    if value is not None and _PHONE_LIKE.match(value):
+        raise ValueError("looks like a phone number; person ids must be pseudonymous")
+    return value
+
+
+class Event(BaseModel):
+    """Common behaviour of every contract event."""
+
+    model_config = ConfigDict(extra="allow", frozen=True, strict=True)
+
+    SCHEMA: ClassVar[str] = ""
+    TOPIC: ClassVar[str] = ""
+
+    schema_: str = Field(alias="schema")
+
+    @field_validator("schema_")
+    @classmethod
+    def _schema_matches(cls, value: str) -> str:
+        if value != cls.SCHEMA:
+            raise ValueError(f"expected schema {cls.SCHEMA!r}, got {value!r}")
+        return value
+
+    def key(self) -> bytes | None:
+        """The Kafka message key that partitions this event (see the topic table)."""
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True, exclude_none=False)
+
+
+class ScanEvent(Event):
+    """A resident's pass scanned at a gate."""
+
+    SCHEMA: ClassVar[str] = "scan/1"
+    TOPIC: ClassVar[str] = SCANS
+
+    schema_: str = Field(alias="schema", default="scan/1")
+    event_id: Identifier
+    kiosk_id: Identifier
+    site_id: Identifier
+    direction: Direction
+    person_id: Identifier
+    pass_id: Identifier | None = None
+    pass_status: PassStatus
+    health_code: HealthCode | None = None
+    scanned_at: AwareDatetime
+    seq: Annotated[int, Field(ge=0)]
+
+    _pseudonymous = field_validator("person_id")(_check_pseudonymous)
+
+    @property
+    def time(self) -> datetime:
+        return self.scanned_at
+
+    def key(self) -> bytes:
+        return self.person_id.encode()
+
+
+class TemperatureReading(Event):
+    """One thermometer reading, published as measured (never clamped or dropped)."""
+
+    SCHEMA: ClassVar[str] = "temperature/1"
+    TOPIC: ClassVar[str] = TEMPERATURES
+
+    schema_: str = Field(alias="schema", default="temperature/1")
+    event_id: Identifier
+    kiosk_id: Identifier
+    site_id: Identifier
+    measured_at: AwareDatetime
+    # Bounds only reject what no thermometer can report; judging plausibility
+    # (34.0–42.0 °C) is the screening rules' job, so sensor faults stay visible.
+    celsius: Annotated[float, Field(ge=-50.0, le=100.0, allow_inf_nan=False)]
+    method: Method
+    person_id: Identifier | None = None
+    scan_event_id: Identifier | None = None
+    ambient_c: Annotated[float, Field(ge=-60.0, le=70.0, allow_inf_nan=False)] | None = None
+
+    _pseudonymous = field_validator("person_id")(_check_pseudonymous)
+
+    @property
+    def time(self) -> datetime:
+        return self.measured_at
+
+    def key(self) -> bytes:
+        return self.kiosk_id.encode()
+
+
+class QuarantineRecord(Event):
+    """A home-quarantine order; the latest record per person wins (compacted topic)."""
+
+    SCHEMA: ClassVar[str] = "quarantine/1"
+    TOPIC: ClassVar[str] = QUARANTINE
+
+    schema_: str = Field(alias="schema", default="quarantine/1")
+    person_id: Identifier
+    site_id: Identifier
+    starts_on: date
+    ends_on: date
+    reason: Annotated[str, StringConstraints(max_length=500)]
+
+    _pseudonymous = field_validator("person_id")(_check_pseudonymous)
+
+    @model_validator(mode="after")
+    def _ends_after_start(self) -> QuarantineRecord:
+        if self.ends_on < self.starts_on:
+            raise ValueError("ends_on is before starts_on")
+        return self
+
+    def key(self) -> bytes:
+        return self.person_id.encode()
+
+
+class Alert(Event):
+    """Something an officer must see; ``alert_id`` is derived from kind and evidence."""
+
+    SCHEMA: ClassVar[str] = "alert/1"
+    TOPIC: ClassVar[str] = ALERTS
+
+    schema_: str = Field(alias="schema", default="alert/1")
+    alert_id: Identifier
+    kind: Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z_]+$")]
+    severity: Severity
+    site_id: Identifier
+    kiosk_id: Identifier | None = None
+    person_id: Identifier | None = None
+    event_time: AwareDatetime
+    raised_at: AwareDatetime
+    evidence: list[Identifier]
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+    _pseudonymous = field_validator("person_id")(_check_pseudonymous)
+
+    def key(self) -> bytes:
+        return self.site_id.encode()
+
+
+class KioskHeartbeat(Event):
+    """A gate's sign of life, every 30 s, so officers see a dead or lagging kiosk."""
+
+    SCHEMA: ClassVar[str] = "kiosk/1"
+    TOPIC: ClassVar[str] = KIOSKS
+
+    schema_: str = Field(alias="schema", default="kiosk/1")
+    kiosk_id: Identifier
+    site_id: Identifier
+    sent_at: AwareDatetime
+    spool_depth: Annotated[int, Field(ge=0)]
+    last_scan_at: AwareDatetime | None = None
+    scans_since_start: Annotated[int, Field(ge=0)]
+    decode_failures: Annotated[int, Field(ge=0)]
+    version: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+    def key(self) -> bytes:
+        return self.kiosk_id.encode()
+
+
+class DeadLetter(Event):
+    """A message that could not be processed, kept whole (base64) with the reason."""
+
+    SCHEMA: ClassVar[str] = "deadletter/1"
+    TOPIC: ClassVar[str] = DEADLETTER
+
+    schema_: str = Field(alias="schema", default="deadletter/1")
+    topic: str
+    partition: int | None
+    offset: int | None
+    key_b64: str | None
+    value_b64: str | None
+    reason: str
+    seen_at: AwareDatetime
+
+    def key(self) -> bytes:
+        return self.topic.encode()
+
+    @property
+    def value(self) -> bytes | None:
+        return None if self.value_b64 is None else base64.b64decode(self.value_b64)
+
+
+EVENT_TYPES: tuple[type[Event], ...] = (
+    ScanEvent,
+    TemperatureReading,
+    QuarantineRecord,
+    Alert,
+    KioskHeartbeat,
+    DeadLetter,
+)
+SCHEMAS: dict[str, type[Event]] = {cls.SCHEMA: cls for cls in EVENT_TYPES}
+TOPIC_SCHEMAS: dict[str, type[Event]] = {cls.TOPIC: cls for cls in EVENT_TYPES}
+ALL_TOPICS: tuple[str, ...] = (SCANS, TEMPERATURES, QUARANTINE, ALERTS, KIOSKS, PAGES, DEADLETTER)
+
+
+def _explain(error: ValidationError) -> str:
+    parts = []
+    for item in error.errors(include_url=False, include_input=False):
+        where = ".".join(str(p) for p in item["loc"]) or "event"
+        parts.append(f"{where}: {item['msg']}")
+    return "; ".join(parts)
+
+
+def decode(raw: bytes | str, *, expect: type[Event] | None = None) -> Event:
+    """Parse and validate one message; raise :class:`ContractError` saying why not.
+
+    ``expect`` restricts the accepted kind (a temperature on the scans topic is
+    as wrong as malformed JSON).
+    """
+    try:
+        obj = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ContractError(f"not JSON: {exc}") from None
+    cls = _event_type(obj, expect)
+    try:
+        # Strict mode: JSON-mode validation accepts RFC 3339 strings for times
+        # but never coerces "37.5" into a float or 1 into a string.
+        return cls.model_validate_json(raw, strict=True)
+    except ValidationError as exc:
+        raise ContractError(f"invalid {cls.SCHEMA}: {_explain(exc)}") from None
+
+
+def from_dict(obj: object, *, expect: type[Event] | None = None) -> Event:
+    """Validate an already-parsed JSON object (see :func:`decode`)."""
+    cls = _event_type(obj, expect)
+    try:
+        return cls.model_validate_json(json.dumps(obj), strict=True)
+    except ValidationError as exc:
+        raise ContractError(f"invalid {cls.SCHEMA}: {_explain(exc)}") from None
+
+
+def _event_type(obj: object, expect: type[Event] | None) -> type[Event]:
+    if not isinstance(obj, Mapping):
+        raise ContractError(f"not a JSON object but {type(obj).__name__}")
+    schema = obj.get("schema")
+    if not isinstance(schema, str):
+        raise ContractError("missing schema field")
+    cls = SCHEMAS.get(schema)
+    if cls is None:
+        raise ContractError(f"unknown schema {schema!r}")
+    if expect is not None and cls is not expect:
+        raise ContractError(f"schema {schema!r} does not belong here (expected {expect.SCHEMA!r})")
+    return cls
+
+
+def encode(event: Event) -> bytes:
+    """Serialise compactly as UTF-8 JSON, extra fields included."""
+    return json.dumps(event.to_dict(), separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def alert_id(kind: str, evidence: Iterable[str]) -> str:
+    """Deterministic id: the same facts always give the same alert.
+
+    Re-processing after a crash, or a replay, then re-produces an identical
+    alert that consumers deduplicate, never a second one.
+    """
+    digest = hashlib.sha256("\x1f".join([kind, *sorted(evidence)]).encode()).hexdigest()
+    return f"{kind}:{digest[:24]}"
+
+
+def dead_letter(
+    *,
+    topic: str,
+    partition: int | None,
+    offset: int | None,
+    key: bytes | None,
+    value: bytes | None,
+    reason: str,
+    seen_at: datetime,
+) -> DeadLetter:
+    """Wrap a message that failed, keeping its bytes whole so it can be replayed."""
+    return DeadLetter(
+        topic=topic,
+        partition=partition,
+        offset=offset,
+        key_b64=None if key is None else base64.b64encode(key).decode(),
+        value_b64=None if value is None else base64.b64encode(value).decode(),
+        reason=reason[:2000],
+        seen_at=seen_at,
+    )
+
+
+def json_schemas() -> dict[str, dict[str, Any]]:
+    """JSON Schema of every event kind, keyed by schema name, for docs and other languages."""
+    out: dict[str, dict[str, Any]] = {}
+    for cls in EVENT_TYPES:
+        schema = cls.model_json_schema(by_alias=True, mode="serialization")
+        schema["properties"]["schema"] = {"const": cls.SCHEMA, "title": "Schema"}
+        schema["title"] = cls.SCHEMA
+        schema["x-topic"] = cls.TOPIC
+        out[cls.SCHEMA] = schema
+    return out

@@ -1,0 +1,88 @@
+"""Typed settings for every role, with ``SCANTRAIL_*`` environment overrides.
+
+Defaults point at the loopback services that ``make up`` starts. Secrets (the
+InfluxDB token) come from the environment or from the env file that ``make up``
+writes under the state directory, never from the repository.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def state_dir() -> Path:
+    """Where local services and workers keep data and logs (``SCANTRAIL_STATE``)."""
+    if env := os.environ.get("SCANTRAIL_STATE"):
+        return Path(env)
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "scantrail"
+
+
+def cache_dir() -> Path:
+    """Where downloads and builds are cached (``SCANTRAIL_CACHE``)."""
+    if env := os.environ.get("SCANTRAIL_CACHE"):
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "scantrail"
+
+
+class KafkaSettings(BaseSettings):
+    """Where the broker is and how the project's topics are shaped."""
+
+    model_config = SettingsConfigDict(env_prefix="SCANTRAIL_KAFKA_", extra="ignore")
+
+    #: SCANTRAIL_KAFKA_BOOTSTRAP: comma-separated host:port list.
+    bootstrap: str = "127.0.0.1:9092"
+    #: SCANTRAIL_KAFKA_PARTITIONS: partitions of each event topic when it is created.
+    partitions: int = Field(default=4, ge=1)
+    #: SCANTRAIL_KAFKA_REPLICATION: replication factor for created topics.
+    replication: int = Field(default=1, ge=1)
+    #: SCANTRAIL_KAFKA_RETENTION_DAYS: retention of event topics (scan trails are kept 28 days).
+    retention_days: int = Field(default=28, ge=1)
+
+    @property
+    def servers(self) -> list[str]:
+        return [s.strip() for s in self.bootstrap.split(",") if s.strip()]
+
+
+class InfluxSettings(BaseSettings):
+    """The InfluxDB 2.x API the sinks write to; ``make up`` writes influx.env."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SCANTRAIL_INFLUX_",
+        env_file=str(state_dir() / "influx.env"),
+        extra="ignore",
+    )
+
+    #: SCANTRAIL_INFLUX_URL
+    url: str = "http://127.0.0.1:8086"
+    #: SCANTRAIL_INFLUX_ORG
+    org: str = "scantrail"
+    #: SCANTRAIL_INFLUX_BUCKET: the main time-series bucket.
+    bucket: str = "scantrail"
+    #: SCANTRAIL_INFLUX_WATCHED_BUCKET: per-person curves of watched persons (28-day retention).
+    watched_bucket: str = "scantrail_watched"
+    #: SCANTRAIL_INFLUX_TOKEN: an API token with write and read rights.
+    token: SecretStr = SecretStr("")
+
+
+class WorkerSettings(BaseSettings):
+    """The faust stream processors."""
+
+    model_config = SettingsConfigDict(env_prefix="SCANTRAIL_WORKER_", extra="ignore")
+
+    #: SCANTRAIL_WORKER_APP_ID: faust app id (consumer group and changelog prefix).
+    app_id: str = "scantrail-worker"
+    #: SCANTRAIL_WORKER_WEB_PORT: HTTP port for /trace and health.
+    web_port: int = 6066
+    #: SCANTRAIL_WORKER_DATA_DIR: RocksDB tables; default under the state dir.
+    data_dir: Path | None = None
+    #: SCANTRAIL_WORKER_TIMEZONE: local dates for rules (quarantine, baselines).
+    timezone: str = "Asia/Shanghai"
+
+    def resolved_data_dir(self) -> Path:
+        return self.data_dir or state_dir() / "worker" / self.app_id
