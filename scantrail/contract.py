@@ -32,6 +32,7 @@ from typing import Annotated, Any, ClassVar, Literal, TypeAlias
 from pydantic import (
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -57,6 +58,29 @@ Identifier = Annotated[
     str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@/-]+$")
 ]
 _PHONE_LIKE = re.compile(r"^\+?\d{7,15}$")
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$")
+
+
+def _rfc3339(value: object) -> object:
+    """Parse RFC 3339 ourselves: pydantic alone would read numbers and partial strings as times."""
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str):
+        raise ValueError("a time must be an RFC 3339 string")
+    match = _RFC3339.match(value)
+    if not match:
+        raise ValueError("not an RFC 3339 time with an offset")
+    text = value
+    if match.group(1) and len(match.group(1)) > 7:  # more than microseconds: truncate
+        text = value.replace(match.group(1), match.group(1)[:7], 1)
+    try:
+        return datetime.fromisoformat(text.replace("z", "Z").replace("t", "T"))
+    except ValueError as exc:
+        raise ValueError(f"not a valid time: {exc}") from None
+
+
+#: An instant: RFC 3339 with an explicit offset, timezone-aware in Python.
+Instant = Annotated[AwareDatetime, BeforeValidator(_rfc3339)]
 
 Direction: TypeAlias = Literal["in", "out"]
 PassStatus: TypeAlias = Literal["valid", "expired", "revoked", "forged", "unknown"]
@@ -111,7 +135,7 @@ class ScanEvent(Event):
     pass_id: Identifier | None = None
     pass_status: PassStatus
     health_code: HealthCode | None = None
-    scanned_at: AwareDatetime
+    scanned_at: Instant
     seq: Annotated[int, Field(ge=0)]
 
     _pseudonymous = field_validator("person_id")(_check_pseudonymous)
@@ -134,7 +158,7 @@ class TemperatureReading(Event):
     event_id: Identifier
     kiosk_id: Identifier
     site_id: Identifier
-    measured_at: AwareDatetime
+    measured_at: Instant
     # Bounds only reject what no thermometer can report; judging plausibility
     # (34.0–42.0 °C) is the screening rules' job, so sensor faults stay visible.
     celsius: Annotated[float, Field(ge=-50.0, le=100.0, allow_inf_nan=False)]
@@ -191,8 +215,8 @@ class Alert(Event):
     site_id: Identifier
     kiosk_id: Identifier | None = None
     person_id: Identifier | None = None
-    event_time: AwareDatetime
-    raised_at: AwareDatetime
+    event_time: Instant
+    raised_at: Instant
     evidence: list[Identifier]
     detail: dict[str, Any] = Field(default_factory=dict)
 
@@ -211,9 +235,9 @@ class KioskHeartbeat(Event):
     schema_: str = Field(alias="schema", default="kiosk/1")
     kiosk_id: Identifier
     site_id: Identifier
-    sent_at: AwareDatetime
+    sent_at: Instant
     spool_depth: Annotated[int, Field(ge=0)]
-    last_scan_at: AwareDatetime | None = None
+    last_scan_at: Instant | None = None
     scans_since_start: Annotated[int, Field(ge=0)]
     decode_failures: Annotated[int, Field(ge=0)]
     version: Annotated[str, StringConstraints(min_length=1, max_length=64)]
@@ -235,7 +259,7 @@ class DeadLetter(Event):
     key_b64: str | None
     value_b64: str | None
     reason: str
-    seen_at: AwareDatetime
+    seen_at: Instant
 
     def key(self) -> bytes:
         return self.topic.encode()

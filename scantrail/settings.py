@@ -44,6 +44,13 @@ class KafkaSettings(BaseSettings):
     #: SCANTRAIL_KAFKA_RETENTION_DAYS: retention of event topics (scan trails are kept 28 days).
     retention_days: int = Field(default=28, ge=1)
 
+    #: SCANTRAIL_KAFKA_NAMESPACE: prefix for every topic name (isolates tests and trials).
+    namespace: str = ""
+
+    def topic(self, name: str) -> str:
+        """The concrete topic for a contract topic name, within this namespace."""
+        return f"{self.namespace}{name}"
+
     @property
     def servers(self) -> list[str]:
         return [s.strip() for s in self.bootstrap.split(",") if s.strip()]

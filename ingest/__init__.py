@@ -1,0 +1,1 @@
+"""Gate kiosks: pass verification, QR reading, thermometers, durable publishing."""

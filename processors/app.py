@@ -1,0 +1,67 @@
+"""The faust application: the only module that builds faust objects.
+
+Contract topics are read as raw bytes and decoded with
+:func:`scantrail.contract.decode`, so a malformed message becomes a dead-letter
+record with a reason instead of a crashed agent. Processing is at-least-once
+(faust's ``exactly_once`` has open correctness issues); every effect is made
+idempotent instead, and faust flushes the producer before it commits offsets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+
+from scantrail import contract
+from scantrail.settings import KafkaSettings, WorkerSettings
+
+
+@dataclass(frozen=True)
+class Topics:
+    """The faust topic handles of one app, in its namespace."""
+
+    scans: Any
+    temperatures: Any
+    quarantine: Any
+    alerts: Any
+    deadletter: Any
+
+
+def create_app(kafka: KafkaSettings, worker: WorkerSettings) -> tuple[faust.App, Topics]:
+    data_dir = worker.resolved_data_dir()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    app = faust.App(
+        worker.app_id,
+        broker=[f"kafka://{server}" for server in kafka.servers],
+        store="rocksdb://",
+        datadir=str(data_dir),
+        processing_guarantee="at_least_once",
+        producer_acks=-1,
+        consumer_auto_offset_reset="earliest",
+        topic_partitions=kafka.partitions,
+        topic_replication_factor=kafka.replication,
+        web_host="127.0.0.1",
+        web_port=worker.web_port,
+        web_in_thread=False,
+        # A broker restart or a slow RocksDB flush must not cost a rebalance.
+        broker_session_timeout=30.0,
+        broker_heartbeat_interval=3.0,
+        broker_commit_every=1000,
+        broker_commit_interval=1.0,
+    )
+
+    def raw_topic(name: str) -> Any:
+        return app.topic(
+            kafka.topic(name), key_serializer="raw", value_serializer="raw", internal=False
+        )
+
+    topics = Topics(
+        scans=raw_topic(contract.SCANS),
+        temperatures=raw_topic(contract.TEMPERATURES),
+        quarantine=raw_topic(contract.QUARANTINE),
+        alerts=raw_topic(contract.ALERTS),
+        deadletter=raw_topic(contract.DEADLETTER),
+    )
+    return app, topics

@@ -1,0 +1,29 @@
+"""Assemble the live worker: app, agents, web views."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faust
+
+from scantrail.broker import ensure_topics
+from scantrail.settings import KafkaSettings, WorkerSettings
+
+from processors.agents import Outcomes, install_temperature_agent
+from processors.app import create_app
+from processors.threshold import hot_reading_alerts
+
+
+def build_worker(loglevel: str = "info") -> faust.Worker:
+    kafka = KafkaSettings()
+    settings = WorkerSettings()
+    ensure_topics(kafka)
+    app, topics = create_app(kafka, settings)
+    outcomes = Outcomes()
+    install_temperature_agent(app, topics, hot_reading_alerts, outcomes)
+
+    @app.page("/stats")
+    async def stats(web: Any, request: Any) -> Any:
+        return web.json(outcomes.as_dict())
+
+    return faust.Worker(app, loglevel=loglevel)

@@ -1,0 +1,1 @@
+"""Sinks: InfluxDB time series and the officers pager."""

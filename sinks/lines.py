@@ -1,0 +1,91 @@
+"""Contract events to InfluxDB line protocol: pure and deterministic.
+
+InfluxDB overwrites a point with the same measurement, tag set and timestamp,
+so a re-delivered event must map to exactly the same line. Timestamps are the
+event time in nanoseconds plus a few nanoseconds derived from the event id:
+two different readings in the same microsecond at one kiosk stay two points,
+and the same reading delivered twice stays one.
+
+Person ids are fields, never tags: a tag per resident would explode the
+series cardinality of the main bucket.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from datetime import datetime
+
+from scantrail.contract import Alert, Event, TemperatureReading
+
+VALID_RANGE_C = (34.0, 42.0)
+
+
+def _escape_key(value: str) -> str:
+    return value.replace("\\", "\\\\").replace(",", r"\,").replace("=", r"\=").replace(" ", r"\ ")
+
+
+def _escape_str(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _field(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return f"{value}i"
+    if isinstance(value, float):
+        return repr(value)
+    return f'"{_escape_str(str(value))}"'
+
+
+def timestamp_ns(at: datetime, event_id: str) -> int:
+    """Event time in ns, with sub-microsecond jitter fixed by the event id."""
+    micros = int(at.timestamp()) * 1_000_000 + at.microsecond
+    jitter = int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=2).digest()) % 1000
+    return micros * 1000 + jitter
+
+
+def line(
+    measurement: str, tags: Mapping[str, str], fields: Mapping[str, object], ts_ns: int
+) -> str:
+    tag_part = "".join(
+        f",{_escape_key(k)}={_escape_key(v)}" for k, v in sorted(tags.items()) if v
+    )
+    field_part = ",".join(
+        f"{_escape_key(k)}={_field(v)}" for k, v in sorted(fields.items()) if v is not None
+    )
+    return f"{_escape_key(measurement)}{tag_part} {field_part} {ts_ns}"
+
+
+def temperature_line(reading: TemperatureReading) -> str:
+    low, high = VALID_RANGE_C
+    fields: dict[str, object] = {
+        "celsius": float(reading.celsius),
+        "valid": low <= reading.celsius <= high,
+        "event_id": reading.event_id,
+        "person_id": reading.person_id,
+        "ambient_c": None if reading.ambient_c is None else float(reading.ambient_c),
+    }
+    tags = {"site_id": reading.site_id, "kiosk_id": reading.kiosk_id, "method": reading.method}
+    return line("temperature", tags, fields, timestamp_ns(reading.measured_at, reading.event_id))
+
+
+def alert_line(alert: Alert) -> str:
+    tags = {"site_id": alert.site_id, "kind": alert.kind, "severity": alert.severity}
+    fields: dict[str, object] = {
+        "alert_id": alert.alert_id,
+        "person_id": alert.person_id,
+        "kiosk_id": alert.kiosk_id,
+        "count": 1,
+    }
+    return line("alerts", tags, fields, timestamp_ns(alert.event_time, alert.alert_id))
+
+
+def to_lines(event: Event) -> list[str]:
+    """The points one event contributes; events without a measurement give none."""
+    if isinstance(event, TemperatureReading):
+        return [temperature_line(event)]
+    if isinstance(event, Alert):
+        return [alert_line(event)]
+    return []

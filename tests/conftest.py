@@ -1,0 +1,73 @@
+"""Fixtures shared by unit and integration tests.
+
+Integration tests talk to the real Kafka broker and InfluxDB that `make up`
+starts (or those named by SCANTRAIL_KAFKA_BOOTSTRAP / SCANTRAIL_INFLUX_*).
+Each test gets its own topic namespace, consumer groups and InfluxDB bucket,
+so tests never see each other's data.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+@pytest.fixture(scope="session")
+def kafka_settings_base():  # type: ignore[no-untyped-def]
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    from scantrail.settings import KafkaSettings
+
+    settings = KafkaSettings()
+    try:
+        KafkaAdminClient(bootstrap_servers=settings.servers, request_timeout_ms=5000).close()
+    except KafkaError as exc:
+        pytest.fail(f"Kafka at {settings.bootstrap} is not answering ({exc}): run `make up`")
+    return settings
+
+
+@pytest.fixture
+def namespace() -> str:
+    return f"t{uuid.uuid4().hex[:10]}."
+
+
+@pytest.fixture
+def kafka_settings(kafka_settings_base, namespace):  # type: ignore[no-untyped-def]
+    from scantrail.broker import ensure_topics
+
+    settings = kafka_settings_base.model_copy(update={"namespace": namespace})
+    ensure_topics(settings)
+    return settings
+
+
+@pytest.fixture(scope="session")
+def influx_settings_base():  # type: ignore[no-untyped-def]
+    from influxdb_client import InfluxDBClient
+
+    from scantrail.settings import InfluxSettings
+
+    settings = InfluxSettings()
+    if not settings.token.get_secret_value():
+        pytest.fail("no InfluxDB token (SCANTRAIL_INFLUX_TOKEN or influx.env): run `make up`")
+    with InfluxDBClient(url=settings.url, token=settings.token.get_secret_value()) as client:
+        health = client.health()
+        if health.status != "pass":
+            pytest.fail(f"InfluxDB at {settings.url} is not healthy ({health.message}): run `make up`")
+    return settings
+
+
+@pytest.fixture
+def influx_settings(influx_settings_base) -> Iterator[object]:  # type: ignore[no-untyped-def]
+    """A fresh bucket per test, deleted afterwards."""
+    from influxdb_client import InfluxDBClient
+
+    base = influx_settings_base
+    name = f"test_{uuid.uuid4().hex[:10]}"
+    with InfluxDBClient(url=base.url, token=base.token.get_secret_value(), org=base.org) as client:
+        buckets = client.buckets_api()
+        created = [buckets.create_bucket(bucket_name=n, org=base.org) for n in (name, f"{name}_w")]
+        yield base.model_copy(update={"bucket": name, "watched_bucket": f"{name}_w"})
+        for bucket in created:
+            buckets.delete_bucket(bucket)

@@ -1,0 +1,143 @@
+"""The thin slice end to end: simulated gates -> Kafka -> worker -> alerts, sink -> InfluxDB.
+
+Expectations are recomputed from the same deterministic simulation, so the
+test knows exactly which readings exist and which are hot.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from influxdb_client import InfluxDBClient
+from kafka import KafkaProducer
+
+from ingest.simulate import GateWorld, simulate_events
+from scantrail import contract
+from tests.support import consume_all, free_port, scantrail_cmd, service_env, start_scantrail
+
+pytestmark = pytest.mark.integration
+
+START = datetime(2020, 2, 10, 0, 30, tzinfo=UTC)  # 08:30 in Shanghai
+SEED, RATE, DURATION, KIOSKS, RESIDENTS = 7, 50.0, 40.0, 4, 120
+
+MALFORMED = [
+    b"{not json",
+    b'{"schema": "temperature/9", "event_id": "x"}',
+    json.dumps(
+        {
+            "schema": "temperature/1",
+            "event_id": "bad-time",
+            "kiosk_id": "k",
+            "site_id": "s",
+            "measured_at": "2020-02-10T08:00:00",  # no offset
+            "celsius": 36.6,
+            "method": "forehead_ir",
+        }
+    ).encode(),
+    b"\xff\xfe not utf-8",
+]
+
+
+def expected_readings() -> list[contract.TemperatureReading]:
+    world = GateWorld(kiosks=KIOSKS, residents=RESIDENTS, seed=SEED)
+    events = simulate_events(world, START, RATE, timedelta(seconds=DURATION))
+    return [e for e in events if isinstance(e, contract.TemperatureReading)]
+
+
+def flux_count(influx_settings, flux: str) -> int:  # type: ignore[no-untyped-def]
+    with InfluxDBClient(
+        url=influx_settings.url,
+        token=influx_settings.token.get_secret_value(),
+        org=influx_settings.org,
+    ) as client:
+        tables = client.query_api().query(flux)
+        return sum(int(record.get_value()) for table in tables for record in table.records)
+
+
+def test_gates_to_alerts_and_influx(kafka_settings, influx_settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    env = service_env(
+        kafka_settings,
+        influx_settings,
+        SCANTRAIL_WORKER_APP_ID=f"{kafka_settings.namespace}worker",
+        SCANTRAIL_WORKER_WEB_PORT=str(free_port()),
+        SCANTRAIL_WORKER_DATA_DIR=str(tmp_path / "worker"),
+    )
+    readings = expected_readings()
+    hot = {r.event_id for r in readings if 37.3 <= r.celsius <= 42.0}
+    assert hot, "the simulation should contain fevers"
+
+    sim = subprocess.run(  # noqa: S603
+        scantrail_cmd(
+            "simulate", "--kiosks", str(KIOSKS), "--residents", str(RESIDENTS),
+            "--rate", str(RATE), "--duration", str(DURATION), "--seed", str(SEED),
+            "--start", START.strftime("%Y-%m-%dT%H:%M:%S%z"), "--fast",
+        ),
+        env=env, capture_output=True, text=True, timeout=120, check=True,
+    )
+    published = json.loads(sim.stdout.strip().splitlines()[-1])["published"]
+    assert published["temperature/1"] == len(readings)
+
+    producer = KafkaProducer(bootstrap_servers=kafka_settings.servers, acks="all")
+    for raw in MALFORMED:
+        producer.send(kafka_settings.topic(contract.TEMPERATURES), key=b"k", value=raw)
+    producer.flush()
+    producer.close()
+
+    worker = start_scantrail("worker", env=env, log=tmp_path / "worker.log")
+    sink = start_scantrail("sink", "influx", "--idle-exit", "15", env=env, log=tmp_path / "sink.log")
+    try:
+        alerts = consume_all(kafka_settings, contract.ALERTS, expect=len(hot), timeout_s=120)
+        decoded = [contract.decode(m.value) for m in alerts]
+        assert all(isinstance(a, contract.Alert) for a in decoded)
+        flagged = {ev for a in decoded for ev in a.evidence}  # type: ignore[attr-defined]
+        assert flagged == hot, (tmp_path / "worker.log").read_text()[-3000:]
+        assert len({a.alert_id for a in decoded}) == len(decoded)  # type: ignore[attr-defined]
+
+        dead = consume_all(kafka_settings, contract.DEADLETTER, expect=2 * len(MALFORMED))
+        letters = [contract.decode(m.value) for m in dead]
+        assert all(isinstance(d, contract.DeadLetter) and d.reason for d in letters)
+        # The worker and the sink each dead-letter every malformed message once.
+        values = sorted(d.value for d in letters)  # type: ignore[attr-defined]
+        assert values == sorted(MALFORMED * 2)
+
+        assert sink.wait(timeout=180) == 0, (tmp_path / "sink.log").read_text()[-3000:]
+    finally:
+        worker.terminate()
+        worker.wait(timeout=60)
+        if sink.poll() is None:
+            sink.kill()
+
+    window = 'range(start: 2020-02-09T00:00:00Z, stop: 2020-02-11T00:00:00Z)'
+    bucket = influx_settings.bucket
+    points = flux_count(
+        influx_settings,
+        f'from(bucket: "{bucket}") |> {window} '
+        '|> filter(fn: (r) => r._measurement == "temperature" and r._field == "celsius") '
+        '|> group() |> count()',
+    )
+    assert points == len(readings)
+    hot_points = flux_count(
+        influx_settings,
+        f'from(bucket: "{bucket}") |> {window} '
+        '|> filter(fn: (r) => r._measurement == "alerts" and r._field == "count") '
+        '|> group() |> count()',
+    )
+    assert hot_points == len(hot)
+
+    # Re-delivery rewrites the same points: a second sink group reads everything again.
+    again = subprocess.run(  # noqa: S603
+        scantrail_cmd("sink", "influx", "--group", "replay-check", "--idle-exit", "8"),
+        env=env, capture_output=True, text=True, timeout=180, check=True,
+    )
+    assert json.loads(again.stdout.strip().splitlines()[-1])["points"] == len(readings) + len(hot)
+    time.sleep(1)
+    assert flux_count(
+        influx_settings,
+        f'from(bucket: "{bucket}") |> {window} '
+        '|> filter(fn: (r) => r._measurement == "temperature" and r._field == "celsius") '
+        '|> group() |> count()',
+    ) == len(readings)

@@ -1,0 +1,81 @@
+"""Helpers for integration tests: subprocesses of ScanTrail roles and Kafka reads."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def service_env(kafka_settings, influx_settings=None, **extra: str) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """Environment for a ScanTrail subprocess pointed at this test's namespace and bucket."""
+    env = dict(os.environ)
+    env["SCANTRAIL_KAFKA_BOOTSTRAP"] = kafka_settings.bootstrap
+    env["SCANTRAIL_KAFKA_NAMESPACE"] = kafka_settings.namespace
+    env["SCANTRAIL_KAFKA_PARTITIONS"] = str(kafka_settings.partitions)
+    if influx_settings is not None:
+        env["SCANTRAIL_INFLUX_URL"] = influx_settings.url
+        env["SCANTRAIL_INFLUX_ORG"] = influx_settings.org
+        env["SCANTRAIL_INFLUX_BUCKET"] = influx_settings.bucket
+        env["SCANTRAIL_INFLUX_WATCHED_BUCKET"] = influx_settings.watched_bucket
+        env["SCANTRAIL_INFLUX_TOKEN"] = influx_settings.token.get_secret_value()
+    env.update(extra)
+    return env
+
+
+def scantrail_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "scantrail.cli", *args]
+
+
+def start_scantrail(*args: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    handle = log.open("ab")
+    return subprocess.Popen(  # noqa: S603
+        scantrail_cmd(*args), env=env, stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT
+    )
+
+
+def consume_all(
+    settings: Any, topic: str, *, expect: int | None = None, timeout_s: float = 60.0
+) -> list[Any]:
+    """Read a topic of this test's namespace from the start.
+
+    Stops when ``expect`` messages arrived (or, without ``expect``, when the
+    topic has been quiet for a few seconds), or at the timeout.
+    """
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(
+        settings.topic(topic),
+        bootstrap_servers=settings.servers,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        consumer_timeout_ms=3000,
+    )
+    out: list[Any] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline:
+            got = False
+            for message in consumer:
+                out.append(message)
+                got = True
+                if expect is not None and len(out) >= expect:
+                    return out
+            if expect is None and not got and out:
+                return out
+    finally:
+        consumer.close()
+    return out
