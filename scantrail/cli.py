@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("scantrail.commands.simulate:simulate", "Publish events from simulated gates."),
     "worker": ("scantrail.commands.worker:worker", "Run the stream processors (faust)."),
     "sink": ("scantrail.commands.sink:sink", "Run a sink: InfluxDB time series or the pager."),
+    "kiosk": ("scantrail.commands.kiosk:kiosk", "Run one gate kiosk (spool first, then Kafka)."),
     "demo": ("scantrail.commands.demo:demo", "Run the whole pipeline for a minute and summarise."),
     "screen": ("scantrail.commands.screen:screen", "Run the fever and gate rules offline over a JSONL file."),
 }

@@ -79,3 +79,35 @@ def consume_all(
     finally:
         consumer.close()
     return out
+
+
+class PrivateKafka:
+    """A broker of the test's own, on free ports, that the test may stop and restart.
+
+    Fault tests stop brokers; doing that to the shared one would break every
+    other test, so they get a separate KRaft node from the same cached jars.
+    """
+
+    def __init__(self, state: Path) -> None:
+        self.port = free_port()
+        self.env = dict(os.environ)
+        self.env.update(
+            SCANTRAIL_STATE=str(state),
+            SCANTRAIL_KAFKA_PORT=str(self.port),
+            SCANTRAIL_KAFKA_CONTROLLER_PORT=str(free_port()),
+            SCANTRAIL_PYTHON=sys.executable,
+        )
+        self.script = ROOT / "deploy" / "local" / "kafka" / "kafka.sh"
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def _run(self, verb: str) -> None:
+        subprocess.run(["bash", str(self.script), verb], env=self.env, check=True, timeout=180)  # noqa: S603
+
+    def start(self) -> None:
+        self._run("start")
+
+    def stop(self) -> None:
+        self._run("stop")

@@ -1,0 +1,104 @@
+"""One gate: turns what the camera and thermometer saw into spooled contract events.
+
+The kiosk makes every id itself (``event_id`` from its own durable counters,
+``seq`` increasing per kiosk), writes each event to the spool before anything
+else, and leaves sending to :class:`ingest.publisher.SpoolPublisher`. A scan is
+therefore recorded even when the network is down, and it keeps its identity
+when it is re-sent after a crash.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from scantrail import __version__, contract
+from scantrail.contract import Direction, HealthCode, Method, PassStatus
+
+from ingest.spool import Spool
+
+
+@dataclass(frozen=True)
+class GateIdentity:
+    kiosk_id: str
+    site_id: str
+
+
+class Kiosk:
+    """Records scans, readings and heartbeats of one gate into its spool."""
+
+    def __init__(self, gate: GateIdentity, spool: Spool) -> None:
+        self.gate = gate
+        self.spool = spool
+        self.scans_since_start = 0
+        self.decode_failures = 0
+        self.last_scan_at: datetime | None = None
+
+    def record_scan(
+        self,
+        *,
+        person_id: str,
+        direction: Direction,
+        pass_status: PassStatus,
+        at: datetime,
+        pass_id: str | None = None,
+        health_code: HealthCode | None = None,
+    ) -> contract.ScanEvent:
+        def build(seq: int) -> contract.ScanEvent:
+            return contract.ScanEvent(
+                event_id=f"{self.gate.kiosk_id}-s{seq:010d}",
+                kiosk_id=self.gate.kiosk_id,
+                site_id=self.gate.site_id,
+                direction=direction,
+                person_id=person_id,
+                pass_id=pass_id,
+                pass_status=pass_status,
+                health_code=health_code,
+                scanned_at=at,
+                seq=seq,
+            )
+
+        event = self.spool.append_numbered("scan_seq", build)
+        self.scans_since_start += 1
+        self.last_scan_at = at
+        return event
+
+    def record_reading(
+        self,
+        *,
+        celsius: float,
+        method: Method,
+        at: datetime,
+        person_id: str | None = None,
+        scan_event_id: str | None = None,
+        ambient_c: float | None = None,
+    ) -> contract.TemperatureReading:
+        """Spool a reading exactly as measured: judging it is the processors' job."""
+        def build(number: int) -> contract.TemperatureReading:
+            return contract.TemperatureReading(
+                event_id=f"{self.gate.kiosk_id}-t{number:010d}",
+                kiosk_id=self.gate.kiosk_id,
+                site_id=self.gate.site_id,
+                measured_at=at,
+                celsius=celsius,
+                method=method,
+                person_id=person_id,
+                scan_event_id=scan_event_id,
+                ambient_c=ambient_c,
+            )
+
+        return self.spool.append_numbered("reading", build)
+
+    def heartbeat(self, now: datetime) -> contract.KioskHeartbeat:
+        event = contract.KioskHeartbeat(
+            kiosk_id=self.gate.kiosk_id,
+            site_id=self.gate.site_id,
+            sent_at=now,
+            spool_depth=self.spool.depth(),
+            last_scan_at=self.last_scan_at,
+            scans_since_start=self.scans_since_start,
+            decode_failures=self.decode_failures,
+            version=__version__,
+        )
+        self.spool.append(event)
+        return event
