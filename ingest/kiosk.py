@@ -12,10 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from ingest.spool import Spool
 from scantrail import __version__, contract
 from scantrail.contract import Direction, HealthCode, Method, PassStatus
-
-from ingest.spool import Spool
 
 
 @dataclass(frozen=True)
@@ -74,6 +73,7 @@ class Kiosk:
         ambient_c: float | None = None,
     ) -> contract.TemperatureReading:
         """Spool a reading exactly as measured: judging it is the processors' job."""
+
         def build(number: int) -> contract.TemperatureReading:
             return contract.TemperatureReading(
                 event_id=f"{self.gate.kiosk_id}-t{number:010d}",

@@ -14,10 +14,9 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 
-from scantrail.clock import Clock
-
 from ingest.kiosk import Kiosk
 from ingest.publisher import SpoolPublisher
+from scantrail.clock import Clock
 
 log = logging.getLogger(__name__)
 

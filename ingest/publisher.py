@@ -18,11 +18,10 @@ from typing import Any
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
+from ingest.spool import Spool, SpooledEvent
 from scantrail.broker import make_producer
 from scantrail.errors import PublishError
 from scantrail.settings import KafkaSettings
-
-from ingest.spool import Spool, SpooledEvent
 
 log = logging.getLogger(__name__)
 
@@ -103,8 +102,12 @@ class SpoolPublisher:
                 # The thread must outlive any outage: it is the only way out of the spool.
                 self.stats.failed_attempts += 1
                 self.stats.last_error = str(exc)
-                log.warning("publish failed (%s); %d events spooled; retry in %.1f s",
-                            exc, self.spool.depth(), backoff)
+                log.warning(
+                    "publish failed (%s); %d events spooled; retry in %.1f s",
+                    exc,
+                    self.spool.depth(),
+                    backoff,
+                )
                 self._reset_producer()
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 10.0)

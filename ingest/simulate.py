@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from scantrail.contract import Event, QuarantineRecord, ScanEvent, TemperatureReading
+from scantrail.contract import Direction, Event, QuarantineRecord, ScanEvent, TemperatureReading
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,7 @@ def simulate_events(
             continue  # stays home, as asked
         site = home_site[r]
         k = rng.choice(kiosks_of_site.get(site) or [0])
-        direction = "in" if outside[r] else "out"
+        direction: Direction = "in" if outside[r] else "out"
         outside[r] = not outside[r]
         seq[k] += 1
         counter += 1
@@ -156,4 +156,3 @@ def _insert_ordered(
         else:
             hi = mid
     pending.insert(lo, item)
-

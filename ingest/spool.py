@@ -149,8 +149,12 @@ class Spool:
             return str(exc)
         return None
 
-    def _quarantine(self, row_id: int, topic: object, key: object, value: object, reason: str) -> None:
-        log.error("spool row %d is corrupt (%s); moved to quarantine in %s", row_id, reason, self.path)
+    def _quarantine(
+        self, row_id: int, topic: object, key: object, value: object, reason: str
+    ) -> None:
+        log.error(
+            "spool row %d is corrupt (%s); moved to quarantine in %s", row_id, reason, self.path
+        )
         with self._transaction():
             self._db.execute(
                 "INSERT OR REPLACE INTO quarantine(id, topic, key, value, reason) VALUES (?,?,?,?,?)",

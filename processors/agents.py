@@ -14,10 +14,10 @@ from typing import Any
 
 import faust
 
-from scantrail import contract
-from scantrail.errors import ContractError
-
 from processors.app import Topics
+from scantrail import contract
+from scantrail.contract import decode_as
+from scantrail.errors import ContractError
 
 log = logging.getLogger(__name__)
 
@@ -68,11 +68,10 @@ def install_temperature_agent(
     async def screen_temperatures(stream: Any) -> None:
         async for event in stream.events():
             try:
-                reading = contract.decode(event.value, expect=contract.TemperatureReading)
+                reading = decode_as(event.value, contract.TemperatureReading)
             except ContractError as exc:
                 outcomes.counts["deadletter"] += 1
                 await dead_letter(topics, event, str(exc))
                 continue
-            assert isinstance(reading, contract.TemperatureReading)
             outcomes.counts["temperature"] += 1
             outcomes.counts["alert"] += await publish_alerts(topics, judge(reading))

@@ -6,12 +6,11 @@ from typing import Any
 
 import faust
 
-from scantrail.broker import ensure_topics
-from scantrail.settings import KafkaSettings, WorkerSettings
-
 from processors.agents import Outcomes, install_temperature_agent
 from processors.app import create_app
 from processors.threshold import hot_reading_alerts
+from scantrail.broker import ensure_topics
+from scantrail.settings import KafkaSettings, WorkerSettings
 
 
 def build_worker(loglevel: str = "info") -> faust.Worker:

@@ -64,9 +64,7 @@ def admin_client(settings: KafkaSettings) -> KafkaAdminClient:
         ) from None
 
 
-def ensure_topics(
-    settings: KafkaSettings, specs: Iterable[TopicSpec] | None = None
-) -> list[str]:
+def ensure_topics(settings: KafkaSettings, specs: Iterable[TopicSpec] | None = None) -> list[str]:
     """Create missing topics; existing ones are left as they are. Returns the created names."""
     specs = list(specs if specs is not None else topic_specs(settings))
     admin = admin_client(settings)

@@ -24,7 +24,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sink": ("scantrail.commands.sink:sink", "Run a sink: InfluxDB time series or the pager."),
     "kiosk": ("scantrail.commands.kiosk:kiosk", "Run one gate kiosk (spool first, then Kafka)."),
     "demo": ("scantrail.commands.demo:demo", "Run the whole pipeline for a minute and summarise."),
-    "screen": ("scantrail.commands.screen:screen", "Run the fever and gate rules offline over a JSONL file."),
+    "screen": (
+        "scantrail.commands.screen:screen",
+        "Run the fever and gate rules offline over a JSONL file.",
+    ),
 }
 
 
@@ -40,7 +43,8 @@ class LazyGroup(click.Group):
             return None
         module_name, attr = entry[0].split(":")
         command = getattr(importlib.import_module(module_name), attr)
-        assert isinstance(command, click.Command)
+        if not isinstance(command, click.Command):
+            raise TypeError(f"{entry[0]} is not a click command")
         return command
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:

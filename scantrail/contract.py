@@ -27,7 +27,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime
-from typing import Annotated, Any, ClassVar, Literal, TypeAlias
+from typing import Annotated, Any, ClassVar, Literal, TypeAlias, TypeVar
 
 from pydantic import (
     AwareDatetime,
@@ -58,7 +58,9 @@ Identifier = Annotated[
     str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@/-]+$")
 ]
 _PHONE_LIKE = re.compile(r"^\+?\d{7,15}$")
-_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$")
+_RFC3339 = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
+)
 
 
 def _rfc3339(value: object) -> object:
@@ -269,6 +271,52 @@ class DeadLetter(Event):
         return None if self.value_b64 is None else base64.b64decode(self.value_b64)
 
 
+E = TypeVar("E", bound=Event)
+
+PageAction: TypeAlias = Literal[
+    "attempt",
+    "failed",
+    "delivered",
+    "queued",
+    "skipped",
+    "duplicate",
+    "escalated",
+    "acknowledged",
+    "exhausted",
+]
+Channel: TypeAlias = Literal["webhook", "email"]
+
+
+class PageRecord(Event):
+    """One step of paging an alert, appended to the pages audit topic.
+
+    The topic is the pager's journal as well as the audit trail: dedupe,
+    the warning queues and open escalations are rebuilt from it on start, so
+    records that a restart needs (``delivered``, ``queued``, ``escalated``)
+    carry the alert itself. Keyed by ``alert_id`` so one alert's records stay
+    in order on one partition.
+    """
+
+    SCHEMA: ClassVar[str] = "page/1"
+    TOPIC: ClassVar[str] = PAGES
+
+    schema_: str = Field(alias="schema", default="page/1")
+    alert_id: Identifier
+    action: PageAction
+    site_id: Identifier
+    severity: Severity
+    at: Instant
+    step: Annotated[int, Field(ge=0)] = 0
+    officer_id: Identifier | None = None
+    channel: Channel | None = None
+    attempt: Annotated[int, Field(ge=1)] | None = None
+    reason: Annotated[str, StringConstraints(max_length=2000)] = ""
+    alert: dict[str, Any] | None = None
+
+    def key(self) -> bytes:
+        return self.alert_id.encode()
+
+
 EVENT_TYPES: tuple[type[Event], ...] = (
     ScanEvent,
     TemperatureReading,
@@ -276,6 +324,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     Alert,
     KioskHeartbeat,
     DeadLetter,
+    PageRecord,
 )
 SCHEMAS: dict[str, type[Event]] = {cls.SCHEMA: cls for cls in EVENT_TYPES}
 TOPIC_SCHEMAS: dict[str, type[Event]] = {cls.TOPIC: cls for cls in EVENT_TYPES}
@@ -307,6 +356,14 @@ def decode(raw: bytes | str, *, expect: type[Event] | None = None) -> Event:
         return cls.model_validate_json(raw, strict=True)
     except ValidationError as exc:
         raise ContractError(f"invalid {cls.SCHEMA}: {_explain(exc)}") from None
+
+
+def decode_as(raw: bytes | str, kind: type[E]) -> E:
+    """:func:`decode` that also tells the type checker which kind came back."""
+    event = decode(raw, expect=kind)
+    if not isinstance(event, kind):  # decode(expect=...) guarantees it; keeps mypy honest
+        raise ContractError(f"expected {kind.SCHEMA}")
+    return event
 
 
 def from_dict(obj: object, *, expect: type[Event] | None = None) -> Event:

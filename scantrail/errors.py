@@ -1,12 +1,12 @@
 """ScanTrail's errors, one base so the CLI can catch them once.
 
-    ScanTrailError
-    ├── ContractError   an event failed validation (goes to the dead-letter topic)
-    ├── PassError       a pass could not be issued or read
-    ├── SpoolError      the kiosk's durable spool is unusable
-    ├── PublishError    Kafka refused or could not be reached
-    ├── SinkError       InfluxDB or a pager channel failed
-    └── ServiceError    a local service is missing or unhealthy
+ScanTrailError
+├── ContractError   an event failed validation (goes to the dead-letter topic)
+├── PassError       a pass could not be issued or read
+├── SpoolError      the kiosk's durable spool is unusable
+├── PublishError    Kafka refused or could not be reached
+├── SinkError       InfluxDB or a pager channel failed
+└── ServiceError    a local service is missing or unhealthy
 """
 
 from __future__ import annotations

@@ -16,8 +16,10 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from influxdb_client import InfluxDBClient
 from influxdb_client.client.write_api import SYNCHRONOUS
@@ -29,14 +31,37 @@ from urllib3.exceptions import HTTPError
 from scantrail import contract
 from scantrail.broker import make_producer, send_dead_letter
 from scantrail.errors import ContractError, ServiceError
-from scantrail.settings import InfluxSettings, KafkaSettings
-
-from sinks.lines import to_lines
+from scantrail.settings import InfluxSettings, KafkaSettings, state_dir
+from sinks.lines import (
+    alert_line,
+    kiosk_health_line,
+    passage_line,
+    temperature_line,
+    watched_temperature_line,
+)
+from sinks.sink_state import MinuteKey, SinkState, minute_of
 
 log = logging.getLogger(__name__)
 
-SINK_TOPICS = (contract.TEMPERATURES, contract.ALERTS)
+SINK_TOPICS = (
+    contract.QUARANTINE,
+    contract.ALERTS,
+    contract.SCANS,
+    contract.TEMPERATURES,
+    contract.KIOSKS,
+)
 BATCH_LINES = 5000
+WATCH_AFTER_FEVER = timedelta(days=28)
+PASSAGE_MEMORY = timedelta(days=3)
+
+
+@dataclass
+class Batch:
+    """The lines one poll produced, per bucket, and the scans whose minutes changed."""
+
+    main: list[str] = field(default_factory=list)
+    watched: list[str] = field(default_factory=list)
+    scans: list[tuple[MinuteKey, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -76,6 +101,20 @@ class InfluxWriter:
         )
         self.write_api = self.client.write_api(write_options=SYNCHRONOUS)
 
+    def ensure_buckets(self) -> None:
+        """Create the main bucket and the 28-day watched bucket when missing."""
+        from influxdb_client import BucketRetentionRules
+
+        api = self.client.buckets_api()
+        wanted = {self.settings.bucket: 0, self.settings.watched_bucket: 28 * 24 * 3600}
+        for name, seconds in wanted.items():
+            if api.find_bucket_by_name(name) is None:
+                rules = (
+                    [BucketRetentionRules(type="expire", every_seconds=seconds)] if seconds else []
+                )
+                api.create_bucket(bucket_name=name, retention_rules=rules, org=self.settings.org)
+                log.info("created bucket %s (retention %s s)", name, seconds or "infinite")
+
     def write(self, lines: Sequence[str], bucket: str | None = None) -> None:
         self.write_api.write(bucket=bucket or self.settings.bucket, record=list(lines))
 
@@ -93,9 +132,17 @@ class InfluxSink:
         batch_lines: int = BATCH_LINES,
         backoff: Backoff = Backoff(),
         seed: int | None = None,
+        state_path: Path | None = None,
+        timezone: str = "Asia/Shanghai",
     ) -> None:
         self.kafka = kafka
+        self.influx = influx
         self.writer = InfluxWriter(influx)
+        self.writer.ensure_buckets()
+        self.tz = ZoneInfo(timezone)
+        self.state = SinkState(
+            state_path or state_dir() / "sink" / f"{kafka.namespace}{group_id}.db"
+        )
         self.batch_lines = batch_lines
         self.backoff = backoff
         self.rng = random.Random(seed)
@@ -115,7 +162,9 @@ class InfluxSink:
     def stop(self) -> None:
         self._stop = True
 
-    def run(self, *, idle_exit_s: float | None = None, on_batch: Callable[[], None] | None = None) -> None:
+    def run(
+        self, *, idle_exit_s: float | None = None, on_batch: Callable[[], None] | None = None
+    ) -> None:
         """Consume until stopped (or until ``idle_exit_s`` seconds pass with no message)."""
         last_message = time.monotonic()
         try:
@@ -133,7 +182,7 @@ class InfluxSink:
             self.close()
 
     def _handle(self, batch: dict[TopicPartition, list[Any]]) -> None:
-        lines: list[str] = []
+        out = Batch()
         offsets: dict[TopicPartition, OffsetAndMetadata] = {}
         for tp, messages in batch.items():
             for message in messages:
@@ -141,12 +190,16 @@ class InfluxSink:
                     event = contract.decode(message.value)
                 except ContractError as exc:
                     self._dead_letter(message, str(exc))
-                else:
-                    lines.extend(to_lines(event))
-                    self.stats.counts[event.SCHEMA] += 1
+                    continue
+                self._collect(event, out)
+                self.stats.counts[event.SCHEMA] += 1
             offsets[tp] = OffsetAndMetadata(messages[-1].offset + 1, "", -1)
-        if lines:
-            self._write_until_acknowledged(lines)
+        for key, count in self.state.add_passages(out.scans).items():
+            out.main.append(passage_line(*key, count))
+        if out.main:
+            self._write_until_acknowledged(out.main, self.influx.bucket)
+        if out.watched:
+            self._write_until_acknowledged(out.watched, self.influx.watched_bucket)
         self.producer.flush()  # dead letters are durable before their offsets move on
         try:
             self.consumer.commit(offsets)
@@ -154,14 +207,35 @@ class InfluxSink:
             # Partitions moved to another member mid-batch: it re-reads them and
             # rewrites the same points, which is harmless.
             log.warning("commit refused after a rebalance; the new owner re-delivers")
-        self.stats.counts["points"] += len(lines)
+        self.stats.counts["points"] += len(out.main) + len(out.watched)
 
-    def _write_until_acknowledged(self, lines: list[str]) -> None:
+    def _collect(self, event: contract.Event, out: Batch) -> None:
+        if isinstance(event, contract.TemperatureReading):
+            out.main.append(temperature_line(event))
+            local_day = event.measured_at.astimezone(self.tz).date()
+            if event.person_id and self.state.is_watched(event.person_id, local_day):
+                out.watched.append(watched_temperature_line(event, event.person_id))
+        elif isinstance(event, contract.ScanEvent):
+            key = MinuteKey(
+                event.site_id, event.kiosk_id, event.direction, minute_of(event.scanned_at)
+            )
+            out.scans.append((key, event.event_id))
+        elif isinstance(event, contract.Alert):
+            out.main.append(alert_line(event))
+            if event.person_id and event.kind.startswith("fever_"):
+                until = (event.event_time + WATCH_AFTER_FEVER).astimezone(self.tz).date()
+                self.state.watch(event.person_id, until)
+        elif isinstance(event, contract.KioskHeartbeat):
+            out.main.append(kiosk_health_line(event))
+        elif isinstance(event, contract.QuarantineRecord):
+            self.state.watch(event.person_id, event.ends_on)
+
+    def _write_until_acknowledged(self, lines: list[str], bucket: str) -> None:
         attempt = 0
         paused = False
         while True:
             try:
-                self.writer.write(lines)
+                self.writer.write(lines, bucket)
                 break
             except (ApiException, HTTPError, OSError) as exc:
                 status = getattr(exc, "status", None)
@@ -206,3 +280,4 @@ class InfluxSink:
         except KafkaError as exc:  # pragma: no cover - shutdown path
             log.warning("closing Kafka clients: %s", exc)
         self.writer.close()
+        self.state.close()

@@ -16,7 +16,7 @@ import hashlib
 from collections.abc import Mapping
 from datetime import datetime
 
-from scantrail.contract import Alert, Event, TemperatureReading
+from scantrail.contract import Alert, KioskHeartbeat, TemperatureReading
 
 VALID_RANGE_C = (34.0, 42.0)
 
@@ -49,9 +49,7 @@ def timestamp_ns(at: datetime, event_id: str) -> int:
 def line(
     measurement: str, tags: Mapping[str, str], fields: Mapping[str, object], ts_ns: int
 ) -> str:
-    tag_part = "".join(
-        f",{_escape_key(k)}={_escape_key(v)}" for k, v in sorted(tags.items()) if v
-    )
+    tag_part = "".join(f",{_escape_key(k)}={_escape_key(v)}" for k, v in sorted(tags.items()) if v)
     field_part = ",".join(
         f"{_escape_key(k)}={_field(v)}" for k, v in sorted(fields.items()) if v is not None
     )
@@ -82,10 +80,39 @@ def alert_line(alert: Alert) -> str:
     return line("alerts", tags, fields, timestamp_ns(alert.event_time, alert.alert_id))
 
 
-def to_lines(event: Event) -> list[str]:
-    """The points one event contributes; events without a measurement give none."""
-    if isinstance(event, TemperatureReading):
-        return [temperature_line(event)]
-    if isinstance(event, Alert):
-        return [alert_line(event)]
-    return []
+def passage_line(site_id: str, kiosk_id: str, direction: str, minute: int, count: int) -> str:
+    """The count of distinct scans in one minute; rewriting it replaces the old count."""
+    tags = {"site_id": site_id, "kiosk_id": kiosk_id, "direction": direction}
+    return line("passages", tags, {"count": count}, minute * 1_000_000_000)
+
+
+def kiosk_health_line(beat: KioskHeartbeat) -> str:
+    fields: dict[str, object] = {
+        "spool_depth": beat.spool_depth,
+        "scans_since_start": beat.scans_since_start,
+        "decode_failures": beat.decode_failures,
+        "version": beat.version,
+        "last_scan_age_s": None
+        if beat.last_scan_at is None
+        else round((beat.sent_at - beat.last_scan_at).total_seconds(), 3),
+    }
+    tags = {"site_id": beat.site_id, "kiosk_id": beat.kiosk_id}
+    return line("kiosk_health", tags, fields, timestamp_ns(beat.sent_at, beat.kiosk_id))
+
+
+def watched_temperature_line(reading: TemperatureReading, person_id: str) -> str:
+    """A watched person's curve: person as a tag, but only in the small watched bucket."""
+    low, high = VALID_RANGE_C
+    fields: dict[str, object] = {
+        "celsius": float(reading.celsius),
+        "valid": low <= reading.celsius <= high,
+        "event_id": reading.event_id,
+        "site_id": reading.site_id,
+        "kiosk_id": reading.kiosk_id,
+    }
+    return line(
+        "watched_temperature",
+        {"person_id": person_id},
+        fields,
+        timestamp_ns(reading.measured_at, reading.event_id),
+    )

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
+
 @pytest.fixture(scope="session")
 def kafka_settings_base():  # type: ignore[no-untyped-def]
     from kafka import KafkaAdminClient
@@ -54,7 +55,9 @@ def influx_settings_base():  # type: ignore[no-untyped-def]
     with InfluxDBClient(url=settings.url, token=settings.token.get_secret_value()) as client:
         health = client.health()
         if health.status != "pass":
-            pytest.fail(f"InfluxDB at {settings.url} is not healthy ({health.message}): run `make up`")
+            pytest.fail(
+                f"InfluxDB at {settings.url} is not healthy ({health.message}): run `make up`"
+            )
     return settings
 
 

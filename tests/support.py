@@ -42,7 +42,7 @@ def scantrail_cmd(*args: str) -> list[str]:
 
 def start_scantrail(*args: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     handle = log.open("ab")
-    return subprocess.Popen(  # noqa: S603
+    return subprocess.Popen(
         scantrail_cmd(*args), env=env, stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT
     )
 
@@ -104,7 +104,7 @@ class PrivateKafka:
         return f"127.0.0.1:{self.port}"
 
     def _run(self, verb: str) -> None:
-        subprocess.run(["bash", str(self.script), verb], env=self.env, check=True, timeout=180)  # noqa: S603
+        subprocess.run(["bash", str(self.script), verb], env=self.env, check=True, timeout=180)
 
     def start(self) -> None:
         self._run("start")

@@ -22,8 +22,19 @@ import click
 @click.option("--simulated", is_flag=True, help="Simulated residents instead of a camera.")
 @click.option("--scans", default=100, show_default=True, help="With --simulated: passages.")
 @click.option("--rate", default=5.0, show_default=True, help="With --simulated: scans per second.")
-@click.option("--heartbeat", "heartbeat_s", default=30.0, show_default=True, help="Seconds between heartbeats.")
-@click.option("--drain-timeout", default=120.0, show_default=True, help="Seconds to wait for the spool to empty at exit.")
+@click.option(
+    "--heartbeat",
+    "heartbeat_s",
+    default=30.0,
+    show_default=True,
+    help="Seconds between heartbeats.",
+)
+@click.option(
+    "--drain-timeout",
+    default=120.0,
+    show_default=True,
+    help="Seconds to wait for the spool to empty at exit.",
+)
 def kiosk(
     kiosk_id: str,
     site_id: str,
@@ -48,7 +59,9 @@ def kiosk(
     from scantrail.clock import SystemClock
     from scantrail.settings import KafkaSettings, state_dir
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     logging.getLogger("kafka").setLevel(logging.WARNING)
     path = spool_path or state_dir() / "kiosk" / f"{kiosk_id}.db"
     spool = Spool(path)

@@ -32,7 +32,9 @@ def influx(group: str, idle_exit: float | None) -> None:
     from scantrail.settings import InfluxSettings, KafkaSettings
     from sinks.influx import InfluxSink
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     runner = InfluxSink(KafkaSettings(), InfluxSettings(), group_id=group)
 
     def stop(signum: int, frame: FrameType | None) -> None:

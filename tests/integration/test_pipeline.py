@@ -70,13 +70,28 @@ def test_gates_to_alerts_and_influx(kafka_settings, influx_settings, tmp_path) -
     hot = {r.event_id for r in readings if 37.3 <= r.celsius <= 42.0}
     assert hot, "the simulation should contain fevers"
 
-    sim = subprocess.run(  # noqa: S603
+    sim = subprocess.run(
         scantrail_cmd(
-            "simulate", "--kiosks", str(KIOSKS), "--residents", str(RESIDENTS),
-            "--rate", str(RATE), "--duration", str(DURATION), "--seed", str(SEED),
-            "--start", START.strftime("%Y-%m-%dT%H:%M:%S%z"), "--fast",
+            "simulate",
+            "--kiosks",
+            str(KIOSKS),
+            "--residents",
+            str(RESIDENTS),
+            "--rate",
+            str(RATE),
+            "--duration",
+            str(DURATION),
+            "--seed",
+            str(SEED),
+            "--start",
+            START.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "--fast",
         ),
-        env=env, capture_output=True, text=True, timeout=120, check=True,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
     )
     published = json.loads(sim.stdout.strip().splitlines()[-1])["published"]
     assert published["temperature/1"] == len(readings)
@@ -88,7 +103,9 @@ def test_gates_to_alerts_and_influx(kafka_settings, influx_settings, tmp_path) -
     producer.close()
 
     worker = start_scantrail("worker", env=env, log=tmp_path / "worker.log")
-    sink = start_scantrail("sink", "influx", "--idle-exit", "15", env=env, log=tmp_path / "sink.log")
+    sink = start_scantrail(
+        "sink", "influx", "--idle-exit", "15", env=env, log=tmp_path / "sink.log"
+    )
     try:
         alerts = consume_all(kafka_settings, contract.ALERTS, expect=len(hot), timeout_s=120)
         decoded = [contract.decode(m.value) for m in alerts]
@@ -111,27 +128,31 @@ def test_gates_to_alerts_and_influx(kafka_settings, influx_settings, tmp_path) -
         if sink.poll() is None:
             sink.kill()
 
-    window = 'range(start: 2020-02-09T00:00:00Z, stop: 2020-02-11T00:00:00Z)'
+    window = "range(start: 2020-02-09T00:00:00Z, stop: 2020-02-11T00:00:00Z)"
     bucket = influx_settings.bucket
     points = flux_count(
         influx_settings,
         f'from(bucket: "{bucket}") |> {window} '
         '|> filter(fn: (r) => r._measurement == "temperature" and r._field == "celsius") '
-        '|> group() |> count()',
+        "|> group() |> count()",
     )
     assert points == len(readings)
     hot_points = flux_count(
         influx_settings,
         f'from(bucket: "{bucket}") |> {window} '
         '|> filter(fn: (r) => r._measurement == "alerts" and r._field == "count") '
-        '|> group() |> count()',
+        "|> group() |> count()",
     )
     assert hot_points == len(hot)
 
     # Re-delivery rewrites the same points: a second sink group reads everything again.
-    again = subprocess.run(  # noqa: S603
+    again = subprocess.run(
         scantrail_cmd("sink", "influx", "--group", "replay-check", "--idle-exit", "8"),
-        env=env, capture_output=True, text=True, timeout=180, check=True,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=True,
     )
     assert json.loads(again.stdout.strip().splitlines()[-1])["points"] == len(readings) + len(hot)
     time.sleep(1)
@@ -139,5 +160,5 @@ def test_gates_to_alerts_and_influx(kafka_settings, influx_settings, tmp_path) -
         influx_settings,
         f'from(bucket: "{bucket}") |> {window} '
         '|> filter(fn: (r) => r._measurement == "temperature" and r._field == "celsius") '
-        '|> group() |> count()',
+        "|> group() |> count()",
     ) == len(readings)

@@ -277,7 +277,7 @@ def test_naive_datetimes_are_refused_in_python_too() -> None:
             direction="in",
             person_id="p",
             pass_status="valid",
-            scanned_at=datetime(2020, 2, 10, 8),  # noqa: DTZ001
+            scanned_at=datetime(2020, 2, 10, 8),
             seq=1,
         )
     ok = contract.ScanEvent(

@@ -21,8 +21,20 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 def kiosk_cmd(spool: Path, scans: int, rate: float) -> list[str]:
     return scantrail_cmd(
-        "kiosk", "--kiosk-id", "kiosk-a", "--site-id", "site-a", "--spool", str(spool),
-        "--simulated", "--scans", str(scans), "--rate", str(rate), "--heartbeat", "5",
+        "kiosk",
+        "--kiosk-id",
+        "kiosk-a",
+        "--site-id",
+        "site-a",
+        "--spool",
+        str(spool),
+        "--simulated",
+        "--scans",
+        str(scans),
+        "--rate",
+        str(rate),
+        "--heartbeat",
+        "5",
     )
 
 
@@ -45,13 +57,17 @@ def private_kafka(tmp_path: Path):  # type: ignore[no-untyped-def]
     broker.stop()
 
 
-def test_broker_down_for_30s_while_scanning_loses_nothing(private_kafka: PrivateKafka, tmp_path: Path) -> None:
+def test_broker_down_for_30s_while_scanning_loses_nothing(
+    private_kafka: PrivateKafka, tmp_path: Path
+) -> None:
     settings = KafkaSettings(bootstrap=private_kafka.bootstrap, partitions=2)
     ensure_topics(settings)
     env = dict(private_kafka.env, SCANTRAIL_KAFKA_BOOTSTRAP=private_kafka.bootstrap)
     scans, rate = 1200, 20.0  # 60 s of scanning
     log = (tmp_path / "kiosk.log").open("wb")
-    kiosk = subprocess.Popen(kiosk_cmd(tmp_path / "spool.db", scans, rate), env=env, stdout=subprocess.PIPE, stderr=log)  # noqa: S603
+    kiosk = subprocess.Popen(
+        kiosk_cmd(tmp_path / "spool.db", scans, rate), env=env, stdout=subprocess.PIPE, stderr=log
+    )
     time.sleep(10)
     private_kafka.stop()
     time.sleep(30)  # the kiosk keeps scanning into its spool
@@ -79,7 +95,9 @@ def test_sigkill_mid_batch_then_restart_delivers_everything(
 
     env = dict(os.environ, **env_extra)
     spool = tmp_path / "spool.db"
-    first = subprocess.Popen(kiosk_cmd(spool, 3000, 500.0), env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)  # noqa: S603
+    first = subprocess.Popen(
+        kiosk_cmd(spool, 3000, 500.0), env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+    )
     time.sleep(4)
     first.send_signal(signal.SIGKILL)
     first.wait(timeout=10)
@@ -92,7 +110,9 @@ def test_sigkill_mid_batch_then_restart_delivers_everything(
     before.close()
     assert 0 < recorded_before < 3000, "the kill should land mid-run"
 
-    second = subprocess.run(kiosk_cmd(spool, 200, 200.0), env=env, capture_output=True, timeout=180, check=True)  # noqa: S603
+    second = subprocess.run(
+        kiosk_cmd(spool, 200, 200.0), env=env, capture_output=True, timeout=180, check=True
+    )
     summary = json.loads(second.stdout.decode().strip().splitlines()[-1])
     total = summary["last_seq"]
     assert total == recorded_before + 200
