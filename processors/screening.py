@@ -1,0 +1,302 @@
+"""Gate and fever rules: validity, suspect → re-measure, unidentified, quarantine, passes.
+
+A forehead reading is a screening result, not a diagnosis: a reading of
+37.3 °C or more only makes a person *suspected* until a second valid reading
+within 20 minutes settles it (IEC 80601-2-59 and the 2020 practice at Chinese
+compound gates). Readings outside 34–42 °C are placement or sensor errors; they
+never count as fever or as normal, but many of them at one kiosk are a
+``sensor_fault`` an officer must fix.
+
+Step functions, one per state shard (see :mod:`processors.screening_state` for
+which Kafka key each state needs). They change the state in place, return the
+alerts, and are pure: no I/O, no clock; time is the events' own time.
+
+* :func:`judge_reading_for_kiosk` – ``KioskState`` keyed by ``kiosk_id``, the
+  native key of ``scantrail.temperatures``: ``sensor_fault``,
+  ``fever_unidentified``.
+* :func:`judge_reading_for_person` – ``PersonState`` keyed by ``person_id``
+  (repartition temperatures by ``person_id``): ``fever_suspected``,
+  ``fever_confirmed``/``fever_cleared``/``fever_unconfirmed`` and the personal
+  baseline. Returns :class:`Confirmation` values to forward, keyed by
+  ``site_id``, to :func:`processors.baselines.judge_confirmation_for_site`.
+* :func:`expire_pending` – the same shard's timer: call it with a watermark
+  (event time, never the wall clock) to raise ``fever_unconfirmed`` for
+  suspicions nobody re-measured.
+* :func:`apply_quarantine` and :func:`judge_scan` – ``GateState`` keyed by
+  ``person_id``, the native key of ``scantrail.scans`` and
+  ``scantrail.quarantine``: ``quarantine_breach``, ``pass_forged``,
+  ``pass_refused``.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from processors.baselines import judge_baseline
+from processors.screening_policy import PolicyLike, ScreeningPolicy, resolve
+from processors.screening_state import (
+    Confirmation,
+    GateState,
+    KioskState,
+    PersonState,
+    Sample,
+    SeenIds,
+    make_alert,
+)
+from scantrail.contract import Alert, QuarantineRecord, ScanEvent, Severity, TemperatureReading
+
+__all__ = [
+    "apply_quarantine",
+    "expire_pending",
+    "judge_reading_for_kiosk",
+    "judge_reading_for_person",
+    "judge_scan",
+    "pending_deadline",
+]
+
+
+def _is_new(seen: SeenIds, event_id: str, when: datetime, policy: ScreeningPolicy) -> bool:
+    return seen.check_and_add(event_id, when, policy.seen_horizon, policy.seen_max)
+
+
+# --- kiosk shard ---------------------------------------------------------------------------
+
+
+def judge_reading_for_kiosk(
+    state: KioskState, reading: TemperatureReading, policy: PolicyLike
+) -> list[Alert]:
+    """Validity per kiosk (``sensor_fault``) and fevers nobody can be named for."""
+    p = resolve(policy, reading.site_id)
+    t = reading.measured_at
+    if not _is_new(state.seen, reading.event_id, t, p):
+        return []
+    if p.is_valid(reading.celsius):
+        if reading.person_id is None and reading.celsius >= p.fever_c:
+            return [_unidentified(reading, p)]
+        return []
+    state.invalid.append(Sample.of(reading))
+    newest = max(s.time for s in state.invalid)
+    state.invalid = [s for s in state.invalid if s.time > newest - p.fault_window]
+    recent = [s for s in state.invalid if t - p.fault_window < s.time <= t]
+    if len(recent) < p.fault_count:
+        return []
+    if state.last_fault_at is not None and t - state.last_fault_at < p.fault_cooldown:
+        return []
+    state.last_fault_at = t
+    return [
+        make_alert(
+            "sensor_fault",
+            "warning",
+            site_id=reading.site_id,
+            kiosk_id=reading.kiosk_id,
+            event_time=t,
+            evidence=[s.event_id for s in recent],
+            detail={
+                "invalid_readings": len(recent),
+                "celsius": [s.celsius for s in sorted(recent, key=lambda s: (s.time, s.event_id))],
+                "valid_range_c": [p.valid_min_c, p.valid_max_c],
+                "min_count": p.fault_count,
+                "window_s": p.fault_window.total_seconds(),
+            },
+        )
+    ]
+
+
+def _unidentified(reading: TemperatureReading, p: ScreeningPolicy) -> Alert:
+    return make_alert(
+        "fever_unidentified",
+        "critical",
+        site_id=reading.site_id,
+        kiosk_id=reading.kiosk_id,
+        event_time=reading.measured_at,
+        evidence=[reading.event_id],
+        detail={"celsius": reading.celsius, "threshold_c": p.fever_c},
+    )
+
+
+# --- person shard --------------------------------------------------------------------------
+
+
+def judge_reading_for_person(
+    state: PersonState, reading: TemperatureReading, policy: PolicyLike
+) -> tuple[list[Alert], list[Confirmation]]:
+    """Suspect, settle and baseline for one person's reading.
+
+    A reading without ``person_id`` belongs to no person shard and is ignored.
+    A reading older than the pending suspicion (late on Kafka) settles nothing;
+    it only joins the baseline history.
+    """
+    if reading.person_id is None:
+        return [], []
+    p = resolve(policy, reading.site_id)
+    t = reading.measured_at
+    if not _is_new(state.seen, reading.event_id, t, p) or not p.is_valid(reading.celsius):
+        return [], []
+    alerts = expire_pending(state, t, policy)
+    confirmations: list[Confirmation] = []
+    sample = Sample.of(reading)
+    fever = reading.celsius >= p.fever_c
+    pending = state.pending
+    if pending is not None and t >= pending.time:
+        state.pending = None
+        alerts.append(_settle(pending, sample, fever, p))
+        if fever:
+            confirmations.append(Confirmation(sample.site_id, reading.person_id, pending, sample))
+    elif pending is None and fever:
+        state.pending = sample
+        alerts.append(
+            make_alert(
+                "fever_suspected",
+                "warning",
+                site_id=sample.site_id,
+                kiosk_id=sample.kiosk_id,
+                person_id=reading.person_id,
+                event_time=t,
+                evidence=[sample.event_id],
+                detail={
+                    "celsius": sample.celsius,
+                    "threshold_c": p.fever_c,
+                    "remeasure_within_s": p.remeasure_window.total_seconds(),
+                },
+            )
+        )
+    if not fever:
+        alerts.extend(judge_baseline(state, sample, p))
+    _remember(state, sample, p)
+    return alerts, confirmations
+
+
+def _settle(pending: Sample, second: Sample, fever: bool, p: ScreeningPolicy) -> Alert:
+    return make_alert(
+        "fever_confirmed" if fever else "fever_cleared",
+        "critical" if fever else "info",
+        site_id=second.site_id,
+        kiosk_id=second.kiosk_id,
+        person_id=second.person_id,
+        event_time=second.time,
+        evidence=[pending.event_id, second.event_id],
+        detail={
+            "first_c": pending.celsius,
+            "second_c": second.celsius,
+            "threshold_c": p.fever_c,
+            "seconds_between": (second.time - pending.time).total_seconds(),
+            "first_kiosk_id": pending.kiosk_id,
+        },
+    )
+
+
+def _remember(state: PersonState, sample: Sample, p: ScreeningPolicy) -> None:
+    """Add to the baseline history and drop what is older than the baseline span."""
+    state.history.append((sample.time, sample.celsius))
+    newest = max(t for t, _ in state.history)
+    state.history = [(t, c) for t, c in state.history if t >= newest - p.baseline_span]
+
+
+def expire_pending(state: PersonState, now: datetime, policy: PolicyLike) -> list[Alert]:
+    """Raise ``fever_unconfirmed`` if the pending suspicion's window closed before ``now``.
+
+    ``now`` is an event time or watermark. A re-measure exactly at the end of
+    the window still settles, so the window closes only when ``now`` is past it.
+    The alert's event time is the end of the window, whenever this runs.
+    """
+    pending = state.pending
+    if pending is None:
+        return []
+    p = resolve(policy, pending.site_id)
+    deadline = pending.time + p.remeasure_window
+    if now <= deadline:
+        return []
+    state.pending = None
+    return [
+        make_alert(
+            "fever_unconfirmed",
+            "critical",
+            site_id=pending.site_id,
+            kiosk_id=pending.kiosk_id,
+            person_id=pending.person_id,
+            event_time=deadline,
+            evidence=[pending.event_id],
+            detail={
+                "celsius": pending.celsius,
+                "threshold_c": p.fever_c,
+                "remeasure_window_s": p.remeasure_window.total_seconds(),
+                "suspected_at": pending.time.isoformat(),
+            },
+        )
+    ]
+
+
+def pending_deadline(state: PersonState, policy: PolicyLike) -> datetime | None:
+    """When :func:`expire_pending` would fire (for scheduling a timer), if anything is pending."""
+    if state.pending is None:
+        return None
+    return state.pending.time + resolve(policy, state.pending.site_id).remeasure_window
+
+
+# --- gate shard (scans and quarantine, keyed by person) -------------------------------------
+
+
+def apply_quarantine(state: GateState, record: QuarantineRecord) -> None:
+    """Remember the person's latest quarantine record (the compacted topic's last value)."""
+    state.quarantine = {
+        "site_id": record.site_id,
+        "starts_on": record.starts_on.isoformat(),
+        "ends_on": record.ends_on.isoformat(),
+    }
+
+
+# A forged pass is someone trying to get in; a revoked or expired one is routine.
+_PASS_ALERTS: dict[str, tuple[str, Severity]] = {
+    "forged": ("pass_forged", "warning"),
+    "revoked": ("pass_refused", "info"),
+    "expired": ("pass_refused", "info"),
+}
+
+
+def judge_scan(state: GateState, scan: ScanEvent, policy: PolicyLike) -> list[Alert]:
+    """Pass problems and quarantined people walking out."""
+    p = resolve(policy, scan.site_id)
+    if not _is_new(state.seen, scan.event_id, scan.scanned_at, p):
+        return []
+    alerts: list[Alert] = []
+    refusal = _PASS_ALERTS.get(scan.pass_status)
+    if refusal is not None:
+        alerts.append(_scan_alert(*refusal, scan, _pass_detail(scan)))
+    record = state.quarantine
+    if scan.direction == "out" and record is not None:
+        today = p.local_date(scan.scanned_at)
+        starts = date.fromisoformat(record["starts_on"])
+        ends = date.fromisoformat(record["ends_on"])
+        if starts <= today < ends:
+            detail = {
+                "local_date": today.isoformat(),
+                "starts_on": record["starts_on"],
+                "ends_on": record["ends_on"],
+                "quarantine_site_id": record["site_id"],
+                "days_left": (ends - today).days,
+            }
+            alerts.append(_scan_alert("quarantine_breach", "critical", scan, detail))
+    return alerts
+
+
+def _scan_alert(kind: str, severity: Severity, scan: ScanEvent, detail: dict[str, Any]) -> Alert:
+    return make_alert(
+        kind,
+        severity,
+        site_id=scan.site_id,
+        kiosk_id=scan.kiosk_id,
+        person_id=scan.person_id,
+        event_time=scan.scanned_at,
+        evidence=[scan.event_id],
+        detail=detail,
+    )
+
+
+def _pass_detail(scan: ScanEvent) -> dict[str, Any]:
+    return {
+        "pass_status": scan.pass_status,
+        "pass_id": scan.pass_id,
+        "direction": scan.direction,
+        "health_code": scan.health_code,
+    }
