@@ -8,21 +8,14 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-import faust
-
 from processors.app import Topics
 from scantrail import contract
-from scantrail.contract import decode_as
-from scantrail.errors import ContractError
 
 log = logging.getLogger(__name__)
-
-TemperatureJudge = Callable[[contract.TemperatureReading], Iterable[contract.Alert]]
-
 
 class Outcomes:
     """What the worker did with each message; served on /stats for operators."""
@@ -59,19 +52,3 @@ async def publish_alerts(topics: Topics, alerts: Iterable[contract.Alert]) -> in
         await (await topics.alerts.send(key=alert.key(), value=contract.encode(alert)))
         sent += 1
     return sent
-
-
-def install_temperature_agent(
-    app: faust.App, topics: Topics, judge: TemperatureJudge, outcomes: Outcomes
-) -> None:
-    @app.agent(topics.temperatures, name="screen-temperatures")
-    async def screen_temperatures(stream: Any) -> None:
-        async for event in stream.events():
-            try:
-                reading = decode_as(event.value, contract.TemperatureReading)
-            except ContractError as exc:
-                outcomes.counts["deadletter"] += 1
-                await dead_letter(topics, event, str(exc))
-                continue
-            outcomes.counts["temperature"] += 1
-            outcomes.counts["alert"] += await publish_alerts(topics, judge(reading))

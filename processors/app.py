@@ -27,6 +27,7 @@ class Topics:
     quarantine: Any
     alerts: Any
     deadletter: Any
+    gate: Any  # scans and quarantine together: both keyed by person_id
 
 
 def create_app(kafka: KafkaSettings, worker: WorkerSettings) -> tuple[faust.App, Topics]:
@@ -63,5 +64,12 @@ def create_app(kafka: KafkaSettings, worker: WorkerSettings) -> tuple[faust.App,
         quarantine=raw_topic(contract.QUARANTINE),
         alerts=raw_topic(contract.ALERTS),
         deadletter=raw_topic(contract.DEADLETTER),
+        gate=app.topic(
+            kafka.topic(contract.SCANS),
+            kafka.topic(contract.QUARANTINE),
+            key_serializer="raw",
+            value_serializer="raw",
+            internal=False,
+        ),
     )
     return app, topics

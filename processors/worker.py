@@ -6,9 +6,10 @@ from typing import Any
 
 import faust
 
-from processors.agents import Outcomes, install_temperature_agent
+from processors.agents import Outcomes
 from processors.app import create_app
-from processors.threshold import hot_reading_alerts
+from processors.live import install_screening
+from processors.screening_policy import SitePolicies
 from scantrail.broker import ensure_topics
 from scantrail.settings import KafkaSettings, WorkerSettings
 
@@ -19,7 +20,7 @@ def build_worker(loglevel: str = "info") -> faust.Worker:
     ensure_topics(kafka)
     app, topics = create_app(kafka, settings)
     outcomes = Outcomes()
-    install_temperature_agent(app, topics, hot_reading_alerts, outcomes)
+    install_screening(app, topics, SitePolicies(), outcomes, kafka.partitions)
 
     @app.page("/stats")
     async def stats(web: Any, request: Any) -> Any:

@@ -1,0 +1,420 @@
+"""The screening rules, live: faust agents over plain tables, one per state shard.
+
+The rule modules decide everything; this module moves events to the partition
+that owns their state, puts them back into event-time order, and keeps state
+in RocksDB-backed tables with changelog topics. faust's windowed tables expire
+on the wall clock, so every window here is event time, kept in the pure states.
+
+Topology (``<app>`` is the faust app id; internal topics and tables share one
+partition count, so each table partition lives beside the stream that feeds it)::
+
+    scantrail.temperatures (key kiosk) -> kiosks:  KioskState[kiosk]
+        every reading                  -> <app>-by-person (key person, or ~kiosk when unknown)
+        watermark ticks                -> every partition of <app>-by-person
+    <app>-by-person                    -> persons: reorder buffer, PersonState[person]
+        readings and confirmations     -> <app>-by-site (key site), in event-time order
+        watermark ticks                -> every partition of <app>-by-site
+    <app>-by-site                      -> sites:   reorder buffer, ClusterState, DriftState[site]
+    scantrail.scans + .quarantine      -> gates:   GateState[person] (already keyed by person)
+
+Why reorder: temperatures are keyed by kiosk, so one person's or one site's
+readings reach their shard from several source partitions in fetch order, not
+in time order, and the re-measure, baseline, cluster and drift rules are
+defined in event time. Each shard buffers what it receives (in a changelogged
+table, so a crash loses nothing) and judges it in event-time order once the
+watermark has passed it: the watermark is the minimum, over the source
+partitions that are active, of the newest event time each has delivered. A
+reading that arrives behind the watermark (a kiosk catching up after an
+outage) is judged on arrival.
+
+Delivery is at-least-once and every effect idempotent: alerts and
+confirmations are acknowledged by the broker before the state that remembers
+them is written, so a crash may repeat an alert (same ``alert_id``) but never
+lose one; every shard drops event ids it has already seen.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import faust
+from kafka.partitioner.default import murmur2
+
+from processors.agents import Outcomes, dead_letter, publish_alerts
+from processors.app import Topics
+from processors.baselines import judge_confirmation_for_site, judge_reading_for_site_drift
+from processors.screening import (
+    apply_quarantine,
+    expire_pending,
+    judge_reading_for_kiosk,
+    judge_reading_for_person,
+    judge_scan,
+    pending_deadline,
+)
+from processors.screening_policy import PolicyLike
+from processors.screening_state import (
+    ClusterState,
+    Confirmation,
+    DriftState,
+    GateState,
+    KioskState,
+    PersonState,
+)
+from scantrail import contract
+from scantrail.contract import decode_as
+from scantrail.errors import ContractError
+
+log = logging.getLogger(__name__)
+
+TICK_KEY = b"__watermark__"
+ACTIVE_PARTITION_S = 30.0  # a source partition quiet for longer does not hold the watermark back
+
+
+def partition_of(key: bytes, partitions: int) -> int:
+    """Kafka's default partitioner (murmur2), as both kafka-python and aiokafka use it."""
+    return int(murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+@dataclass
+class SourceWatermark:
+    """Newest event time per source partition; the watermark is their minimum."""
+
+    newest: dict[int, datetime] = field(default_factory=dict)
+    seen_at: dict[int, float] = field(default_factory=dict)
+    sent: datetime | None = None
+
+    def observe(self, partition: int, at: datetime, wall: float) -> None:
+        if partition not in self.newest or at > self.newest[partition]:
+            self.newest[partition] = at
+        self.seen_at[partition] = wall
+
+    def current(self, wall: float, now: datetime) -> datetime | None:
+        """Minimum over active partitions; when every partition is idle, the wall clock.
+
+        A partition that has been quiet for ``ACTIVE_PARTITION_S`` has delivered
+        all it had; when all are quiet, time still passes at the gates, so a
+        re-measure window closes at night even if nobody else walks through.
+        """
+        if not self.newest:
+            return None
+        active = [t for p, t in self.newest.items() if wall - self.seen_at[p] <= ACTIVE_PARTITION_S]
+        if active:
+            return min(active)
+        return max(max(self.newest.values()), now - timedelta(seconds=ACTIVE_PARTITION_S))
+
+
+@dataclass
+class UpstreamWatermark:
+    """The watermark a shard partition may trust: the minimum over every upstream partition."""
+
+    upstreams: int
+    ticks: dict[int, datetime] = field(default_factory=dict)
+
+    def update(self, upstream: int, at: datetime) -> datetime | None:
+        if upstream not in self.ticks or at > self.ticks[upstream]:
+            self.ticks[upstream] = at
+        if len(self.ticks) < self.upstreams:
+            return None
+        return min(self.ticks.values())
+
+
+class ReorderBuffer:
+    """Items waiting for the watermark, one table row each (changelogged, crash-safe).
+
+    Rows are keyed ``buf:<partition>:<sort key>`` so a partition's rows stay in
+    that partition's changelog; an in-memory heap indexes them and is rebuilt
+    from the table after a restart or a rebalance.
+    """
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+        self.heaps: dict[int, list[tuple[str, bytes]]] = defaultdict(list)
+        self.indexed: set[int] = set()
+
+    def _index(self, partition: int) -> None:
+        if partition in self.indexed:
+            return
+        self.indexed.add(partition)
+        prefix = f"buf:{partition}:".encode()
+        for key in list(self.table.keys()):
+            if isinstance(key, bytes) and key.startswith(prefix):
+                heapq.heappush(self.heaps[partition], (key[len(prefix) :].decode(), key))
+
+    def add(self, partition: int, sort_key: str, value: Any) -> None:
+        self._index(partition)
+        key = f"buf:{partition}:{sort_key}".encode()
+        if self.table.get(key) is None:
+            heapq.heappush(self.heaps[partition], (sort_key, key))
+        self.table[key] = value
+
+    def take_until(self, partition: int, bound: str) -> list[Any]:
+        """Remove and return, in order, the rows whose sort key is <= ``bound``."""
+        self._index(partition)
+        heap = self.heaps[partition]
+        out: list[Any] = []
+        while heap and heap[0][0] <= bound:
+            _, key = heapq.heappop(heap)
+            value = self.table.get(key)
+            if value is not None:
+                out.append(value)
+                del self.table[key]
+        return out
+
+
+def time_key(at: datetime) -> str:
+    """A sortable text for an instant: UTC microseconds, zero-padded."""
+    return f"{int(at.timestamp() * 1_000_000):020d}"
+
+
+def reading_sort_key(reading: contract.TemperatureReading, rank: int) -> str:
+    # The offline Screener orders by (time, event_id) and, for one reading,
+    # judges its confirmation (rank 0) before its drift (rank 1).
+    return f"{time_key(reading.measured_at)}|{reading.event_id}|{rank}"
+
+
+@dataclass
+class PendingIndex:
+    """Re-measure deadlines of the persons on this worker, per person partition."""
+
+    heaps: dict[int, list[tuple[datetime, str]]] = field(default_factory=lambda: defaultdict(list))
+    indexed: set[int] = field(default_factory=set)
+
+    def push(self, partition: int, deadline: datetime, person_id: str) -> None:
+        heapq.heappush(self.heaps[partition], (deadline, person_id))
+
+    def due(self, partition: int, before: datetime) -> list[str]:
+        heap = self.heaps[partition]
+        out: list[str] = []
+        while heap and heap[0][0] < before:
+            out.append(heapq.heappop(heap)[1])
+        return out
+
+
+def install_screening(
+    app: faust.App, topics: Topics, policy: PolicyLike, outcomes: Outcomes, partitions: int
+) -> None:
+    """Create the internal topics, tables and agents of the live screening."""
+    app_id = app.conf.id
+
+    def internal(name: str) -> Any:
+        return app.topic(
+            f"{app_id}-{name}",
+            key_serializer="raw",
+            value_serializer="raw",
+            partitions=partitions,
+            internal=True,
+        )
+
+    def table(name: str) -> Any:
+        # bytes keys are stored raw, so a table's changelog partitions like its source topic.
+        return app.Table(name, default=None, key_type=bytes, partitions=partitions)
+
+    by_person, by_site = internal("by-person"), internal("by-site")
+    kiosks, persons, gates = table("kiosk-state"), table("person-state"), table("gate-state")
+    clusters, drifts = table("cluster-state"), table("drift-state")
+    person_buffer = ReorderBuffer(table("person-buffer"))
+    site_buffer = ReorderBuffer(table("site-buffer"))
+    source = SourceWatermark()
+    person_marks: dict[int, datetime] = {}
+    site_marks: dict[int, UpstreamWatermark] = defaultdict(lambda: UpstreamWatermark(partitions))
+    pending = PendingIndex()
+
+    def load(tbl: Any, key: str, cls: Any) -> Any:
+        raw = tbl.get(key.encode())
+        return cls() if raw is None else cls.from_dict(raw)
+
+    async def broadcast(topic: Any, payload: dict[str, Any]) -> None:
+        value = json.dumps(payload).encode()
+        for partition in range(partitions):
+            await topic.send(key=TICK_KEY, value=value, partition=partition)
+
+    # --- kiosks: validity, unidentified fevers; fan out by person ------------------------
+
+    @app.agent(topics.temperatures, name="screen-kiosks")
+    async def screen_kiosks(stream: Any) -> None:
+        async for event in stream.events():
+            try:
+                reading = decode_as(event.value, contract.TemperatureReading)
+            except ContractError as exc:
+                outcomes.counts["deadletter"] += 1
+                await dead_letter(topics, event, str(exc))
+                continue
+            outcomes.counts["temperature"] += 1
+            state = load(kiosks, reading.kiosk_id, KioskState)
+            alerts = judge_reading_for_kiosk(state, reading, policy)
+            outcomes.counts["alert"] += await publish_alerts(topics, alerts)
+            kiosks[reading.kiosk_id.encode()] = state.to_dict()
+            # Sent whatever the kiosk's duplicate filter says: a crash between the
+            # state write and this send must not lose the reading downstream.
+            owner = reading.person_id or f"~{reading.kiosk_id}"
+            await by_person.send(key=owner.encode(), value=event.value)
+            source.observe(event.message.partition, reading.measured_at, time.monotonic())
+            await advance_watermark()
+
+    async def advance_watermark() -> None:
+        mark = source.current(time.monotonic(), datetime.now(UTC))
+        if mark is not None and (source.sent is None or mark > source.sent):
+            source.sent = mark
+            await broadcast(by_person, {"watermark": mark.isoformat()})
+
+    @app.timer(interval=2.0)
+    async def idle_watermark() -> None:
+        """Move the watermark on while the temperature partitions are quiet."""
+        await advance_watermark()
+
+    # --- persons: re-measure and baselines, in event-time order ---------------------------
+
+    async def judge_person_reading(partition: int, reading: contract.TemperatureReading) -> None:
+        for person_id in pending.due(partition, reading.measured_at):
+            await expire_person(partition, person_id, reading.measured_at)
+        if reading.person_id is not None:
+            state = load(persons, reading.person_id, PersonState)
+            alerts, confirmations = judge_reading_for_person(state, reading, policy)
+            outcomes.counts["alert"] += await publish_alerts(topics, alerts)
+            for confirmation in confirmations:
+                await (
+                    await by_site.send(
+                        key=confirmation.site_id.encode(),
+                        value=json.dumps({"confirmation": confirmation.to_dict()}).encode(),
+                    )
+                )
+            deadline = pending_deadline(state, policy)
+            if deadline is not None:
+                pending.push(partition, deadline, reading.person_id)
+            persons[reading.person_id.encode()] = state.to_dict()
+        await by_site.send(key=reading.site_id.encode(), value=contract.encode(reading))
+
+    async def expire_person(partition: int, person_id: str, now: datetime) -> None:
+        state = load(persons, person_id, PersonState)
+        alerts = expire_pending(state, now, policy)
+        if alerts:
+            outcomes.counts["alert"] += await publish_alerts(topics, alerts)
+            persons[person_id.encode()] = state.to_dict()
+
+    @app.agent(by_person, name="screen-persons")
+    async def screen_persons(stream: Any) -> None:
+        async for event in stream.events():
+            partition = event.message.partition
+            if partition not in pending.indexed:
+                _index_pending(persons, pending, policy, partition, partitions)
+            if event.key == TICK_KEY:
+                mark = datetime.fromisoformat(json.loads(event.value)["watermark"])
+                if partition in person_marks and mark <= person_marks[partition]:
+                    continue
+                person_marks[partition] = mark
+                for raw in person_buffer.take_until(partition, f"{time_key(mark)}|~"):
+                    await judge_person_reading(
+                        partition, decode_as(raw, contract.TemperatureReading)
+                    )
+                for person_id in pending.due(partition, mark):
+                    await expire_person(partition, person_id, mark)
+                await broadcast(by_site, {"watermark": mark.isoformat(), "from": partition})
+                continue
+            reading = decode_as(event.value, contract.TemperatureReading)
+            passed = person_marks.get(partition)
+            if passed is not None and reading.measured_at <= passed:
+                outcomes.counts["late"] += 1
+                await judge_person_reading(partition, reading)
+                for person_id in pending.due(partition, passed):
+                    await expire_person(partition, person_id, passed)
+            else:
+                person_buffer.add(partition, reading_sort_key(reading, 0), event.value.decode())
+
+    # --- sites: clusters of confirmed fevers, kiosk drift -----------------------------------
+
+    async def judge_site_item(item: dict[str, Any]) -> None:
+        if "confirmation" in item:
+            confirmation = Confirmation.from_dict(item["confirmation"])
+            cluster = load(clusters, confirmation.site_id, ClusterState)
+            alerts = judge_confirmation_for_site(cluster, confirmation, policy)
+            outcomes.counts["alert"] += await publish_alerts(topics, alerts)
+            clusters[confirmation.site_id.encode()] = cluster.to_dict()
+            return
+        reading = contract.from_dict(item)
+        if not isinstance(reading, contract.TemperatureReading):
+            return
+        drift = load(drifts, reading.site_id, DriftState)
+        alerts = judge_reading_for_site_drift(drift, reading, policy)
+        outcomes.counts["alert"] += await publish_alerts(topics, alerts)
+        drifts[reading.site_id.encode()] = drift.to_dict()
+
+    @app.agent(by_site, name="screen-sites")
+    async def screen_sites(stream: Any) -> None:
+        async for event in stream.events():
+            partition = event.message.partition
+            item = json.loads(event.value)
+            if event.key == TICK_KEY:
+                marks = site_marks[partition]
+                before = marks.update(int(item["from"]), datetime.fromisoformat(item["watermark"]))
+                # The watermark is complete only once every person partition reported.
+                if before is not None:
+                    for row in site_buffer.take_until(partition, f"{time_key(before)}|~"):
+                        await judge_site_item(row)
+                continue
+            if "confirmation" in item:
+                second = item["confirmation"]["second"]
+                sort_key = (
+                    f"{time_key(datetime.fromisoformat(second['time']))}|{second['event_id']}|0"
+                )
+            else:
+                reading = decode_as(event.value, contract.TemperatureReading)
+                sort_key = reading_sort_key(reading, 1)
+            marks = site_marks[partition]
+            done = min(marks.ticks.values()) if len(marks.ticks) == partitions else None
+            if done is not None and sort_key <= f"{time_key(done)}|~":
+                outcomes.counts["late"] += 1
+                await judge_site_item(item)
+            else:
+                site_buffer.add(partition, sort_key, item)
+
+    # --- gates: quarantine breaches and pass problems (already keyed by person) ---------------
+
+    @app.agent(topics.gate, name="screen-gates")
+    async def screen_gates(stream: Any) -> None:
+        async for event in stream.events():
+            is_quarantine = event.message.topic.endswith(contract.QUARANTINE)
+            expect: type[contract.Event] = (
+                contract.QuarantineRecord if is_quarantine else contract.ScanEvent
+            )
+            try:
+                decoded = decode_as(event.value, expect)
+            except ContractError as exc:
+                outcomes.counts["deadletter"] += 1
+                await dead_letter(topics, event, str(exc))
+                continue
+            if isinstance(decoded, contract.QuarantineRecord):
+                outcomes.counts["quarantine"] += 1
+                state = load(gates, decoded.person_id, GateState)
+                apply_quarantine(state, decoded)
+                gates[decoded.person_id.encode()] = state.to_dict()
+            elif isinstance(decoded, contract.ScanEvent):
+                outcomes.counts["scan"] += 1
+                state = load(gates, decoded.person_id, GateState)
+                alerts = judge_scan(state, decoded, policy)
+                outcomes.counts["alert"] += await publish_alerts(topics, alerts)
+                gates[decoded.person_id.encode()] = state.to_dict()
+
+
+def _index_pending(
+    persons: Any, pending: PendingIndex, policy: PolicyLike, partition: int, partitions: int
+) -> None:
+    """After a start or a rebalance, a partition's deadlines live only in its table."""
+    pending.indexed.add(partition)
+    count = 0
+    for key, raw in list(persons.items()):
+        key_bytes = key if isinstance(key, bytes) else str(key).encode()
+        if raw is None or partition_of(key_bytes, partitions) != partition:
+            continue
+        deadline = pending_deadline(PersonState.from_dict(raw), policy)
+        if deadline is not None:
+            pending.push(partition, deadline, key_bytes.decode())
+            count += 1
+    if count:
+        log.info("partition %d: re-indexed %d pending re-measure deadlines", partition, count)

@@ -1,0 +1,167 @@
+"""The live worker runs the same rules as `scantrail screen`, against a real broker."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from kafka import KafkaProducer
+
+from ingest.simulate import GateWorld, simulate_events
+from processors.screener import Screener
+from scantrail import contract
+from scantrail.settings import KafkaSettings
+from tests.support import consume_all, free_port, service_env, start_scantrail
+
+pytestmark = pytest.mark.integration
+
+START = datetime(2020, 2, 10, 0, 0, tzinfo=UTC)
+
+
+def publish(settings: KafkaSettings, events: Iterable[contract.Event]) -> None:
+    producer = KafkaProducer(bootstrap_servers=settings.servers, acks="all", linger_ms=5)
+    for event in events:
+        producer.send(settings.topic(event.TOPIC), key=event.key(), value=contract.encode(event))
+    producer.flush()
+    producer.close()
+
+
+def offline_alerts(events: list[contract.Event]) -> dict[str, contract.Alert]:
+    alerts = Screener().run(events)  # type: ignore[arg-type]
+    return {a.alert_id: a for a in alerts}
+
+
+def live_alerts(settings: KafkaSettings, expect: int, timeout_s: float = 150) -> dict[str, contract.Alert]:
+    """Alerts on the topic, by id, once at least ``expect`` distinct ones arrived (then a little more)."""
+    out: dict[str, contract.Alert] = {}
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for m in consume_all(settings, contract.ALERTS, timeout_s=10):
+            alert = contract.decode_as(m.value, contract.Alert)
+            out[alert.alert_id] = alert
+        if len(out) >= expect:
+            time.sleep(3)  # any extra alert would show up now
+            for m in consume_all(settings, contract.ALERTS, timeout_s=10):
+                alert = contract.decode_as(m.value, contract.Alert)
+                out[alert.alert_id] = alert
+            return out
+        time.sleep(2)
+    return out
+
+
+def world_events(seed: int, seconds: float, rate: float) -> list[contract.Event]:
+    world = GateWorld(kiosks=4, residents=60, seed=seed, fever_share=0.1, sensor_error_rate=0.02)
+    return list(simulate_events(world, START, rate, timedelta(seconds=seconds)))
+
+
+def sentinel(at: datetime) -> contract.TemperatureReading:
+    """A late, normal reading that moves event time on, so every open re-measure window closes."""
+    return contract.TemperatureReading(
+        event_id="sentinel-1",
+        kiosk_id="kiosk-sentinel",
+        site_id="site-sentinel",
+        measured_at=at,
+        celsius=36.5,
+        method="forehead_ir",
+    )
+
+
+def worker_env(settings: KafkaSettings, tmp_path: Path) -> dict[str, str]:
+    return service_env(
+        settings,
+        SCANTRAIL_WORKER_APP_ID=f"{settings.namespace}worker",
+        SCANTRAIL_WORKER_WEB_PORT=str(free_port()),
+        SCANTRAIL_WORKER_DATA_DIR=str(tmp_path / "worker-data"),
+    )
+
+
+def comparable(alerts: dict[str, contract.Alert]) -> dict[str, dict[str, object]]:
+    return {k: a.to_dict() for k, a in alerts.items()}
+
+
+def test_live_alerts_equal_offline_screen_for_an_in_order_stream(kafka_settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    events = world_events(seed=11, seconds=1800, rate=1.0)
+    events.append(sentinel(START + timedelta(hours=2)))
+    expected = offline_alerts(events)
+    kinds = {a.kind for a in expected.values()}
+    assert {"fever_suspected", "fever_confirmed"} <= kinds, kinds
+    publish(kafka_settings, events)
+    worker = start_scantrail("worker", env=worker_env(kafka_settings, tmp_path), log=tmp_path / "w.log")
+    try:
+        got = live_alerts(kafka_settings, expect=len(expected))
+    finally:
+        worker.terminate()
+        worker.wait(timeout=60)
+    log = (tmp_path / "w.log").read_text()[-4000:]
+    assert comparable(got) == comparable(expected), log
+
+
+@pytest.mark.slow
+def test_sigkill_mid_stream_gives_the_same_alert_set(kafka_settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    events = world_events(seed=12, seconds=3600, rate=2.0)
+    events.append(sentinel(START + timedelta(hours=3)))
+    expected = offline_alerts(events)
+    half = len(events) // 2
+    env = worker_env(kafka_settings, tmp_path)
+    publish(kafka_settings, events[:half])
+    first = start_scantrail("worker", env=env, log=tmp_path / "w1.log")
+    time.sleep(25)  # mid-stream: part of the first half processed, state written
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=10)
+    publish(kafka_settings, events[half:])
+    second = start_scantrail("worker", env=env, log=tmp_path / "w2.log")
+    try:
+        got = live_alerts(kafka_settings, expect=len(expected), timeout_s=240)
+    finally:
+        second.terminate()
+        second.wait(timeout=60)
+    assert set(got) == set(expected), (tmp_path / "w2.log").read_text()[-4000:]
+    assert comparable(got) == comparable(expected)
+
+
+def test_a_kiosk_catching_up_after_two_hours_is_still_judged(kafka_settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Other kiosks move event time two hours on; then the offline kiosk's backlog arrives."""
+    others = [
+        contract.TemperatureReading(
+            event_id=f"other-{i}",
+            kiosk_id="kiosk-other",
+            site_id="site-a",
+            measured_at=START + timedelta(minutes=i),
+            celsius=36.4,
+            method="forehead_ir",
+            person_id=f"p-other-{i % 7}",
+        )
+        for i in range(0, 150, 2)
+    ]
+    late_hot = contract.TemperatureReading(
+        event_id="late-hot-1",
+        kiosk_id="kiosk-late",
+        site_id="site-a",
+        measured_at=START + timedelta(minutes=5),
+        celsius=38.4,
+        method="forehead_ir",
+        person_id="p-late-1",
+    )
+    late_unknown = late_hot.model_copy(
+        update={"event_id": "late-hot-2", "person_id": None, "measured_at": START + timedelta(minutes=6)}
+    )
+    env = worker_env(kafka_settings, tmp_path)
+    publish(kafka_settings, others)
+    worker = start_scantrail("worker", env=env, log=tmp_path / "w.log")
+    try:
+        time.sleep(15)
+        publish(kafka_settings, [late_hot, late_unknown])
+        got = live_alerts(kafka_settings, expect=3, timeout_s=120)
+    finally:
+        worker.terminate()
+        worker.wait(timeout=60)
+    kinds = {a.kind: a for a in got.values()}
+    assert kinds["fever_suspected"].evidence == ["late-hot-1"]
+    assert kinds["fever_unidentified"].evidence == ["late-hot-2"]
+    # Nobody re-measured the late person and event time is long past the window.
+    assert kinds["fever_unconfirmed"].evidence == ["late-hot-1"]
+    assert kinds["fever_unconfirmed"].event_time == late_hot.measured_at + timedelta(minutes=20)
