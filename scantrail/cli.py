@@ -24,10 +24,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sink": ("scantrail.commands.sink:sink", "Run a sink: InfluxDB time series or the pager."),
     "kiosk": ("scantrail.commands.kiosk:kiosk", "Run one gate kiosk (spool first, then Kafka)."),
     "demo": ("scantrail.commands.demo:demo", "Run the whole pipeline for a minute and summarise."),
+    "pass": ("scantrail.commands.pass_:pass_group", "Issue, revoke and verify electronic passes."),
+    "decode": ("scantrail.commands.decode:decode", "Print the QR texts found in image files."),
     "screen": (
         "scantrail.commands.screen:screen",
         "Run the fever and gate rules offline over a JSONL file.",
     ),
+    "trace": ("scantrail.commands.trace:trace", "Find the contacts of a person from a file of scans."),
 }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import signal
+from pathlib import Path
 from types import FrameType
 
 import click
@@ -44,3 +45,47 @@ def influx(group: str, idle_exit: float | None) -> None:
     signal.signal(signal.SIGINT, stop)
     runner.run(idle_exit_s=idle_exit)
     click.echo(json.dumps(runner.stats.as_dict()))
+
+
+@sink.command()
+@click.option(
+    "--roster",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Roster YAML (default SCANTRAIL_PAGER_ROSTER or deploy/roster.example.yaml).",
+)
+@click.option("--group", default=None, help="Consumer group (default SCANTRAIL_PAGER_GROUP).")
+@click.option("--port", type=int, default=None, help="Port of the ack/queue HTTP server.")
+@click.option(
+    "--ack-timeout", type=float, default=None, help="Seconds before an unacked page escalates."
+)
+def pager(
+    roster: Path | None, group: str | None, port: int | None, ack_timeout: float | None
+) -> None:
+    """Page officers about alerts by webhook and email (SCANTRAIL_PAGER_*).
+
+    Critical alerts page the first officer on duty and escalate when nobody
+    acknowledges (POST /ack/{alert_id}); warnings wait in GET /queue/{site};
+    info is only recorded. Every step is written to scantrail.pages, and an
+    alert's offset is committed only after its outcome is recorded there.
+    """
+    from scantrail.settings import KafkaSettings
+    from sinks.channels import PagerSettings, load_roster, resolve_secrets
+    from sinks.pager import Pager
+
+    log_format = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    logging.basicConfig(level=logging.INFO, format=log_format)
+    overrides = {"roster": roster, "group": group, "port": port, "ack_timeout_s": ack_timeout}
+    settings = PagerSettings().model_copy(
+        update={k: v for k, v in overrides.items() if v is not None}
+    )
+    loaded = load_roster(settings.roster)
+    runner = Pager(KafkaSettings(), settings, loaded, resolve_secrets(loaded))
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        runner.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    runner.run()
+    click.echo(json.dumps(dict(sorted(runner.stats.items()))))
