@@ -16,6 +16,7 @@ from influxdb_client import InfluxDBClient
 from kafka import KafkaProducer
 
 from ingest.simulate import GateWorld, simulate_events
+from processors.screener import Screener
 from scantrail import contract
 from tests.support import consume_all, free_port, scantrail_cmd, service_env, start_scantrail
 
@@ -42,10 +43,9 @@ MALFORMED = [
 ]
 
 
-def expected_readings() -> list[contract.TemperatureReading]:
+def simulated() -> list[contract.Event]:
     world = GateWorld(kiosks=KIOSKS, residents=RESIDENTS, seed=SEED)
-    events = simulate_events(world, START, RATE, timedelta(seconds=DURATION))
-    return [e for e in events if isinstance(e, contract.TemperatureReading)]
+    return list(simulate_events(world, START, RATE, timedelta(seconds=DURATION)))
 
 
 def flux_count(influx_settings, flux: str) -> int:  # type: ignore[no-untyped-def]
@@ -66,9 +66,13 @@ def test_gates_to_alerts_and_influx(kafka_settings, influx_settings, tmp_path) -
         SCANTRAIL_WORKER_WEB_PORT=str(free_port()),
         SCANTRAIL_WORKER_DATA_DIR=str(tmp_path / "worker"),
     )
-    readings = expected_readings()
+    events = simulated()
+    readings = [e for e in events if isinstance(e, contract.TemperatureReading)]
+    scans = [e for e in events if isinstance(e, contract.ScanEvent)]
     hot = {r.event_id for r in readings if 37.3 <= r.celsius <= 42.0}
     assert hot, "the simulation should contain fevers"
+    # The live worker must reach the verdicts of the offline rules on the same events.
+    expected = {a.alert_id: a for a in Screener().run(events)}  # type: ignore[arg-type]
 
     sim = subprocess.run(
         scantrail_cmd(
@@ -107,26 +111,38 @@ def test_gates_to_alerts_and_influx(kafka_settings, influx_settings, tmp_path) -
         "sink", "influx", "--idle-exit", "15", env=env, log=tmp_path / "sink.log"
     )
     try:
-        alerts = consume_all(kafka_settings, contract.ALERTS, expect=len(hot), timeout_s=120)
-        decoded = [contract.decode(m.value) for m in alerts]
-        assert all(isinstance(a, contract.Alert) for a in decoded)
-        flagged = {ev for a in decoded for ev in a.evidence}  # type: ignore[attr-defined]
-        assert flagged == hot, (tmp_path / "worker.log").read_text()[-3000:]
-        assert len({a.alert_id for a in decoded}) == len(decoded)  # type: ignore[attr-defined]
+        got: dict[str, contract.Alert] = {}
+        deadline = time.monotonic() + 150
+        while len(got) < len(expected) and time.monotonic() < deadline:
+            for m in consume_all(kafka_settings, contract.ALERTS, timeout_s=10):
+                alert = contract.decode_as(m.value, contract.Alert)
+                got[alert.alert_id] = alert
+        log = (tmp_path / "worker.log").read_text()[-3000:]
+        assert {k: a.to_dict() for k, a in got.items()} == {
+            k: a.to_dict() for k, a in expected.items()
+        }, log
+        # Every hot reading is the evidence of some alert.
+        assert hot <= {ev for a in got.values() for ev in a.evidence}
 
-        dead = consume_all(kafka_settings, contract.DEADLETTER, expect=2 * len(MALFORMED))
-        letters = [contract.decode(m.value) for m in dead]
-        assert all(isinstance(d, contract.DeadLetter) and d.reason for d in letters)
-        # The worker and the sink each dead-letter every malformed message once.
-        values = sorted(d.value for d in letters)  # type: ignore[attr-defined]
-        assert values == sorted(MALFORMED * 2)
-
-        assert sink.wait(timeout=180) == 0, (tmp_path / "sink.log").read_text()[-3000:]
     finally:
         worker.terminate()
         worker.wait(timeout=60)
+    # Every alert is on its topic now; the sink drains all topics, then exits when idle.
+    sink = start_scantrail(
+        "sink", "influx", "--idle-exit", "10", env=env, log=tmp_path / "sink.log"
+    )
+    try:
+        assert sink.wait(timeout=180) == 0, (tmp_path / "sink.log").read_text()[-3000:]
+    finally:
         if sink.poll() is None:
             sink.kill()
+
+    dead = consume_all(kafka_settings, contract.DEADLETTER, expect=2 * len(MALFORMED))
+    letters = [contract.decode(m.value) for m in dead]
+    assert all(isinstance(d, contract.DeadLetter) and d.reason for d in letters)
+    # The worker and the sink each dead-letter every malformed message once.
+    values = sorted(d.value for d in letters)  # type: ignore[attr-defined]
+    assert values == sorted(MALFORMED * 2)
 
     window = "range(start: 2020-02-09T00:00:00Z, stop: 2020-02-11T00:00:00Z)"
     bucket = influx_settings.bucket
@@ -143,7 +159,14 @@ def test_gates_to_alerts_and_influx(kafka_settings, influx_settings, tmp_path) -
         '|> filter(fn: (r) => r._measurement == "alerts" and r._field == "count") '
         "|> group() |> count()",
     )
-    assert hot_points == len(hot)
+    assert hot_points == len(expected)
+    passages = flux_count(
+        influx_settings,
+        f'from(bucket: "{bucket}") |> {window} '
+        '|> filter(fn: (r) => r._measurement == "passages" and r._field == "count") '
+        "|> group() |> sum()",
+    )
+    assert passages == len(scans)
 
     # Re-delivery rewrites the same points: a second sink group reads everything again.
     again = subprocess.run(
@@ -154,7 +177,7 @@ def test_gates_to_alerts_and_influx(kafka_settings, influx_settings, tmp_path) -
         timeout=180,
         check=True,
     )
-    assert json.loads(again.stdout.strip().splitlines()[-1])["points"] == len(readings) + len(hot)
+    assert json.loads(again.stdout.strip().splitlines()[-1])["scan/1"] == len(scans)
     time.sleep(1)
     assert flux_count(
         influx_settings,
