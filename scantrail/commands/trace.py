@@ -1,0 +1,154 @@
+"""``scantrail trace``: the contacts of one person, from a file of scans, offline.
+
+The file is JSON lines, one contract scan per line (what a replay or a topic
+dump writes). Every line is decoded through the contract, so a line the live
+worker would dead-letter is reported here too (line number and reason, on
+stderr) and skipped; the trace itself is the same pure code the worker runs.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import sys
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, TextIO
+
+import click
+
+from processors.contacts import ContactPolicy
+from processors.contacts import trace as run_trace
+from processors.trails import TrailIndex
+from scantrail.contract import ScanEvent, decode
+from scantrail.errors import ContractError
+
+
+class AwareDateTime(click.ParamType):
+    """An RFC 3339 time with an offset; a naive time is refused, as in the contract."""
+
+    name = "TIME"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> datetime:
+        if isinstance(value, datetime):
+            moment = value
+        else:
+            try:
+                moment = datetime.fromisoformat(str(value))
+            except ValueError:
+                self.fail(f"{value!r} is not an RFC 3339 time", param, ctx)
+        if moment.tzinfo is None:
+            self.fail(f"{value!r} has no offset (write e.g. 2020-02-10T08:00:00+08:00)", param, ctx)
+        return moment
+
+
+def load_scans(lines: TextIO, index: TrailIndex, errors: TextIO) -> tuple[int, int]:
+    """Add every valid scan to ``index``; report bad lines; return (lines read, bad lines)."""
+    read = bad = 0
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        read += 1
+        try:
+            event = decode(line, expect=ScanEvent)
+        except ContractError as exc:
+            bad += 1
+            click.echo(f"line {number}: {exc}", file=errors)
+            continue
+        if isinstance(event, ScanEvent):  # always, given expect=ScanEvent
+            index.add_event(event)
+    return read, bad
+
+
+@click.command()
+@click.option(
+    "--scans",
+    "scans_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="JSON lines file of scan/1 events (a topic dump or replay output).",
+)
+@click.option("--person", required=True, help="The index person's pseudonymous id.")
+@click.option(
+    "--since", required=True, type=AwareDateTime(), help="Start of the period (inclusive)."
+)
+@click.option("--until", required=True, type=AwareDateTime(), help="End of the period (inclusive).")
+@click.option(
+    "--window-minutes",
+    type=click.FloatRange(min=0),
+    default=15,
+    show_default=True,
+    help="Largest time difference between two scans at one site that counts (inclusive).",
+)
+@click.option("--depth", type=click.IntRange(1, 2), default=1, show_default=True)
+@click.option("--same-kiosk", is_flag=True, help="Count only scans at the same kiosk.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["json", "csv"]),
+    default="json",
+    show_default=True,
+    help="json: the full trace with evidence; csv: a line list, one row per contact.",
+)
+@click.option(
+    "--plot",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also draw the contact graph and timeline to FILE.png or FILE.html.",
+)
+def trace(
+    scans_path: Path,
+    person: str,
+    since: datetime,
+    until: datetime,
+    window_minutes: float,
+    depth: int,
+    same_kiosk: bool,
+    fmt: str,
+    plot: Path | None,
+) -> None:
+    """Find the contacts of a person from a file of scans.
+
+    Two persons are contacts when scanned at the same site within the window
+    of each other; with --depth 2, contacts of contacts are found too. Times in
+    the output use the offset of --since.
+    """
+    if since > until:
+        raise click.BadParameter("--since is after --until", param_hint="--since")
+    if plot is not None and plot.suffix.lower() not in (".png", ".html", ".htm"):
+        raise click.BadParameter("the plot file must end in .png or .html", param_hint="--plot")
+    policy = ContactPolicy(
+        window=timedelta(minutes=window_minutes), depth=depth, same_kiosk=same_kiosk
+    )
+    index = TrailIndex()
+    with scans_path.open(encoding="utf-8", errors="replace") as lines:
+        read, bad = load_scans(lines, index, sys.stderr)
+    index.settle()
+    gc.freeze()  # the index is long-lived; see TrailIndex.settle
+    click.echo(
+        f"{read} lines: {index.added} scans, {index.ignored} duplicates ignored, "
+        f"{bad} invalid lines skipped",
+        err=True,
+    )
+    if person not in index.trails:
+        click.echo(f"warning: no scans of {person!r} in {scans_path}", err=True)
+    result = run_trace(
+        person,
+        since,
+        until,
+        trail_of=index.trail_between,
+        visits_at=index.visits_between,
+        policy=policy,
+    )
+    if fmt == "csv":
+        from processors.trace_report import to_csv
+
+        click.echo(to_csv(result), nl=False)
+    else:
+        click.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
+    if plot is not None:
+        from processors.trace_report import plot as draw
+
+        draw(result, plot)
+        click.echo(f"plot written to {plot}", err=True)
