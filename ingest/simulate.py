@@ -33,6 +33,8 @@ class GateWorld:
     sensor_error_rate: float = 0.003  # readings out of range
     quarantine_share: float = 0.05  # residents under home quarantine
     breach_rate: float = 0.2  # of quarantined residents' passages, those that happen anyway
+    # Seconds after a hot reading until the re-measure (after warming up indoors).
+    remeasure_s: tuple[float, float] = (240.0, 600.0)
 
     @property
     def sites(self) -> int:
@@ -140,7 +142,7 @@ def _readings_for(
     if fevered:
         first = round(rng.uniform(37.4, 38.6), 2)
         second = round(first + rng.uniform(-0.3, 0.2), 2)
-        return [(rng.uniform(2, 8), first), (rng.uniform(240, 600), second)]
+        return [(rng.uniform(2, 8), first), (rng.uniform(*world.remeasure_s), second)]
     return [(rng.uniform(2, 8), round(base, 2))]
 
 
