@@ -72,7 +72,12 @@ class SpoolPublisher:
         producer = self._ensure_producer()
         futures: list[tuple[SpooledEvent, Any]] = []
         for row in rows:
-            future = producer.send(self.kafka.topic(row.topic), key=row.key, value=row.value)
+            future = producer.send(
+                self.kafka.topic(row.topic),
+                key=row.key,
+                value=row.value,
+                timestamp_ms=row.timestamp_ms,
+            )
             futures.append((row, future))
         producer.flush(timeout=self.flush_timeout_s)
         acked: list[int] = []

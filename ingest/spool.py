@@ -37,7 +37,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     topic TEXT NOT NULL,
     key BLOB,
     value BLOB NOT NULL,
-    crc INTEGER NOT NULL
+    crc INTEGER NOT NULL,
+    ts_ms INTEGER
 );
 CREATE TABLE IF NOT EXISTS counters (
     name TEXT PRIMARY KEY,
@@ -61,6 +62,7 @@ class SpooledEvent:
     topic: str
     key: bytes | None
     value: bytes
+    timestamp_ms: int | None = None
 
 
 class Spool:
@@ -111,8 +113,8 @@ class Spool:
     def _insert(self, event: contract.Event) -> int:
         value = contract.encode(event)
         cursor = self._db.execute(
-            "INSERT INTO outbox(topic, key, value, crc) VALUES (?, ?, ?, ?)",
-            (event.TOPIC, event.key(), value, zlib.crc32(value)),
+            "INSERT INTO outbox(topic, key, value, crc, ts_ms) VALUES (?, ?, ?, ?, ?)",
+            (event.TOPIC, event.key(), value, zlib.crc32(value), event.timestamp_ms()),
         )
         return int(cursor.lastrowid or 0)
 
@@ -126,15 +128,16 @@ class Spool:
         """The oldest rows, corrupt ones moved aside first."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT id, topic, key, value, crc FROM outbox ORDER BY id LIMIT ?", (limit,)
+                "SELECT id, topic, key, value, crc, ts_ms FROM outbox ORDER BY id LIMIT ?",
+                (limit,),
             ).fetchall()
         good: list[SpooledEvent] = []
-        for row_id, topic, key, value, crc in rows:
+        for row_id, topic, key, value, crc, ts_ms in rows:
             reason = self._corruption(topic, value, crc)
             if reason is not None:
                 self._quarantine(row_id, topic, key, value, reason)
                 continue
-            good.append(SpooledEvent(row_id, topic, key, bytes(value)))
+            good.append(SpooledEvent(row_id, topic, key, bytes(value), ts_ms))
         return good
 
     @staticmethod
@@ -157,7 +160,8 @@ class Spool:
         )
         with self._transaction():
             self._db.execute(
-                "INSERT OR REPLACE INTO quarantine(id, topic, key, value, reason) VALUES (?,?,?,?,?)",
+                "INSERT OR REPLACE INTO quarantine(id, topic, key, value, reason) "
+                "VALUES (?, ?, ?, ?, ?)",
                 (row_id, topic, key, value, reason),
             )
             self._db.execute("DELETE FROM outbox WHERE id = ?", (row_id,))

@@ -9,6 +9,7 @@ import faust
 from processors.agents import Outcomes
 from processors.app import create_app
 from processors.live import install_screening
+from processors.live_trails import install_trails
 from processors.screening_policy import SitePolicies
 from scantrail.broker import ensure_topics
 from scantrail.settings import KafkaSettings, WorkerSettings
@@ -21,6 +22,7 @@ def build_worker(loglevel: str = "info") -> faust.Worker:
     app, topics = create_app(kafka, settings)
     outcomes = Outcomes()
     install_screening(app, topics, SitePolicies(), outcomes, kafka.partitions)
+    install_trails(app, topics, outcomes, kafka.partitions)
 
     @app.page("/stats")
     async def stats(web: Any, request: Any) -> Any:

@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "worker": ("scantrail.commands.worker:worker", "Run the stream processors (faust)."),
     "sink": ("scantrail.commands.sink:sink", "Run a sink: InfluxDB time series or the pager."),
     "kiosk": ("scantrail.commands.kiosk:kiosk", "Run one gate kiosk (spool first, then Kafka)."),
+    "replay": ("scantrail.commands.replay:replay", "Re-run a past period: trails, traces, plots."),
     "demo": ("scantrail.commands.demo:demo", "Run the whole pipeline for a minute and summarise."),
     "pass": ("scantrail.commands.pass_:pass_group", "Issue, revoke and verify electronic passes."),
     "decode": ("scantrail.commands.decode:decode", "Print the QR texts found in image files."),
@@ -30,7 +31,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "scantrail.commands.screen:screen",
         "Run the fever and gate rules offline over a JSONL file.",
     ),
-    "trace": ("scantrail.commands.trace:trace", "Find the contacts of a person from a file of scans."),
+    "trace": (
+        "scantrail.commands.trace:trace",
+        "Find the contacts of a person from a file of scans.",
+    ),
 }
 
 

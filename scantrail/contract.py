@@ -118,6 +118,11 @@ class Event(BaseModel):
         """The Kafka message key that partitions this event (see the topic table)."""
         return None
 
+    def timestamp_ms(self) -> int | None:
+        """The Kafka record timestamp: the event's own time, so a replay can seek by it."""
+        moment = getattr(self, "time", None)
+        return None if moment is None else int(moment.timestamp() * 1000)
+
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True, exclude_none=False)
 
@@ -224,6 +229,10 @@ class Alert(Event):
 
     _pseudonymous = field_validator("person_id")(_check_pseudonymous)
 
+    @property
+    def time(self) -> datetime:
+        return self.event_time
+
     def key(self) -> bytes:
         return self.site_id.encode()
 
@@ -243,6 +252,10 @@ class KioskHeartbeat(Event):
     scans_since_start: Annotated[int, Field(ge=0)]
     decode_failures: Annotated[int, Field(ge=0)]
     version: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+    @property
+    def time(self) -> datetime:
+        return self.sent_at
 
     def key(self) -> bytes:
         return self.kiosk_id.encode()

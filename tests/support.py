@@ -111,3 +111,70 @@ class PrivateKafka:
 
     def stop(self) -> None:
         self._run("stop")
+
+
+class PrivateInflux:
+    """An influxd of the test's own, on a free port, that the test may stop and restart.
+
+    Outage tests stop InfluxDB; stopping the shared one would break every other
+    test, so they start a separate instance (same cached binary, own state
+    directory, onboarded with its own token by ``influxdb.sh start``).
+    """
+
+    def __init__(self, state: Path) -> None:
+        self.state = state
+        self.port = free_port()
+        self.env = dict(os.environ)
+        self.env.update(SCANTRAIL_STATE=str(state), SCANTRAIL_INFLUX_PORT=str(self.port))
+        self.script = ROOT / "deploy" / "local" / "influxdb" / "influxdb.sh"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _run(self, verb: str) -> None:
+        subprocess.run(["bash", str(self.script), verb], env=self.env, check=True, timeout=180)
+
+    def start(self) -> None:
+        self._run("start")
+
+    def stop(self) -> None:
+        self._run("stop")
+
+    def settings(self, bucket: str = "scantrail", watched_bucket: str = "scantrail_watched") -> Any:
+        """InfluxSettings for this instance, from the influx.env its onboarding wrote."""
+        from pydantic import SecretStr
+
+        from scantrail.settings import InfluxSettings
+
+        values: dict[str, str] = {}
+        for row in (self.state / "influx.env").read_text().splitlines():
+            name, sep, value = row.partition("=")
+            if sep:
+                values[name.strip()] = value.strip()
+        return InfluxSettings(
+            _env_file=None,  # type: ignore[call-arg]
+            url=values["SCANTRAIL_INFLUX_URL"],
+            org=values["SCANTRAIL_INFLUX_ORG"],
+            bucket=bucket,
+            watched_bucket=watched_bucket,
+            token=SecretStr(values["SCANTRAIL_INFLUX_TOKEN"]),
+        )
+
+
+def publish(settings: Any, events: Any) -> None:
+    """Publish contract events to this test's namespace, keyed and timestamped as kiosks do."""
+    from kafka import KafkaProducer
+
+    from scantrail import contract
+
+    producer = KafkaProducer(bootstrap_servers=settings.servers, acks="all", linger_ms=5)
+    for event in events:
+        producer.send(
+            settings.topic(event.TOPIC),
+            key=event.key(),
+            value=contract.encode(event),
+            timestamp_ms=event.timestamp_ms(),
+        )
+    producer.flush()
+    producer.close()

@@ -78,7 +78,10 @@ def demo(duration: float, rate: float, kiosks: int, residents: int, seed: int) -
                 if isinstance(event, contract.TemperatureReading) and 37.3 <= event.celsius <= 42:
                     hot.add(event.event_id)
                 producer.send(
-                    kafka.topic(event.TOPIC), key=event.key(), value=contract.encode(event)
+                    kafka.topic(event.TOPIC),
+                    key=event.key(),
+                    value=contract.encode(event),
+                    timestamp_ms=event.timestamp_ms(),
                 )
                 published[event.SCHEMA] += 1
                 status.update(f"gates are scanning... {sum(published.values())} events published")

@@ -68,7 +68,10 @@ def simulate(
             if lag > 0:
                 time.sleep(lag)
         producer.send(
-            settings.topic(event.TOPIC), key=event.key(), value=contract.encode(event)
+            settings.topic(event.TOPIC),
+            key=event.key(),
+            value=contract.encode(event),
+            timestamp_ms=event.timestamp_ms(),
         ).add_errback(on_error)
         counts[event.SCHEMA] += 1
         now = time.monotonic()

@@ -4,30 +4,20 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from kafka import KafkaProducer
 
 from ingest.simulate import GateWorld, simulate_events
 from processors.screener import Screener
 from scantrail import contract
 from scantrail.settings import KafkaSettings
-from tests.support import consume_all, free_port, service_env, start_scantrail
+from tests.support import consume_all, free_port, publish, service_env, start_scantrail
 
 pytestmark = pytest.mark.integration
 
 START = datetime(2020, 2, 10, 0, 0, tzinfo=UTC)
-
-
-def publish(settings: KafkaSettings, events: Iterable[contract.Event]) -> None:
-    producer = KafkaProducer(bootstrap_servers=settings.servers, acks="all", linger_ms=5)
-    for event in events:
-        producer.send(settings.topic(event.TOPIC), key=event.key(), value=contract.encode(event))
-    producer.flush()
-    producer.close()
 
 
 def offline_alerts(events: list[contract.Event]) -> dict[str, contract.Alert]:
@@ -35,7 +25,9 @@ def offline_alerts(events: list[contract.Event]) -> dict[str, contract.Alert]:
     return {a.alert_id: a for a in alerts}
 
 
-def live_alerts(settings: KafkaSettings, expect: int, timeout_s: float = 150) -> dict[str, contract.Alert]:
+def live_alerts(
+    settings: KafkaSettings, expect: int, timeout_s: float = 150
+) -> dict[str, contract.Alert]:
     """Alerts on the topic, by id, once at least ``expect`` distinct ones arrived (then a little more)."""
     out: dict[str, contract.Alert] = {}
     deadline = time.monotonic() + timeout_s
@@ -90,7 +82,9 @@ def test_live_alerts_equal_offline_screen_for_an_in_order_stream(kafka_settings,
     kinds = {a.kind for a in expected.values()}
     assert {"fever_suspected", "fever_confirmed"} <= kinds, kinds
     publish(kafka_settings, events)
-    worker = start_scantrail("worker", env=worker_env(kafka_settings, tmp_path), log=tmp_path / "w.log")
+    worker = start_scantrail(
+        "worker", env=worker_env(kafka_settings, tmp_path), log=tmp_path / "w.log"
+    )
     try:
         got = live_alerts(kafka_settings, expect=len(expected))
     finally:
@@ -147,7 +141,11 @@ def test_a_kiosk_catching_up_after_two_hours_is_still_judged(kafka_settings, tmp
         person_id="p-late-1",
     )
     late_unknown = late_hot.model_copy(
-        update={"event_id": "late-hot-2", "person_id": None, "measured_at": START + timedelta(minutes=6)}
+        update={
+            "event_id": "late-hot-2",
+            "person_id": None,
+            "measured_at": START + timedelta(minutes=6),
+        }
     )
     env = worker_env(kafka_settings, tmp_path)
     publish(kafka_settings, others)
