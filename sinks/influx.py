@@ -15,8 +15,9 @@ import random
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -26,6 +27,7 @@ from influxdb_client.client.write_api import SYNCHRONOUS
 from influxdb_client.rest import ApiException
 from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
 from kafka.errors import CommitFailedError, KafkaError
+from pydantic import ValidationError
 from urllib3.exceptions import HTTPError
 
 from scantrail import contract
@@ -51,6 +53,7 @@ SINK_TOPICS = (
     contract.KIOSKS,
 )
 BATCH_LINES = 5000
+WATCHED_MEMO_MAX = 200_000  # (person, day) answers kept in memory before starting afresh
 WATCH_AFTER_FEVER = timedelta(days=28)
 PASSAGE_MEMORY = timedelta(days=3)
 
@@ -70,6 +73,21 @@ class SinkStats:
 
     def as_dict(self) -> dict[str, int]:
         return dict(sorted(self.counts.items()))
+
+
+@dataclass
+class _Pending:
+    """A batch being written by the writer thread, and the offsets it will commit."""
+
+    future: Future[None]
+    out: Batch
+    offsets: dict[TopicPartition, OffsetAndMetadata]
+
+
+def _retryable(exc: Exception) -> bool:
+    """Outages, timeouts and throttling are retried; a rejected request (4xx) is not."""
+    status = getattr(exc, "status", None)
+    return status is None or not 400 <= status < 500 or status in (408, 429)
 
 
 @dataclass(frozen=True)
@@ -157,6 +175,15 @@ class InfluxSink:
             client_id="scantrail-sink-influx",
         )
         self.producer = make_producer(kafka, client_id="scantrail-sink-influx-dlq")
+        # Each sink topic carries one kind of event: try that kind first (one
+        # JSON parse instead of two), and fall back to the full decode.
+        self._kinds = {kafka.topic(t): contract.TOPIC_SCHEMAS[t] for t in SINK_TOPICS}
+        # is_watched answers per (person, local day); only this sink changes the
+        # registry (through _watch, which forgets them all), so they stay true.
+        self._watched_memo: dict[tuple[str, date], bool] = {}
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="influx-write")
+        self._pending: _Pending | None = None
+        self._on_batch: Callable[[], None] | None = None
         self._stop = False
 
     def stop(self) -> None:
@@ -165,29 +192,40 @@ class InfluxSink:
     def run(
         self, *, idle_exit_s: float | None = None, on_batch: Callable[[], None] | None = None
     ) -> None:
-        """Consume until stopped (or until ``idle_exit_s`` seconds pass with no message)."""
+        """Consume until stopped (or until ``idle_exit_s`` seconds pass with no message).
+
+        ``on_batch`` is called after each batch is stored and its offsets committed.
+        """
+        self._on_batch = on_batch
         last_message = time.monotonic()
         try:
             while not self._stop:
                 batch = self.consumer.poll(timeout_ms=500, max_records=self.batch_lines)
                 if not batch:
+                    self._settle()  # nothing new: finish the write in flight, commit it
                     if idle_exit_s is not None and time.monotonic() - last_message > idle_exit_s:
                         return
                     continue
                 last_message = time.monotonic()
                 self._handle(batch)
-                if on_batch is not None:
-                    on_batch()
+            self._settle()
         finally:
             self.close()
 
     def _handle(self, batch: dict[TopicPartition, list[Any]]) -> None:
+        """Turn a poll into lines, then hand them to the writer thread.
+
+        Building batch N+1 overlaps with writing batch N; batch N's offsets are
+        committed only once InfluxDB acknowledged it (see :meth:`_settle`), and
+        the single writer thread keeps writes in order, so a minute's later
+        passage count never lands before an earlier one.
+        """
         out = Batch()
         offsets: dict[TopicPartition, OffsetAndMetadata] = {}
         for tp, messages in batch.items():
             for message in messages:
                 try:
-                    event = contract.decode(message.value)
+                    event = self._decode(message)
                 except ContractError as exc:
                     self._dead_letter(message, str(exc))
                     continue
@@ -196,25 +234,85 @@ class InfluxSink:
             offsets[tp] = OffsetAndMetadata(messages[-1].offset + 1, "", -1)
         for key, count in self.state.add_passages(out.scans).items():
             out.main.append(passage_line(*key, count))
+        self._settle()
+        self._pending = _Pending(self._executor.submit(self._write_once, out), out, offsets)
+
+    def _write_once(self, out: Batch) -> None:
+        """One attempt at a batch (writer thread); the consumer thread handles failures."""
         if out.main:
-            self._write_until_acknowledged(out.main, self.influx.bucket)
+            self.writer.write(out.main, self.influx.bucket)
         if out.watched:
-            self._write_until_acknowledged(out.watched, self.influx.watched_bucket)
+            self.writer.write(out.watched, self.influx.watched_bucket)
+
+    def _settle(self) -> None:
+        """Wait until the batch in flight is stored (retrying as needed), then commit it."""
+        pending, self._pending = self._pending, None
+        if pending is None:
+            return
+        try:
+            pending.future.result()
+        except (ApiException, HTTPError, OSError) as exc:
+            if not _retryable(exc):
+                raise
+            self.stats.counts["write_retries"] += 1
+            log.warning("InfluxDB write failed (%s); retrying with backoff", exc)
+            # Rewriting the main lines when only the watched ones failed is harmless.
+            out = pending.out
+            if out.main:
+                self._write_until_acknowledged(out.main, self.influx.bucket)
+            if out.watched:
+                self._write_until_acknowledged(out.watched, self.influx.watched_bucket)
         self.producer.flush()  # dead letters are durable before their offsets move on
         try:
-            self.consumer.commit(offsets)
+            self.consumer.commit(pending.offsets)
         except CommitFailedError:
             # Partitions moved to another member mid-batch: it re-reads them and
             # rewrites the same points, which is harmless.
             log.warning("commit refused after a rebalance; the new owner re-delivers")
-        self.stats.counts["points"] += len(out.main) + len(out.watched)
+        self.stats.counts["points"] += len(pending.out.main) + len(pending.out.watched)
+        if self._on_batch is not None:
+            self._on_batch()
+
+    def _decode(self, message: Any) -> contract.Event:
+        """:func:`contract.decode`, with a fast path for the topic's own kind.
+
+        The fast path accepts only what ``decode`` accepts: the same strict
+        validation of the same class, and the schema field must be present.
+        """
+        if message.value is None:  # a tombstone (compacted quarantine topic)
+            raise ContractError("no value (a tombstone); nothing to write")
+        kind = self._kinds.get(message.topic)
+        if kind is not None:
+            try:
+                event = kind.model_validate_json(message.value, strict=True)
+            except ValidationError:
+                pass
+            else:
+                if "schema_" in event.model_fields_set:
+                    return event
+        return contract.decode(message.value)
+
+    def _is_watched(self, person_id: str, day: date) -> bool:
+        key = (person_id, day)
+        answer = self._watched_memo.get(key)
+        if answer is None:
+            answer = self.state.is_watched(person_id, day)
+            if len(self._watched_memo) >= WATCHED_MEMO_MAX:
+                self._watched_memo.clear()
+            self._watched_memo[key] = answer
+        return answer
+
+    def _watch(self, person_id: str, until: date | None) -> None:
+        self.state.watch(person_id, until)
+        self._watched_memo.clear()
 
     def _collect(self, event: contract.Event, out: Batch) -> None:
         if isinstance(event, contract.TemperatureReading):
             out.main.append(temperature_line(event))
-            local_day = event.measured_at.astimezone(self.tz).date()
-            if event.person_id and self.state.is_watched(event.person_id, local_day):
-                out.watched.append(watched_temperature_line(event, event.person_id))
+            if event.person_id:
+                local_day = event.measured_at.astimezone(self.tz).date()
+                if self._is_watched(event.person_id, local_day):
+                    out.watched.append(watched_temperature_line(event, event.person_id))
         elif isinstance(event, contract.ScanEvent):
             key = MinuteKey(
                 event.site_id, event.kiosk_id, event.direction, minute_of(event.scanned_at)
@@ -224,11 +322,11 @@ class InfluxSink:
             out.main.append(alert_line(event))
             if event.person_id and event.kind.startswith("fever_"):
                 until = (event.event_time + WATCH_AFTER_FEVER).astimezone(self.tz).date()
-                self.state.watch(event.person_id, until)
+                self._watch(event.person_id, until)
         elif isinstance(event, contract.KioskHeartbeat):
             out.main.append(kiosk_health_line(event))
         elif isinstance(event, contract.QuarantineRecord):
-            self.state.watch(event.person_id, event.ends_on)
+            self._watch(event.person_id, event.ends_on)
 
     def _write_until_acknowledged(self, lines: list[str], bucket: str) -> None:
         attempt = 0
@@ -238,8 +336,7 @@ class InfluxSink:
                 self.writer.write(lines, bucket)
                 break
             except (ApiException, HTTPError, OSError) as exc:
-                status = getattr(exc, "status", None)
-                if status is not None and 400 <= status < 500 and status not in (408, 429):
+                if not _retryable(exc):
                     raise
                 delay = self.backoff.delay(attempt, self.rng)
                 attempt += 1
@@ -253,10 +350,19 @@ class InfluxSink:
             self.consumer.resume(*self.consumer.paused())
 
     def _sleep_polling(self, seconds: float) -> None:
-        """Wait while keeping group membership alive; paused partitions yield nothing."""
+        """Wait while keeping group membership alive; paused partitions yield nothing.
+
+        A rebalance during the wait can assign a partition that is not paused,
+        and poll would return its records: rewind to them and pause it, or the
+        next commit of that partition would skip them.
+        """
         deadline = time.monotonic() + seconds
         while (left := deadline - time.monotonic()) > 0:
-            self.consumer.poll(timeout_ms=int(min(left, 1.0) * 1000) or 1)
+            got = self.consumer.poll(timeout_ms=int(min(left, 1.0) * 1000) or 1)
+            for tp, messages in got.items():
+                self.consumer.seek(tp, messages[0].offset)
+            if got or self.consumer.assignment() - self.consumer.paused():
+                self.consumer.pause(*self.consumer.assignment())
 
     def _dead_letter(self, message: Any, reason: str) -> None:
         self.stats.counts["deadletter"] += 1
@@ -273,6 +379,8 @@ class InfluxSink:
         )
 
     def close(self) -> None:
+        # A write still in flight here (after an error) finishes, but is not committed.
+        self._executor.shutdown(wait=True)
         try:
             self.producer.flush()
             self.producer.close()

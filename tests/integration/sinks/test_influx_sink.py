@@ -1,0 +1,494 @@
+"""The InfluxDB sink against the real broker and the real InfluxDB.
+
+Counts are checked with Flux against what the test produced: InfluxDB
+overwrites a point with the same series and timestamp, so "as many points as
+distinct events" means nothing was lost and nothing doubled, and the passage
+sums show that re-delivered scans were not counted twice.
+
+The fault tests run the sink as the ``scantrail sink influx`` subprocess while a
+producer thread keeps publishing: one SIGKILLs the sink and restarts it, the
+other stops a private InfluxDB (never the shared one) for 30 s.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from influxdb_client import InfluxDBClient
+from kafka import KafkaProducer
+
+from ingest.simulate import GateWorld, simulate_events
+from scantrail import contract
+from sinks.influx import InfluxSink
+from sinks.sink_state import minute_of
+from tests.support import PrivateInflux, consume_all, service_env, start_scantrail
+
+pytestmark = pytest.mark.integration
+
+START = datetime(2020, 2, 10, 1, 0, tzinfo=UTC)  # 09:00 in Shanghai
+WINDOW = "range(start: 2020-02-09T00:00:00Z, stop: 2020-02-12T00:00:00Z)"
+
+
+# --- helpers -----------------------------------------------------------------------
+
+
+def simulated(seed: int, rate: float, seconds: float, kiosks: int = 4) -> list[contract.Event]:
+    world = GateWorld(kiosks=kiosks, residents=200, seed=seed)
+    return list(simulate_events(world, START, rate, timedelta(seconds=seconds)))
+
+
+def of_kind(events: Iterable[contract.Event], kind: type[Any]) -> list[Any]:
+    return [e for e in events if isinstance(e, kind)]
+
+
+def heartbeats(events: list[contract.Event], every_s: int = 120) -> list[contract.KioskHeartbeat]:
+    """Heartbeats of every kiosk seen in ``events``, every ``every_s`` seconds of the span."""
+    scans = of_kind(events, contract.ScanEvent)
+    kiosks = sorted({(s.kiosk_id, s.site_id) for s in scans})
+    end = max(s.scanned_at for s in scans)
+    out = []
+    for kiosk_id, site_id in kiosks:
+        at, n = START, 0
+        while at <= end:
+            last = [s.scanned_at for s in scans if s.kiosk_id == kiosk_id and s.scanned_at <= at]
+            out.append(
+                contract.KioskHeartbeat(
+                    kiosk_id=kiosk_id,
+                    site_id=site_id,
+                    sent_at=at,
+                    spool_depth=n % 3,
+                    last_scan_at=max(last) if last else None,
+                    scans_since_start=len(last),
+                    decode_failures=0,
+                    version="0.1.0",
+                )
+            )
+            at, n = at + timedelta(seconds=every_s), n + 1
+    return out
+
+
+def fever_alerts(readings: list[contract.TemperatureReading]) -> list[contract.Alert]:
+    """One fever_suspected alert per hot reading of an identified person."""
+    hot = [r for r in readings if r.person_id and 37.3 <= r.celsius <= 42.0]
+    return [
+        contract.Alert(
+            alert_id=contract.alert_id("fever_suspected", [r.event_id]),
+            kind="fever_suspected",
+            severity="warning",
+            site_id=r.site_id,
+            kiosk_id=r.kiosk_id,
+            person_id=r.person_id,
+            event_time=r.measured_at,
+            raised_at=r.measured_at,
+            evidence=[r.event_id],
+        )
+        for r in hot
+    ]
+
+
+def publish(kafka_settings: Any, events: Iterable[contract.Event]) -> int:
+    producer = KafkaProducer(bootstrap_servers=kafka_settings.servers, acks="all", linger_ms=20)
+    n = 0
+    for event in events:
+        producer.send(
+            kafka_settings.topic(event.TOPIC), key=event.key(), value=contract.encode(event)
+        )
+        n += 1
+    producer.flush()
+    producer.close()
+    return n
+
+
+def publish_raw(kafka_settings: Any, items: Iterable[tuple[str, bytes | None]]) -> None:
+    producer = KafkaProducer(bootstrap_servers=kafka_settings.servers, acks="all")
+    for topic, value in items:
+        producer.send(kafka_settings.topic(topic), key=b"k", value=value)
+    producer.flush()
+    producer.close()
+
+
+def query(influx_settings: Any, flux: str) -> list[Any]:
+    with InfluxDBClient(
+        url=influx_settings.url,
+        token=influx_settings.token.get_secret_value(),
+        org=influx_settings.org,
+        timeout=60_000,
+    ) as client:
+        return [r for table in client.query_api().query(flux) for r in table.records]
+
+
+def flux_total(
+    influx_settings: Any, measurement: str, field: str, fn: str, bucket: str = ""
+) -> int:
+    """count() or sum() of one field over the whole window, all series together."""
+    flux = (
+        f'from(bucket: "{bucket or influx_settings.bucket}") |> {WINDOW} '
+        f'|> filter(fn: (r) => r._measurement == "{measurement}" and r._field == "{field}") '
+        f"|> group() |> {fn}()"
+    )
+    return sum(int(r.get_value()) for r in query(influx_settings, flux))
+
+
+def minute_count(influx_settings: Any, scan: contract.ScanEvent) -> int:
+    minute = datetime.fromtimestamp(minute_of(scan.scanned_at), UTC)
+    stop = minute + timedelta(seconds=1)
+    flux = (
+        f'from(bucket: "{influx_settings.bucket}") '
+        f"|> range(start: {minute.isoformat().replace('+00:00', 'Z')}, "
+        f"stop: {stop.isoformat().replace('+00:00', 'Z')}) "
+        '|> filter(fn: (r) => r._measurement == "passages" and r._field == "count" '
+        f'and r.site_id == "{scan.site_id}" and r.kiosk_id == "{scan.kiosk_id}" '
+        f'and r.direction == "{scan.direction}")'
+    )
+    records = query(influx_settings, flux)
+    assert len(records) <= 1, records
+    return int(records[0].get_value()) if records else 0
+
+
+def drain(sink: InfluxSink, expect: dict[str, int], timeout_s: float = 120.0) -> None:
+    """Run the sink until it has handled ``expect`` events per schema, then stop it.
+
+    Stopping finishes and commits the batch in flight, so everything counted is stored.
+    """
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            sink.run()
+        except BaseException as exc:  # re-raised in the test thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline and thread.is_alive():
+            if all(sink.stats.counts[k] >= v for k, v in expect.items()):
+                break
+            time.sleep(0.2)
+    finally:
+        sink.stop()
+        thread.join(timeout=90)
+    assert not errors, errors
+    assert not thread.is_alive(), "the sink did not stop"
+    got = {k: sink.stats.counts[k] for k in expect}
+    assert got == expect, f"handled {got}, expected {expect}"
+
+
+def wait_for(check: Any, expected: int, timeout_s: float, what: str, log: Path) -> None:
+    deadline = time.monotonic() + timeout_s
+    value = None
+    while time.monotonic() < deadline:
+        value = check()
+        if value >= expected:
+            return
+        time.sleep(2)
+    tail = log.read_text()[-3000:] if log.exists() else ""
+    pytest.fail(f"{what}: {value} of {expected} after {timeout_s} s\n{tail}")
+
+
+# --- counts --------------------------------------------------------------------------
+
+
+def test_counts_in_influx_match_what_was_produced(
+    kafka_settings: Any, influx_settings: Any, tmp_path: Path
+) -> None:
+    events = simulated(seed=11, rate=3.0, seconds=600)
+    quarantine = of_kind(events, contract.QuarantineRecord)
+    scans = of_kind(events, contract.ScanEvent)
+    readings = of_kind(events, contract.TemperatureReading)
+    alerts = fever_alerts(readings)
+    beats = heartbeats(events)
+    assert quarantine and alerts and len(scans) > 1000
+    watched = {q.person_id for q in quarantine} | {a.person_id for a in alerts}
+    watched_readings = [r for r in readings if r.person_id in watched]
+    assert 0 < len(watched_readings) < len(readings)
+    state = tmp_path / "sink.db"
+
+    # Who is watched must be known before their readings arrive: orders and alerts first.
+    publish(kafka_settings, [*quarantine, *alerts])
+    drain(
+        InfluxSink(kafka_settings, influx_settings, state_path=state),
+        {"quarantine/1": len(quarantine), "alert/1": len(alerts)},
+    )
+    duplicates = scans[::10]  # re-delivered: the same event_id published twice
+    publish(kafka_settings, [*scans, *readings, *beats, *duplicates])
+    drain(
+        InfluxSink(kafka_settings, influx_settings, state_path=state),
+        {
+            "scan/1": len(scans) + len(duplicates),
+            "temperature/1": len(readings),
+            "kiosk/1": len(beats),
+        },
+    )
+
+    assert flux_total(influx_settings, "temperature", "celsius", "count") == len(readings)
+    assert flux_total(influx_settings, "alerts", "count", "count") == len(alerts)
+    assert flux_total(influx_settings, "passages", "count", "sum") == len(scans)
+    assert flux_total(influx_settings, "kiosk_health", "spool_depth", "count") == len(beats)
+    assert flux_total(
+        influx_settings,
+        "watched_temperature",
+        "celsius",
+        "count",
+        bucket=influx_settings.watched_bucket,
+    ) == len(watched_readings)
+    tagged = query(
+        influx_settings,
+        f'import "influxdata/influxdb/schema"\n'
+        f'schema.tagValues(bucket: "{influx_settings.watched_bucket}", tag: "person_id", '
+        "start: 2020-02-09T00:00:00Z, stop: 2020-02-12T00:00:00Z)",
+    )
+    assert {r.get_value() for r in tagged} == {r.person_id for r in watched_readings}
+    # Nobody's person id is a tag in the main bucket (cardinality).
+    keys = query(
+        influx_settings,
+        f'import "influxdata/influxdb/schema"\nschema.tagKeys(bucket: "{influx_settings.bucket}", '
+        "start: 2020-02-09T00:00:00Z, stop: 2020-02-12T00:00:00Z)",
+    )
+    assert "person_id" not in {r.get_value() for r in keys}
+
+    # A duplicate of an old scan changes nothing; a late scan for an old minute adds one.
+    old = scans[5]
+    before = minute_count(influx_settings, old)
+    assert before >= 1
+    late = old.model_copy(
+        update={"event_id": f"{old.event_id}-late", "seq": 10**6, "scanned_at": old.scanned_at}
+    )
+    publish(kafka_settings, [old, late, old])
+    drain(
+        InfluxSink(kafka_settings, influx_settings, state_path=state),
+        {"scan/1": 3},
+    )
+    assert minute_count(influx_settings, old) == before + 1
+    assert flux_total(influx_settings, "passages", "count", "sum") == len(scans) + 1
+    assert flux_total(influx_settings, "temperature", "celsius", "count") == len(readings)
+
+
+# --- dead letters -------------------------------------------------------------------
+
+
+def test_malformed_events_go_to_dead_letters_and_the_sink_goes_on(
+    kafka_settings: Any, influx_settings: Any, tmp_path: Path
+) -> None:
+    readings = of_kind(simulated(seed=12, rate=2.0, seconds=30), contract.TemperatureReading)
+    first, later = readings[:20], readings[20:40]
+    assert len(later) == 20
+    impossible = json.loads(contract.encode(first[0]))
+    impossible.update(event_id="impossible", celsius=150.0)
+    backwards = {
+        "schema": "quarantine/1",
+        "person_id": "p-x-1",
+        "site_id": "site-000",
+        "starts_on": "2020-02-10",
+        "ends_on": "2020-02-01",
+        "reason": "ends before it starts",
+    }
+    malformed: list[tuple[str, bytes | None, str]] = [
+        (contract.TEMPERATURES, b"{not json", "not JSON"),
+        (contract.SCANS, b'{"schema": "scan/9", "event_id": "x"}', "unknown schema"),
+        (contract.TEMPERATURES, json.dumps(impossible).encode(), "celsius"),
+        (contract.QUARANTINE, json.dumps(backwards).encode(), "ends_on is before starts_on"),
+        (contract.KIOSKS, b'{"kiosk_id": "k"}', "missing schema"),
+        (contract.QUARANTINE, None, "tombstone"),
+    ]
+
+    publish(kafka_settings, first)
+    publish_raw(kafka_settings, [(topic, value) for topic, value, _ in malformed])
+    publish(kafka_settings, later)
+    drain(
+        InfluxSink(kafka_settings, influx_settings, state_path=tmp_path / "sink.db"),
+        {"temperature/1": 40, "deadletter": len(malformed)},
+    )
+
+    letters = [
+        contract.decode_as(m.value, contract.DeadLetter)
+        for m in consume_all(kafka_settings, contract.DEADLETTER, expect=len(malformed))
+    ]
+    assert len(letters) == len(malformed)
+    by_value = {(d.topic, d.value): d for d in letters}
+    for topic, value, reason in malformed:
+        letter = by_value[(kafka_settings.topic(topic), value)]
+        assert reason in letter.reason, letter.reason
+        assert letter.offset is not None and letter.partition is not None
+    assert flux_total(influx_settings, "temperature", "celsius", "count") == 40
+
+
+# --- faults -----------------------------------------------------------------------
+
+
+class Producer(threading.Thread):
+    """Publishes events in chunks with pauses, so the stream is live during a fault."""
+
+    def __init__(
+        self, kafka_settings: Any, events: list[contract.Event], chunk: int, pause_s: float
+    ):
+        super().__init__(daemon=True)
+        self.kafka_settings, self.events, self.chunk, self.pause_s = (
+            kafka_settings,
+            events,
+            chunk,
+            pause_s,
+        )
+        self.sent = 0
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            producer = KafkaProducer(
+                bootstrap_servers=self.kafka_settings.servers, acks="all", linger_ms=20
+            )
+            for i in range(0, len(self.events), self.chunk):
+                for event in self.events[i : i + self.chunk]:
+                    producer.send(
+                        self.kafka_settings.topic(event.TOPIC),
+                        key=event.key(),
+                        value=contract.encode(event),
+                    )
+                producer.flush()
+                self.sent = min(len(self.events), i + self.chunk)
+                time.sleep(self.pause_s)
+            producer.close()
+        except BaseException as exc:
+            self.error = exc
+
+
+@pytest.fixture
+def live_stream(kafka_settings: Any) -> Iterator[tuple[list[contract.Event], int, int]]:
+    """About 24,000 scans and readings, without quarantine orders (order across topics
+    is not guaranteed, so watched curves are checked in the counts test only)."""
+    events = [
+        e
+        for e in simulated(seed=13, rate=20.0, seconds=600)
+        if not isinstance(e, contract.QuarantineRecord)
+    ]
+    yield (
+        events,
+        len(of_kind(events, contract.ScanEvent)),
+        len(of_kind(events, contract.TemperatureReading)),
+    )
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(420)
+def test_sink_killed_mid_stream_loses_and_doubles_nothing(
+    kafka_settings: Any, influx_settings: Any, tmp_path: Path, live_stream: Any
+) -> None:
+    events, n_scans, n_readings = live_stream
+    env = service_env(kafka_settings, influx_settings, SCANTRAIL_STATE=str(tmp_path / "state"))
+    log = tmp_path / "sink.log"
+    producer = Producer(kafka_settings, events, chunk=2000, pause_s=0.7)
+    producer.start()
+    sink = start_scantrail("sink", "influx", "--group", "g", env=env, log=log)
+    try:
+        wait_for(
+            lambda: flux_total(influx_settings, "temperature", "celsius", "count"),
+            1,
+            120,
+            "points before the kill",
+            log,
+        )
+        assert producer.is_alive(), "the stream should still be running at the kill"
+        sink.send_signal(signal.SIGKILL)
+        assert sink.wait(timeout=30) == -signal.SIGKILL
+        killed_at = producer.sent
+        sink = start_scantrail("sink", "influx", "--group", "g", env=env, log=log)
+        producer.join(timeout=180)
+        assert producer.error is None and producer.sent == len(events)
+        assert killed_at < len(events)
+        wait_for(
+            lambda: flux_total(influx_settings, "temperature", "celsius", "count"),
+            n_readings,
+            180,
+            "temperature points",
+            log,
+        )
+        wait_for(
+            lambda: flux_total(influx_settings, "passages", "count", "sum"),
+            n_scans,
+            120,
+            "passages",
+            log,
+        )
+    finally:
+        stop_process(sink)
+        producer.join(timeout=10)
+    assert flux_total(influx_settings, "temperature", "celsius", "count") == n_readings
+    assert flux_total(influx_settings, "passages", "count", "sum") == n_scans
+    stats = json.loads(log.read_text().strip().splitlines()[-1])
+    assert stats["scan/1"] + stats["temperature/1"] >= 1  # the restarted sink did the rest
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(480)
+def test_influx_down_for_30_s_loses_and_doubles_nothing(
+    kafka_settings: Any, tmp_path: Path, live_stream: Any
+) -> None:
+    events, n_scans, n_readings = live_stream
+    influxd = PrivateInflux(tmp_path / "influx")
+    influxd.start()
+    try:
+        influx = influxd.settings()
+        env = service_env(kafka_settings, influx, SCANTRAIL_STATE=str(tmp_path / "state"))
+        log = tmp_path / "sink.log"
+        producer = Producer(kafka_settings, events, chunk=1000, pause_s=1.0)
+        producer.start()
+        sink = start_scantrail("sink", "influx", env=env, log=log)
+        try:
+            wait_for(
+                lambda: flux_total(influx, "temperature", "celsius", "count"),
+                1,
+                120,
+                "points before the outage",
+                log,
+            )
+            influxd.stop()
+            down_at = producer.sent
+            time.sleep(30)
+            assert producer.sent > down_at, "events kept arriving during the outage"
+            assert sink.poll() is None, "the sink must survive the outage"
+            influxd.start()
+            producer.join(timeout=180)
+            assert producer.error is None and producer.sent == len(events)
+            wait_for(
+                lambda: flux_total(influx, "temperature", "celsius", "count"),
+                n_readings,
+                180,
+                "temperature points",
+                log,
+            )
+            wait_for(
+                lambda: flux_total(influx, "passages", "count", "sum"),
+                n_scans,
+                120,
+                "passages",
+                log,
+            )
+        finally:
+            stop_process(sink)
+            producer.join(timeout=10)
+        assert flux_total(influx, "temperature", "celsius", "count") == n_readings
+        assert flux_total(influx, "passages", "count", "sum") == n_scans
+        stats = json.loads(log.read_text().strip().splitlines()[-1])
+        assert stats.get("write_retries", 0) >= 1, "the sink never saw the outage"
+    finally:
+        influxd.stop()
