@@ -89,6 +89,34 @@ class Kiosk:
 
         return self.spool.append_numbered("reading", build)
 
+    def new_reading(
+        self,
+        *,
+        celsius: float,
+        method: Method,
+        at: datetime,
+        ambient_c: float | None = None,
+    ) -> contract.TemperatureReading:
+        """A reading with a reserved id, not yet spooled: it may wait up to 10 s for its scan.
+
+        The id comes from the durable counter, so it is never reused even if the
+        kiosk dies while the reading waits (the reading itself is then lost:
+        at most the pairing window's worth).
+        """
+        number = self.spool.next_counter("reading")
+        return contract.TemperatureReading(
+            event_id=f"{self.gate.kiosk_id}-t{number:010d}",
+            kiosk_id=self.gate.kiosk_id,
+            site_id=self.gate.site_id,
+            measured_at=at,
+            celsius=celsius,
+            method=method,
+            ambient_c=ambient_c,
+        )
+
+    def spool_reading(self, reading: contract.TemperatureReading) -> None:
+        self.spool.append(reading)
+
     def heartbeat(self, now: datetime) -> contract.KioskHeartbeat:
         event = contract.KioskHeartbeat(
             kiosk_id=self.gate.kiosk_id,

@@ -19,6 +19,30 @@ import click
     default=None,
     help="SQLite spool file; default <state dir>/kiosk/<kiosk-id>.db.",
 )
+@click.option(
+    "--source",
+    default=None,
+    help="Camera: a device index (0), a video file, an RTSP URL or a folder of images.",
+)
+@click.option(
+    "--pass-key",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="The pass issuer's public key (from `scantrail pass keygen`).",
+)
+@click.option(
+    "--revocations",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Revocation list (JSON, re-read when it changes).",
+)
+@click.option(
+    "--thermometer",
+    default="none",
+    show_default=True,
+    help="serial:/dev/ttyUSB0[@9600], simulated, or none.",
+)
+@click.option("--direction", type=click.Choice(["in", "out"]), default="in", show_default=True)
 @click.option("--simulated", is_flag=True, help="Simulated residents instead of a camera.")
 @click.option("--scans", default=100, show_default=True, help="With --simulated: passages.")
 @click.option("--rate", default=5.0, show_default=True, help="With --simulated: scans per second.")
@@ -39,6 +63,11 @@ def kiosk(
     kiosk_id: str,
     site_id: str,
     spool_path: Path | None,
+    source: str | None,
+    pass_key: Path | None,
+    revocations: Path | None,
+    thermometer: str,
+    direction: str,
     simulated: bool,
     scans: int,
     rate: float,
@@ -68,10 +97,18 @@ def kiosk(
     gate = Kiosk(GateIdentity(kiosk_id=kiosk_id, site_id=site_id), spool)
     publisher = SpoolPublisher(spool, KafkaSettings())
     publisher.start()
-    if not simulated:
-        raise click.UsageError("camera mode: pass --source (see ingest.gate); or use --simulated")
-    run_simulated(gate, publisher, SystemClock(), scans=scans, rate=rate, heartbeat_s=heartbeat_s)
-    publisher.stop(drain_s=drain_timeout)
+    counts: dict[str, int] = {}
+    try:
+        if simulated:
+            run_simulated(
+                gate, publisher, SystemClock(), scans=scans, rate=rate, heartbeat_s=heartbeat_s
+            )
+        else:
+            counts = _run_camera(
+                gate, source, pass_key, revocations, thermometer, direction, heartbeat_s
+            )
+    finally:
+        publisher.stop(drain_s=drain_timeout)
     click.echo(
         json.dumps(
             {
@@ -80,6 +117,58 @@ def kiosk(
                 "last_seq": spool.counter("scan_seq"),
                 "spool_depth": spool.depth(),
                 "sent": publisher.stats.sent,
+                **counts,
             }
         )
     )
+
+
+def _run_camera(
+    kiosk: object,
+    source: str | None,
+    pass_key: Path | None,
+    revocations: Path | None,
+    thermometer: str,
+    direction: str,
+    heartbeat_s: float,
+) -> dict[str, int]:
+    from dataclasses import asdict
+
+    from ingest.camera import open_source
+    from ingest.gate import Gate, run_gate
+    from ingest.kiosk import Kiosk
+    from ingest.passes import PassVerifier, RevocationList, load_public_key
+    from ingest.thermometer import SerialThermometer, SimulatedThermometer, Thermometer
+    from scantrail.clock import SystemClock
+
+    if source is None or pass_key is None:
+        raise click.UsageError("a camera kiosk needs --source and --pass-key (or use --simulated)")
+    assert isinstance(kiosk, Kiosk)  # noqa: S101 - built by the caller
+    clock = SystemClock()
+    device: Thermometer | None = None
+    if thermometer.startswith("serial:"):
+        port, _, baud = thermometer.removeprefix("serial:").partition("@")
+        device = SerialThermometer(port, baudrate=int(baud or 9600), clock=clock)
+    elif thermometer == "simulated":
+        device = SimulatedThermometer(seed=1, clock=clock)
+    elif thermometer != "none":
+        raise click.BadParameter(f"unknown thermometer {thermometer!r}", param_hint="--thermometer")
+    verifier = PassVerifier(
+        load_public_key(pass_key), RevocationList(revocations) if revocations else None
+    )
+    frames = open_source(source)
+    gate = Gate(
+        kiosk,
+        verifier,
+        clock,
+        direction="out" if direction == "out" else "in",
+        thermometer=device,
+        measure_after_scan=thermometer == "simulated",
+    )
+    try:
+        counts = run_gate(gate, frames, heartbeat_s=heartbeat_s)
+    finally:
+        frames.close()
+        if device is not None:
+            device.close()
+    return asdict(counts)
