@@ -55,7 +55,11 @@ SINK_TOPICS = (
 BATCH_LINES = 5000
 WATCHED_MEMO_MAX = 200_000  # (person, day) answers kept in memory before starting afresh
 WATCH_AFTER_FEVER = timedelta(days=28)
-PASSAGE_MEMORY = timedelta(days=3)
+# How long the per-minute scan sets are kept. A scan arriving later than this
+# (a kiosk offline for over a week) would reset its minute's count, so keep it
+# well beyond any outage a gate survives; the sets live on disk, not in memory.
+PASSAGE_MEMORY = timedelta(days=7)
+PRUNE_EVERY_S = 600.0
 
 
 @dataclass
@@ -185,6 +189,8 @@ class InfluxSink:
         self._pending: _Pending | None = None
         self._on_batch: Callable[[], None] | None = None
         self._stop = False
+        self._newest_scan: datetime | None = None
+        self._last_prune = time.monotonic()
 
     def stop(self) -> None:
         self._stop = True
@@ -234,8 +240,18 @@ class InfluxSink:
             offsets[tp] = OffsetAndMetadata(messages[-1].offset + 1, "", -1)
         for key, count in self.state.add_passages(out.scans).items():
             out.main.append(passage_line(*key, count))
+        self._maybe_prune()
         self._settle()
         self._pending = _Pending(self._executor.submit(self._write_once, out), out, offsets)
+
+    def _maybe_prune(self) -> None:
+        """Forget minute sets older than PASSAGE_MEMORY of *event* time (replays stay exact)."""
+        if self._newest_scan is None or time.monotonic() - self._last_prune < PRUNE_EVERY_S:
+            return
+        self._last_prune = time.monotonic()
+        dropped = self.state.prune(self._newest_scan, PASSAGE_MEMORY)
+        if dropped:
+            log.info("forgot %d scan ids older than %s", dropped, PASSAGE_MEMORY)
 
     def _write_once(self, out: Batch) -> None:
         """One attempt at a batch (writer thread); the consumer thread handles failures."""
@@ -318,6 +334,8 @@ class InfluxSink:
                 event.site_id, event.kiosk_id, event.direction, minute_of(event.scanned_at)
             )
             out.scans.append((key, event.event_id))
+            if self._newest_scan is None or event.scanned_at > self._newest_scan:
+                self._newest_scan = event.scanned_at
         elif isinstance(event, contract.Alert):
             out.main.append(alert_line(event))
             if event.person_id and event.kind.startswith("fever_"):

@@ -69,3 +69,20 @@ def test_valid_flag_and_escaping_in_a_known_line() -> None:
     assert line.startswith("temperature,kiosk_id=kiosk-001,method=forehead_ir,site_id=site-000 ")
     assert 'celsius=45.5,event_id="k-1-t1",valid=false ' in line
     assert "person_id" not in line and "ambient_c" not in line
+
+
+def test_sink_state_forgets_old_minutes_only(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from datetime import UTC, datetime, timedelta
+
+    from sinks.sink_state import MinuteKey, SinkState, minute_of
+
+    state = SinkState(tmp_path / "state.db")
+    old = datetime(2020, 2, 1, 8, 0, tzinfo=UTC)
+    new = datetime(2020, 2, 10, 8, 0, tzinfo=UTC)
+    k_old = MinuteKey("s", "k", "in", minute_of(old))
+    k_new = MinuteKey("s", "k", "in", minute_of(new))
+    assert state.add_passages([(k_old, "a"), (k_old, "b"), (k_new, "c")]) == {k_old: 2, k_new: 1}
+    assert state.prune(new, timedelta(days=7)) == 2
+    # The recent minute still knows its scan: a re-delivery does not raise it.
+    assert state.add_passages([(k_new, "c")]) == {k_new: 1}
+    assert state.add_passages([(k_new, "d")]) == {k_new: 2}
