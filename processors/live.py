@@ -67,6 +67,7 @@ from processors.screening_state import (
     KioskState,
     PersonState,
 )
+from processors.skew import clock_skew_reason
 from scantrail import contract
 from scantrail.contract import decode_as
 from scantrail.errors import ContractError
@@ -246,6 +247,11 @@ def install_screening(
                 outcomes.counts["deadletter"] += 1
                 await dead_letter(topics, event, str(exc))
                 continue
+            skew = clock_skew_reason(reading.measured_at, datetime.now(UTC))
+            if skew is not None:
+                outcomes.counts["clock_skew"] += 1
+                await dead_letter(topics, event, skew)
+                continue
             outcomes.counts["temperature"] += 1
             state = load(kiosks, reading.kiosk_id, KioskState)
             alerts = judge_reading_for_kiosk(state, reading, policy)
@@ -395,6 +401,11 @@ def install_screening(
                 apply_quarantine(state, decoded)
                 gates[decoded.person_id.encode()] = state.to_dict()
             elif isinstance(decoded, contract.ScanEvent):
+                skew = clock_skew_reason(decoded.scanned_at, datetime.now(UTC))
+                if skew is not None:
+                    outcomes.counts["clock_skew"] += 1
+                    await dead_letter(topics, event, skew)
+                    continue
                 outcomes.counts["scan"] += 1
                 state = load(gates, decoded.person_id, GateState)
                 alerts = judge_scan(state, decoded, policy)

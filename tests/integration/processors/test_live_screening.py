@@ -152,7 +152,10 @@ def test_a_kiosk_catching_up_after_two_hours_is_still_judged(kafka_settings, tmp
     worker = start_scantrail("worker", env=env, log=tmp_path / "w.log")
     try:
         time.sleep(15)
-        publish(kafka_settings, [late_hot, late_unknown])
+        future = late_hot.model_copy(
+            update={"event_id": "future-1", "measured_at": datetime.now(UTC) + timedelta(hours=1)}
+        )
+        publish(kafka_settings, [late_hot, late_unknown, future])
         got = live_alerts(kafka_settings, expect=3, timeout_s=120)
     finally:
         worker.terminate()
@@ -163,3 +166,7 @@ def test_a_kiosk_catching_up_after_two_hours_is_still_judged(kafka_settings, tmp
     # Nobody re-measured the late person and event time is long past the window.
     assert kinds["fever_unconfirmed"].evidence == ["late-hot-1"]
     assert kinds["fever_unconfirmed"].event_time == late_hot.measured_at + timedelta(minutes=20)
+    # A kiosk clock an hour ahead is refused with a reason, not judged.
+    dead = [contract.decode_as(m.value, contract.DeadLetter) for m in consume_all(kafka_settings, contract.DEADLETTER)]
+    assert [d.reason.split(":")[0] for d in dead] == ["clock skew"]
+    assert b"future-1" in (dead[0].value or b"")
