@@ -77,6 +77,8 @@ def test_gates_to_alerts_and_influx(kafka_settings, influx_settings, tmp_path) -
     sim = subprocess.run(
         scantrail_cmd(
             "simulate",
+            "--profile",
+            "plain",
             "--kiosks",
             str(KIOSKS),
             "--residents",
