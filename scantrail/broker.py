@@ -48,7 +48,12 @@ def topic_specs(settings: KafkaSettings) -> list[TopicSpec]:
         TopicSpec(contract.PAGES, {"retention.ms": str(365 * DAY_MS)}),
         TopicSpec(contract.DEADLETTER, {"retention.ms": retention}),
     ]
-    return [TopicSpec(settings.topic(s.name), s.config, s.partitions) for s in specs]
+    # acks=all means "every in-sync replica": with replication 3 that must be at
+    # least 2 replicas, or a lone leader could acknowledge and then be lost.
+    durability = {"min.insync.replicas": str(min(2, settings.replication))}
+    return [
+        TopicSpec(settings.topic(s.name), {**durability, **s.config}, s.partitions) for s in specs
+    ]
 
 
 def admin_client(settings: KafkaSettings) -> KafkaAdminClient:

@@ -88,6 +88,14 @@ def kiosk(
     from scantrail.clock import SystemClock
     from scantrail.settings import KafkaSettings, state_dir
 
+    import signal
+
+    def stop(signum: int, frame: object) -> None:
+        # systemd and Kubernetes stop with SIGTERM: leave through the finally
+        # block below, which drains the spool for up to --drain-timeout.
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
