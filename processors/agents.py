@@ -17,6 +17,7 @@ from scantrail import contract
 
 log = logging.getLogger(__name__)
 
+
 class Outcomes:
     """What the worker did with each message; served on /stats for operators."""
 

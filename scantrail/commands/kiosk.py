@@ -81,14 +81,14 @@ def kiosk(
     deletes a row only after the broker acknowledged it: a kiosk that loses
     its network keeps scanning and catches up later.
     """
+    import signal
+
     from ingest.kiosk import GateIdentity, Kiosk
     from ingest.kiosk_runner import run_simulated
     from ingest.publisher import SpoolPublisher
     from ingest.spool import Spool
     from scantrail.clock import SystemClock
     from scantrail.settings import KafkaSettings, state_dir
-
-    import signal
 
     def stop(signum: int, frame: object) -> None:
         # systemd and Kubernetes stop with SIGTERM: leave through the finally
