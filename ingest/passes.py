@@ -70,8 +70,8 @@ __all__ = [
     "write_public_key",
 ]
 
-PASS_PREFIX = "ST1"  # noqa: S105 - a QR prefix, not a secret
-TOKEN_PREFIX = "ST1T"  # noqa: S105 - a QR prefix, not a secret
+PASS_PREFIX = "ST1"
+TOKEN_PREFIX = "ST1T"
 #: Tolerated clock difference between phone, issuer and kiosk, at each bound.
 DEFAULT_SKEW = timedelta(seconds=30)
 #: How long a phone token is good for; phones re-sign every minute.

@@ -40,11 +40,13 @@ import json
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import faust
+from faust.types import TP
 from kafka.partitioner.default import murmur2
 
 from processors.agents import Outcomes, dead_letter, publish_alerts
@@ -87,16 +89,25 @@ def partition_of(key: bytes, partitions: int) -> int:
 class SourceWatermark:
     """Newest event time per source partition; the watermark is their minimum."""
 
+    partitions: int = 1
+    born: float = field(default_factory=time.monotonic)
     newest: dict[int, datetime] = field(default_factory=dict)
     seen_at: dict[int, float] = field(default_factory=dict)
+    offsets: dict[int, int] = field(default_factory=dict)
     sent: datetime | None = None
 
-    def observe(self, partition: int, at: datetime, wall: float) -> None:
+    def observe(self, partition: int, at: datetime, wall: float, offset: int = -1) -> None:
         if partition not in self.newest or at > self.newest[partition]:
             self.newest[partition] = at
         self.seen_at[partition] = wall
+        self.offsets[partition] = offset
 
-    def current(self, wall: float, now: datetime) -> datetime | None:
+    def current(
+        self,
+        wall: float,
+        now: datetime,
+        highwater: Callable[[int], int | None] = lambda partition: None,
+    ) -> datetime | None:
         """Minimum over active partitions; when every partition is idle, the wall clock.
 
         A partition that has been quiet for ``ACTIVE_PARTITION_S`` has delivered
@@ -105,7 +116,19 @@ class SourceWatermark:
         """
         if not self.newest:
             return None
-        active = [t for p, t in self.newest.items() if wall - self.seen_at[p] <= ACTIVE_PARTITION_S]
+        if len(self.newest) < self.partitions and wall - self.born <= ACTIVE_PARTITION_S:
+            # Just started (or restarted on a backlog): a partition that has not
+            # delivered yet may hold older events; wait for it, or for it to prove idle.
+            return None
+        # Quiet is not idle while the partition still has records to deliver: a
+        # slow worker on a backlog may not reach a partition for a while.
+        active = [
+            t
+            for p, t in self.newest.items()
+            if wall - self.seen_at[p] <= ACTIVE_PARTITION_S
+            or (hw := highwater(p)) is not None
+            and self.offsets[p] + 1 < hw
+        ]
         if active:
             return min(active)
         return max(max(self.newest.values()), now - timedelta(seconds=ACTIVE_PARTITION_S))
@@ -222,7 +245,7 @@ def install_screening(
     clusters, drifts = table("cluster-state"), table("drift-state")
     person_buffer = ReorderBuffer(table("person-buffer"))
     site_buffer = ReorderBuffer(table("site-buffer"))
-    source = SourceWatermark()
+    source = SourceWatermark(partitions=partitions)
     person_marks: dict[int, datetime] = {}
     site_marks: dict[int, UpstreamWatermark] = defaultdict(lambda: UpstreamWatermark(partitions))
     pending = PendingIndex()
@@ -261,11 +284,20 @@ def install_screening(
             # state write and this send must not lose the reading downstream.
             owner = reading.person_id or f"~{reading.kiosk_id}"
             await by_person.send(key=owner.encode(), value=event.value)
-            source.observe(event.message.partition, reading.measured_at, time.monotonic())
+            source.observe(
+                event.message.partition, reading.measured_at, time.monotonic(), event.message.offset
+            )
             await advance_watermark()
 
+    def highwater(partition: int) -> int | None:
+        try:
+            value = app.consumer.highwater(TP(topics.temperatures.get_topic_name(), partition))
+        except Exception:
+            return None
+        return None if value is None else int(value)
+
     async def advance_watermark() -> None:
-        mark = source.current(time.monotonic(), datetime.now(UTC))
+        mark = source.current(time.monotonic(), datetime.now(UTC), highwater)
         if mark is not None and (source.sent is None or mark > source.sent):
             source.sent = mark
             await broadcast(by_person, {"watermark": mark.isoformat()})

@@ -78,7 +78,11 @@ class ScreeningPolicy:
     drift_delta_c: float = 0.7
     drift_cooldown: timedelta = timedelta(hours=1)
     seen_horizon: timedelta = timedelta(hours=24)
-    seen_max: int = 100_000
+    # Each shard's duplicate filter travels inside its state record; 100,000 ids
+    # would outgrow Kafka's 1 MB record limit at a busy site within a day.
+    # Re-deliveries come from reprocessing after a crash (minutes), so the last
+    # 5,000 ids per shard are plenty.
+    seen_max: int = 5_000
     zone: ZoneInfo = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -35,7 +35,7 @@ class TopicSpec:
 
 
 def topic_specs(settings: KafkaSettings) -> list[TopicSpec]:
-    retention = str(settings.retention_days * DAY_MS)
+    retention = str(settings.retention_days * DAY_MS) if settings.retention_days else "-1"
     specs = [
         TopicSpec(contract.SCANS, {"retention.ms": retention}),
         TopicSpec(contract.TEMPERATURES, {"retention.ms": retention}),

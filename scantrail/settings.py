@@ -41,8 +41,10 @@ class KafkaSettings(BaseSettings):
     partitions: int = Field(default=4, ge=1)
     #: SCANTRAIL_KAFKA_REPLICATION: replication factor for created topics.
     replication: int = Field(default=1, ge=1)
-    #: SCANTRAIL_KAFKA_RETENTION_DAYS: retention of event topics (scan trails are kept 28 days).
-    retention_days: int = Field(default=28, ge=1)
+    #: SCANTRAIL_KAFKA_RETENTION_DAYS: retention of event topics (scan trails are kept 28 days);
+    #: 0 keeps them forever. Records carry their event time, so retention counts from
+    #: when a scan happened, not when it was published.
+    retention_days: int = Field(default=28, ge=0)
 
     #: SCANTRAIL_KAFKA_NAMESPACE: prefix for every topic name (isolates tests and trials).
     namespace: str = ""

@@ -38,7 +38,9 @@ def namespace() -> str:
 def kafka_settings(kafka_settings_base, namespace):  # type: ignore[no-untyped-def]
     from scantrail.broker import ensure_topics
 
-    settings = kafka_settings_base.model_copy(update={"namespace": namespace})
+    # Tests replay February 2020; records are stamped with their event times, so
+    # a 28-day retention would let the broker delete them mid-test. Keep forever.
+    settings = kafka_settings_base.model_copy(update={"namespace": namespace, "retention_days": 0})
     ensure_topics(settings)
     return settings
 

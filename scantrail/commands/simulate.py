@@ -38,7 +38,11 @@ from scantrail.settings import KafkaSettings
     "--start",
     type=click.DateTime(formats=["%Y-%m-%dT%H:%M:%S%z"]),
     default=None,
-    help="Event time of the first scan (RFC 3339 with offset); default now.",
+    help=(
+        "Event time of the first scan (RFC 3339 with offset); default now. Records carry "
+        "their event time, so a start older than the topics' retention is deleted by the "
+        "broker: create topics with SCANTRAIL_KAFKA_RETENTION_DAYS=0 for historical runs."
+    ),
 )
 @click.option(
     "--profile",

@@ -109,7 +109,7 @@ def test_sigkill_mid_stream_gives_the_same_alert_set(kafka_settings, tmp_path) -
     publish(kafka_settings, events[half:])
     second = start_scantrail("worker", env=env, log=tmp_path / "w2.log")
     try:
-        got = live_alerts(kafka_settings, expect=len(expected), timeout_s=240)
+        got = live_alerts(kafka_settings, expect=len(expected), timeout_s=420)
     finally:
         second.terminate()
         second.wait(timeout=60)
@@ -167,6 +167,9 @@ def test_a_kiosk_catching_up_after_two_hours_is_still_judged(kafka_settings, tmp
     assert kinds["fever_unconfirmed"].evidence == ["late-hot-1"]
     assert kinds["fever_unconfirmed"].event_time == late_hot.measured_at + timedelta(minutes=20)
     # A kiosk clock an hour ahead is refused with a reason, not judged.
-    dead = [contract.decode_as(m.value, contract.DeadLetter) for m in consume_all(kafka_settings, contract.DEADLETTER)]
+    dead = [
+        contract.decode_as(m.value, contract.DeadLetter)
+        for m in consume_all(kafka_settings, contract.DEADLETTER)
+    ]
     assert [d.reason.split(":")[0] for d in dead] == ["clock skew"]
     assert b"future-1" in (dead[0].value or b"")
