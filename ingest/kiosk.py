@@ -75,17 +75,7 @@ class Kiosk:
         """Spool a reading exactly as measured: judging it is the processors' job."""
 
         def build(number: int) -> contract.TemperatureReading:
-            return contract.TemperatureReading(
-                event_id=f"{self.gate.kiosk_id}-t{number:010d}",
-                kiosk_id=self.gate.kiosk_id,
-                site_id=self.gate.site_id,
-                measured_at=at,
-                celsius=celsius,
-                method=method,
-                person_id=person_id,
-                scan_event_id=scan_event_id,
-                ambient_c=ambient_c,
-            )
+            return self._reading(number, celsius, method, at, ambient_c, person_id, scan_event_id)
 
         return self.spool.append_numbered("reading", build)
 
@@ -104,6 +94,18 @@ class Kiosk:
         at most the pairing window's worth).
         """
         number = self.spool.next_counter("reading")
+        return self._reading(number, celsius, method, at, ambient_c, None, None)
+
+    def _reading(
+        self,
+        number: int,
+        celsius: float,
+        method: Method,
+        at: datetime,
+        ambient_c: float | None,
+        person_id: str | None,
+        scan_event_id: str | None,
+    ) -> contract.TemperatureReading:
         return contract.TemperatureReading(
             event_id=f"{self.gate.kiosk_id}-t{number:010d}",
             kiosk_id=self.gate.kiosk_id,
@@ -111,6 +113,8 @@ class Kiosk:
             measured_at=at,
             celsius=celsius,
             method=method,
+            person_id=person_id,
+            scan_event_id=scan_event_id,
             ambient_c=ambient_c,
         )
 

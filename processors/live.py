@@ -96,11 +96,14 @@ class SourceWatermark:
     offsets: dict[int, int] = field(default_factory=dict)
     sent: datetime | None = None
 
-    def observe(self, partition: int, at: datetime, wall: float, offset: int = -1) -> None:
+    def consumed(self, partition: int, offset: int) -> None:
+        """Every record counts towards catching up, dead-lettered ones included."""
+        self.offsets[partition] = offset
+
+    def observe(self, partition: int, at: datetime, wall: float) -> None:
         if partition not in self.newest or at > self.newest[partition]:
             self.newest[partition] = at
         self.seen_at[partition] = wall
-        self.offsets[partition] = offset
 
     def current(
         self,
@@ -127,7 +130,7 @@ class SourceWatermark:
             for p, t in self.newest.items()
             if wall - self.seen_at[p] <= ACTIVE_PARTITION_S
             or (hw := highwater(p)) is not None
-            and self.offsets[p] + 1 < hw
+            and self.offsets.get(p, -1) + 1 < hw
         ]
         if active:
             return min(active)
@@ -254,6 +257,15 @@ def install_screening(
         raw = tbl.get(key.encode())
         return cls() if raw is None else cls.from_dict(raw)
 
+    async def refused_for_skew(event: Any, moment: datetime) -> bool:
+        """Dead-letter an event stamped too far in the future (see processors.skew)."""
+        skew = clock_skew_reason(moment, datetime.now(UTC))
+        if skew is None:
+            return False
+        outcomes.counts["clock_skew"] += 1
+        await dead_letter(topics, event, skew)
+        return True
+
     async def broadcast(topic: Any, payload: dict[str, Any]) -> None:
         value = json.dumps(payload).encode()
         for partition in range(partitions):
@@ -264,16 +276,14 @@ def install_screening(
     @app.agent(topics.temperatures, name="screen-kiosks")
     async def screen_kiosks(stream: Any) -> None:
         async for event in stream.events():
+            source.consumed(event.message.partition, event.message.offset)
             try:
                 reading = decode_as(event.value, contract.TemperatureReading)
             except ContractError as exc:
                 outcomes.counts["deadletter"] += 1
                 await dead_letter(topics, event, str(exc))
                 continue
-            skew = clock_skew_reason(reading.measured_at, datetime.now(UTC))
-            if skew is not None:
-                outcomes.counts["clock_skew"] += 1
-                await dead_letter(topics, event, skew)
+            if await refused_for_skew(event, reading.measured_at):
                 continue
             outcomes.counts["temperature"] += 1
             state = load(kiosks, reading.kiosk_id, KioskState)
@@ -284,9 +294,7 @@ def install_screening(
             # state write and this send must not lose the reading downstream.
             owner = reading.person_id or f"~{reading.kiosk_id}"
             await by_person.send(key=owner.encode(), value=event.value)
-            source.observe(
-                event.message.partition, reading.measured_at, time.monotonic(), event.message.offset
-            )
+            source.observe(event.message.partition, reading.measured_at, time.monotonic())
             await advance_watermark()
 
     def highwater(partition: int) -> int | None:
@@ -433,10 +441,7 @@ def install_screening(
                 apply_quarantine(state, decoded)
                 gates[decoded.person_id.encode()] = state.to_dict()
             elif isinstance(decoded, contract.ScanEvent):
-                skew = clock_skew_reason(decoded.scanned_at, datetime.now(UTC))
-                if skew is not None:
-                    outcomes.counts["clock_skew"] += 1
-                    await dead_letter(topics, event, skew)
+                if await refused_for_skew(event, decoded.scanned_at):
                     continue
                 outcomes.counts["scan"] += 1
                 state = load(gates, decoded.person_id, GateState)
