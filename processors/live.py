@@ -22,10 +22,10 @@ readings reach their shard from several source partitions in fetch order, not
 in time order, and the re-measure, baseline, cluster and drift rules are
 defined in event time. Each shard buffers what it receives (in a changelogged
 table, so a crash loses nothing) and judges it in event-time order once the
-watermark has passed it: the watermark is the minimum, over the source
-partitions that are active, of the newest event time each has delivered. A
-reading that arrives behind the watermark (a kiosk catching up after an
-outage) is judged on arrival.
+watermark has passed it (:mod:`processors.watermarks`: the minimum over every
+source partition of how far it has certainly delivered). A reading that
+arrives behind the watermark (a kiosk catching up after an outage) is judged
+on arrival.
 
 Delivery is at-least-once and every effect idempotent: alerts and
 confirmations are acknowledged by the broker before the state that remembers
@@ -40,9 +40,8 @@ import json
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import faust
@@ -70,6 +69,7 @@ from processors.screening_state import (
     PersonState,
 )
 from processors.skew import clock_skew_reason
+from processors.watermarks import SourceWatermarks, UpstreamWatermark, decode_marks, encode_marks
 from scantrail import contract
 from scantrail.contract import decode_as
 from scantrail.errors import ContractError
@@ -77,79 +77,13 @@ from scantrail.errors import ContractError
 log = logging.getLogger(__name__)
 
 TICK_KEY = b"__watermark__"
-ACTIVE_PARTITION_S = 30.0  # a source partition quiet for longer does not hold the watermark back
+TICK_EVERY_S = 0.1
+"""At most one watermark tick per stage this often: one per record was most of the traffic."""
 
 
 def partition_of(key: bytes, partitions: int) -> int:
     """Kafka's default partitioner (murmur2), as both kafka-python and aiokafka use it."""
     return int(murmur2(key) & 0x7FFFFFFF) % partitions
-
-
-@dataclass
-class SourceWatermark:
-    """Newest event time per source partition; the watermark is their minimum."""
-
-    partitions: int = 1
-    born: float = field(default_factory=time.monotonic)
-    newest: dict[int, datetime] = field(default_factory=dict)
-    seen_at: dict[int, float] = field(default_factory=dict)
-    offsets: dict[int, int] = field(default_factory=dict)
-    sent: datetime | None = None
-
-    def consumed(self, partition: int, offset: int) -> None:
-        """Every record counts towards catching up, dead-lettered ones included."""
-        self.offsets[partition] = offset
-
-    def observe(self, partition: int, at: datetime, wall: float) -> None:
-        if partition not in self.newest or at > self.newest[partition]:
-            self.newest[partition] = at
-        self.seen_at[partition] = wall
-
-    def current(
-        self,
-        wall: float,
-        now: datetime,
-        highwater: Callable[[int], int | None] = lambda partition: None,
-    ) -> datetime | None:
-        """Minimum over active partitions; when every partition is idle, the wall clock.
-
-        A partition that has been quiet for ``ACTIVE_PARTITION_S`` has delivered
-        all it had; when all are quiet, time still passes at the gates, so a
-        re-measure window closes at night even if nobody else walks through.
-        """
-        if not self.newest:
-            return None
-        if len(self.newest) < self.partitions and wall - self.born <= ACTIVE_PARTITION_S:
-            # Just started (or restarted on a backlog): a partition that has not
-            # delivered yet may hold older events; wait for it, or for it to prove idle.
-            return None
-        # Quiet is not idle while the partition still has records to deliver: a
-        # slow worker on a backlog may not reach a partition for a while.
-        active = [
-            t
-            for p, t in self.newest.items()
-            if wall - self.seen_at[p] <= ACTIVE_PARTITION_S
-            or (hw := highwater(p)) is not None
-            and self.offsets.get(p, -1) + 1 < hw
-        ]
-        if active:
-            return min(active)
-        return max(max(self.newest.values()), now - timedelta(seconds=ACTIVE_PARTITION_S))
-
-
-@dataclass
-class UpstreamWatermark:
-    """The watermark a shard partition may trust: the minimum over every upstream partition."""
-
-    upstreams: int
-    ticks: dict[int, datetime] = field(default_factory=dict)
-
-    def update(self, upstream: int, at: datetime) -> datetime | None:
-        if upstream not in self.ticks or at > self.ticks[upstream]:
-            self.ticks[upstream] = at
-        if len(self.ticks) < self.upstreams:
-            return None
-        return min(self.ticks.values())
 
 
 class ReorderBuffer:
@@ -173,6 +107,11 @@ class ReorderBuffer:
         for key in list(self.table.keys()):
             if isinstance(key, bytes) and key.startswith(prefix):
                 heapq.heappush(self.heaps[partition], (key[len(prefix) :].decode(), key))
+
+    def forget(self) -> None:
+        """After a rebalance the table is the truth: rebuild each heap on next use."""
+        self.heaps.clear()
+        self.indexed.clear()
 
     def add(self, partition: int, sort_key: str, value: Any) -> None:
         self._index(partition)
@@ -213,6 +152,10 @@ class PendingIndex:
     heaps: dict[int, list[tuple[datetime, str]]] = field(default_factory=lambda: defaultdict(list))
     indexed: set[int] = field(default_factory=set)
 
+    def forget(self) -> None:
+        self.heaps.clear()
+        self.indexed.clear()
+
     def push(self, partition: int, deadline: datetime, person_id: str) -> None:
         heapq.heappush(self.heaps[partition], (deadline, person_id))
 
@@ -248,10 +191,27 @@ def install_screening(
     clusters, drifts = table("cluster-state"), table("drift-state")
     person_buffer = ReorderBuffer(table("person-buffer"))
     site_buffer = ReorderBuffer(table("site-buffer"))
-    source = SourceWatermark(partitions=partitions)
-    person_marks: dict[int, datetime] = {}
+    source = SourceWatermarks()
+    sent_marks: dict[int, datetime] = {}
+    due_site_marks: dict[int, datetime] = {}  # person partition -> judged up to, not yet told
+    tick_sent_at = {"source": 0.0, "person": 0.0}
+    # Every internal topic has ``partitions`` partitions, and so has the source topic.
+    person_marks: dict[int, UpstreamWatermark] = defaultdict(lambda: UpstreamWatermark(partitions))
     site_marks: dict[int, UpstreamWatermark] = defaultdict(lambda: UpstreamWatermark(partitions))
     pending = PendingIndex()
+    temperatures_topic = topics.temperatures.get_topic_name()
+
+    @app.on_partitions_assigned.connect
+    async def forget_positions(sender: Any, assigned: Any, **kwargs: Any) -> None:
+        """A rebalance re-delivers from committed offsets: in-memory indexes start over."""
+        person_buffer.forget()
+        site_buffer.forget()
+        pending.forget()
+        person_marks.clear()
+        site_marks.clear()
+        sent_marks.clear()
+        due_site_marks.clear()
+        source.reset(time.monotonic())
 
     def load(tbl: Any, key: str, cls: Any) -> Any:
         raw = tbl.get(key.encode())
@@ -276,7 +236,8 @@ def install_screening(
     @app.agent(topics.temperatures, name="screen-kiosks")
     async def screen_kiosks(stream: Any) -> None:
         async for event in stream.events():
-            source.consumed(event.message.partition, event.message.offset)
+            message = event.message
+            source.delivered(message.partition, message.offset, None, time.monotonic())
             try:
                 reading = decode_as(event.value, contract.TemperatureReading)
             except ContractError as exc:
@@ -294,26 +255,90 @@ def install_screening(
             # state write and this send must not lose the reading downstream.
             owner = reading.person_id or f"~{reading.kiosk_id}"
             await by_person.send(key=owner.encode(), value=event.value)
-            source.observe(event.message.partition, reading.measured_at, time.monotonic())
+            # Only now, with the reading on its way, may a tick cover its time.
+            at = reading.measured_at
+            source.delivered(message.partition, message.offset, at, time.monotonic())
             await advance_watermark()
 
     def highwater(partition: int) -> int | None:
         try:
-            value = app.consumer.highwater(TP(topics.temperatures.get_topic_name(), partition))
+            value = app.consumer.highwater(TP(temperatures_topic, partition))
         except Exception:
             return None
         return None if value is None else int(value)
 
-    async def advance_watermark() -> None:
-        mark = source.current(time.monotonic(), datetime.now(UTC), highwater)
-        if mark is not None and (source.sent is None or mark > source.sent):
-            source.sent = mark
-            await broadcast(by_person, {"watermark": mark.isoformat()})
+    async def learn_starts() -> None:
+        """Owned source partitions that have not delivered: where will they start?"""
+        consumer = app.consumer
+        owned = {tp.partition for tp in consumer.assignment() if tp.topic == temperatures_topic}
+        source.assign(owned, time.monotonic())
+        for partition in source.waiting():
+            tp = TP(temperatures_topic, partition)
+            # faust's record of the committed offset it sought to (None: nothing committed).
+            committed = consumer._committed_offset.get(tp)
+            if committed is None:
+                committed = (await consumer.earliest_offsets(tp)).get(tp)
+            if committed is not None:
+                source.starts_at(partition, int(committed))
+
+    async def advance_watermark(throttled: bool = True) -> None:
+        wall = time.monotonic()
+        if throttled and wall - tick_sent_at["source"] < TICK_EVERY_S:
+            return  # the tick timer sends it shortly
+        marks = source.marks(wall, datetime.now(UTC), highwater)
+        moved = {p: at for p, at in marks.items() if p not in sent_marks or at > sent_marks[p]}
+        if moved:
+            sent_marks.update(moved)
+            tick_sent_at["source"] = wall
+            await broadcast(by_person, {"marks": encode_marks(sent_marks)})
+
+    async def tell_sites(throttled: bool) -> None:
+        """Tell the site shards how far person partitions have judged (and forwarded)."""
+        wall = time.monotonic()
+        if not due_site_marks or throttled and wall - tick_sent_at["person"] < TICK_EVERY_S:
+            return
+        payload = encode_marks(due_site_marks)
+        due_site_marks.clear()
+        tick_sent_at["person"] = wall
+        await broadcast(by_site, {"marks": payload})
+
+    @app.timer(interval=TICK_EVERY_S)
+    async def send_due_ticks() -> None:
+        await advance_watermark(throttled=False)
+        await tell_sites(throttled=False)
 
     @app.timer(interval=2.0)
-    async def idle_watermark() -> None:
-        """Move the watermark on while the temperature partitions are quiet."""
-        await advance_watermark()
+    async def follow_assignment() -> None:
+        """Learn where newly owned temperature partitions start (see processors.watermarks)."""
+        await learn_starts()
+
+    def watermark_report() -> dict[str, Any]:
+        """Event-time progress of every stage: what an operator checks when alerts lag."""
+
+        def text(at: datetime | None) -> str | None:
+            return None if at is None else at.isoformat()
+
+        return {
+            "sources": {
+                str(p): {
+                    "newest": text(progress.newest),
+                    "next_offset": progress.next_offset,
+                    "highwater": highwater(p),
+                    "sent": text(sent_marks.get(p)),
+                }
+                for p, progress in sorted(source.progress.items())
+            },
+            "persons": {str(p): text(m.passed) for p, m in sorted(person_marks.items())},
+            "sites": {str(p): text(m.passed) for p, m in sorted(site_marks.items())},
+        }
+
+    @app.timer(interval=30.0)
+    async def log_watermarks() -> None:
+        log.info("watermarks: %s", json.dumps(watermark_report()))
+
+    @app.page("/watermarks")
+    async def watermarks_view(web: Any, request: Any) -> Any:
+        return web.json(watermark_report())
 
     # --- persons: re-measure and baselines, in event-time order ---------------------------
 
@@ -351,20 +376,23 @@ def install_screening(
             if partition not in pending.indexed:
                 _index_pending(persons, pending, policy, partition, partitions)
             if event.key == TICK_KEY:
-                mark = datetime.fromisoformat(json.loads(event.value)["watermark"])
-                if partition in person_marks and mark <= person_marks[partition]:
+                marks = json.loads(event.value).get("marks")
+                if not isinstance(marks, dict):
+                    continue  # a tick of an older release: its successor will come
+                mark = person_marks[partition].update(decode_marks(marks))
+                if mark is None:
                     continue
-                person_marks[partition] = mark
                 for raw in person_buffer.take_until(partition, f"{time_key(mark)}|~"):
                     await judge_person_reading(
                         partition, decode_as(raw, contract.TemperatureReading)
                     )
                 for person_id in pending.due(partition, mark):
                     await expire_person(partition, person_id, mark)
-                await broadcast(by_site, {"watermark": mark.isoformat(), "from": partition})
+                due_site_marks[partition] = mark
+                await tell_sites(throttled=True)
                 continue
             reading = decode_as(event.value, contract.TemperatureReading)
-            passed = person_marks.get(partition)
+            passed = person_marks[partition].passed
             if passed is not None and reading.measured_at <= passed:
                 outcomes.counts["late"] += 1
                 await judge_person_reading(partition, reading)
@@ -397,9 +425,10 @@ def install_screening(
             partition = event.message.partition
             item = json.loads(event.value)
             if event.key == TICK_KEY:
-                marks = site_marks[partition]
-                before = marks.update(int(item["from"]), datetime.fromisoformat(item["watermark"]))
+                if not isinstance(item.get("marks"), dict):
+                    continue  # a tick of an older release
                 # The watermark is complete only once every person partition reported.
+                before = site_marks[partition].update(decode_marks(item["marks"]))
                 if before is not None:
                     for row in site_buffer.take_until(partition, f"{time_key(before)}|~"):
                         await judge_site_item(row)
@@ -412,8 +441,7 @@ def install_screening(
             else:
                 reading = decode_as(event.value, contract.TemperatureReading)
                 sort_key = reading_sort_key(reading, 1)
-            marks = site_marks[partition]
-            done = min(marks.ticks.values()) if len(marks.ticks) == partitions else None
+            done = site_marks[partition].passed
             if done is not None and sort_key <= f"{time_key(done)}|~":
                 outcomes.counts["late"] += 1
                 await judge_site_item(item)
