@@ -1,13 +1,20 @@
 """Contact trails, live: the trail index in faust tables and ``GET /trace`` on the worker.
 
-Two stores, each keyed the way Kafka partitions its input:
+Two stores, each keyed the way Kafka partitions its input, and each cut into
+small event-time buckets:
 
-* ``trails[person_id]`` -- a :class:`~processors.trails.Trail`, fed by
-  ``scantrail.scans`` (keyed by person);
-* ``visits[site_id|hour]`` -- a :class:`~processors.trails.SiteVisits` per site
-  and hour of event time, fed by ``<app>-visits-by-site`` (keyed by site).
-  Hour buckets keep every table value small, so adding a visit never rewrites
-  a site's whole history.
+* ``trails[person_id|day]`` -- a :class:`~processors.trails.Trail` of one
+  person's scans on one UTC day, fed by ``scantrail.scans`` (keyed by person);
+* ``visits[site_id|slot]`` -- a :class:`~processors.trails.SiteVisits` of one
+  site's visits in one five-minute slot, fed by ``<app>-visits-by-site``
+  (keyed by site).
+
+A table value is rewritten (and sent to its changelog) on every new scan, so
+its size is what one scan costs: whole-history values made that cost grow with
+the history (an hour bucket of a busy gate held thousands of visits, and the
+worker spent its time re-encoding them). A bucket of one person-day or one
+site and five minutes stays a few kilobytes, and a trace reads a few of them:
+a contact window of 15 minutes touches seven slots.
 
 Both are global tables: every worker restores all partitions from the
 changelogs, so whichever worker an epidemiologist's request reaches answers it
@@ -16,20 +23,26 @@ in full, with the same pure :func:`processors.contacts.trace` the offline
 
 Every scan is forwarded to the site stream even when the person's trail has
 already seen it: a crash between the trail write and the send must not lose
-the visit, and the hour bucket drops the duplicate id itself.
+the visit, and the slot drops the duplicate id itself.
+
+Retention follows event time, like every rule here: once a partition's newest
+scan is :data:`~processors.trails.RETENTION` past a bucket, the agent that owns
+the partition deletes it (deleting from its own partition keeps each tombstone
+in the changelog partition that holds the value), and refuses scans that old.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
 
 import faust
 
 from processors.agents import Outcomes
 from processors.app import Topics
 from processors.contacts import ContactPolicy, trace
+from processors.live import partition_of
 from processors.trails import RETENTION, SiteVisits, Trail, TrailSlice, VisitSlice, to_micros
 from scantrail import contract
 from scantrail.contract import decode_as
@@ -37,38 +50,92 @@ from scantrail.errors import ContractError
 
 log = logging.getLogger(__name__)
 
-HOUR_US = 3600 * 1_000_000
+DAY_US = 86_400 * 1_000_000
+SLOT_US = 300 * 1_000_000
 
 
-def bucket_key(site_id: str, micros: int) -> bytes:
-    return f"{site_id}|{micros // HOUR_US}".encode()
+def trail_key(person_id: str, micros: int) -> bytes:
+    return f"{person_id}|{micros // DAY_US}".encode()
+
+
+def visit_key(site_id: str, micros: int) -> bytes:
+    return f"{site_id}|{micros // SLOT_US}".encode()
+
+
+SliceT = TypeVar("SliceT", TrailSlice, VisitSlice)
+
+
+def _concat(parts: list[SliceT], empty: SliceT) -> SliceT:
+    """Slices of consecutive buckets, joined: still in time order."""
+    if not parts:
+        return empty
+    if len(parts) == 1:
+        return parts[0]
+    return type(empty)._make([x for part in parts for x in part[i]] for i in range(len(empty)))
 
 
 class TableIndex:
-    """The trace lookups over the two tables (decoded on demand)."""
+    """The trace lookups over the two tables (decoded on demand, bucket by bucket)."""
 
     def __init__(self, trails: Any, visits: Any) -> None:
         self.trails = trails
         self.visits = visits
 
     def trail_between(self, person_id: str, start: int, end: int) -> TrailSlice:
-        raw = self.trails.get(person_id.encode())
-        return (Trail() if raw is None else Trail.from_dict(raw)).between(start, end)
+        parts: list[TrailSlice] = []
+        for day in range(start // DAY_US, end // DAY_US + 1):
+            raw = self.trails.get(f"{person_id}|{day}".encode())
+            if raw is not None:
+                parts.append(Trail.from_dict(raw).between(start, end))
+        return _concat(parts, TrailSlice([], [], [], []))
 
     def visits_between(self, site_id: str, start: int, end: int) -> VisitSlice:
         parts: list[VisitSlice] = []
-        for hour in range(start // HOUR_US, end // HOUR_US + 1):
-            raw = self.visits.get(f"{site_id}|{hour}".encode())
+        for slot in range(start // SLOT_US, end // SLOT_US + 1):
+            raw = self.visits.get(f"{site_id}|{slot}".encode())
             if raw is not None:
                 parts.append(SiteVisits.from_dict(raw).between(start, end))
-        if len(parts) == 1:
-            return parts[0]
-        return VisitSlice(
-            [t for p in parts for t in p.times],
-            [x for p in parts for x in p.persons],
-            [k for p in parts for k in p.kiosks],
-            [e for p in parts for e in p.event_ids],
-        )
+        return _concat(parts, VisitSlice([], [], [], []))
+
+
+class RetentionSweep:
+    """Deletes one partition's buckets once the partition's event time is past them.
+
+    Runs at most once per event-time day and partition; a bucket key ends in
+    ``|<bucket number>`` and begins with the Kafka key that put it in its partition.
+    """
+
+    def __init__(self, table: Any, width_us: int, retention_us: int, partitions: int) -> None:
+        self.table = table
+        self.width_us = width_us
+        self.retention_us = retention_us
+        self.partitions = partitions
+        self.newest: dict[int, int] = {}
+        self.swept_day: dict[int, int] = {}
+
+    def too_old(self, partition: int, micros: int) -> bool:
+        """Note event time; True for a scan already past retention on this partition."""
+        newest = self.newest.get(partition)
+        if newest is None or micros > newest:
+            self.newest[partition] = newest = micros
+        return micros < newest - self.retention_us
+
+    def sweep(self, partition: int) -> int:
+        newest = self.newest.get(partition)
+        if newest is None or self.swept_day.get(partition) == newest // DAY_US:
+            return 0
+        self.swept_day[partition] = newest // DAY_US
+        horizon = (newest - self.retention_us) // self.width_us
+        old = []
+        for key in list(self.table.keys()):
+            owner, _, bucket = key.rpartition(b"|")
+            if int(bucket) < horizon and partition_of(owner, self.partitions) == partition:
+                old.append(key)
+        for key in old:
+            del self.table[key]
+        if old:
+            log.info("partition %d: forgot %d buckets past the retention", partition, len(old))
+        return len(old)
 
 
 def install_trails(
@@ -89,6 +156,9 @@ def install_trails(
     trails = app.GlobalTable("trails", default=None, key_type=bytes, partitions=partitions)
     visits = app.GlobalTable("visits", default=None, key_type=bytes, partitions=partitions)
     index = TableIndex(trails, visits)
+    keep = to_micros_delta(retention)
+    trail_sweep = RetentionSweep(trails, DAY_US, keep, partitions)
+    visit_sweep = RetentionSweep(visits, SLOT_US, keep, partitions)
 
     @app.agent(topics.scans, name="trail-persons")
     async def trail_persons(stream: Any) -> None:
@@ -102,11 +172,16 @@ def install_trails(
                 log.debug("trail: skipping invalid scan: %s", exc)
                 continue
             at = to_micros(scan.scanned_at)
-            raw = trails.get(scan.person_id.encode())
+            partition = event.message.partition
+            if trail_sweep.too_old(partition, at):
+                outcomes.counts["trail_expired"] += 1
+                continue
+            trail_sweep.sweep(partition)
+            key = trail_key(scan.person_id, at)
+            raw = trails.get(key)
             trail = Trail() if raw is None else Trail.from_dict(raw)
-            trail.expire(at - to_micros_delta(retention))
             if trail.add(at, scan.site_id, scan.kiosk_id, scan.direction, scan.event_id):
-                trails[scan.person_id.encode()] = trail.to_dict()
+                trails[key] = trail.to_dict()
                 outcomes.counts["trail"] += 1
             await visits_topic.send(key=scan.site_id.encode(), value=event.value)
 
@@ -115,22 +190,16 @@ def install_trails(
         async for event in stream.events():
             scan = decode_as(event.value, contract.ScanEvent)
             at = to_micros(scan.scanned_at)
-            key = bucket_key(scan.site_id, at)
+            partition = event.message.partition
+            if visit_sweep.too_old(partition, at):
+                continue
+            visit_sweep.sweep(partition)
+            key = visit_key(scan.site_id, at)
             raw = visits.get(key)
             bucket = SiteVisits() if raw is None else SiteVisits.from_dict(raw)
             if bucket.add(at, scan.person_id, scan.kiosk_id, scan.event_id):
                 visits[key] = bucket.to_dict()
                 outcomes.counts["visit"] += 1
-
-    @app.timer(interval=3600.0)
-    async def forget_old_visits() -> None:
-        """Drop hour buckets past the retention (trails expire as their persons scan)."""
-        horizon = (to_micros(datetime.now(UTC)) - to_micros_delta(retention)) // HOUR_US
-        old = [k for k in list(visits.keys()) if int(k.rsplit(b"|", 1)[1]) < horizon]
-        for key in old:
-            del visits[key]
-        if old:
-            log.info("forgot %d hour buckets of visits past the retention", len(old))
 
     @app.page("/trace")
     async def trace_view(web: Any, request: Any) -> Any:

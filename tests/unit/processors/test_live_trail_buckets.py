@@ -1,0 +1,86 @@
+"""The bucketed table layout of the live trails answers exactly like the in-memory index."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+
+from processors.live import partition_of
+from processors.live_trails import (
+    DAY_US,
+    SLOT_US,
+    RetentionSweep,
+    TableIndex,
+    trail_key,
+    visit_key,
+)
+from processors.trails import SiteVisits, Trail, TrailIndex, to_micros
+
+START = to_micros(datetime(2020, 2, 10, 23, 0, tzinfo=UTC))  # a day boundary an hour away
+
+
+def scans(n: int, seed: int) -> list[tuple[int, str, str, str, str, str]]:
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        at = START + rng.randrange(0, 3 * 3600 * 1_000_000)  # three hours across midnight
+        rows.append((at, f"p{rng.randrange(20)}", f"s{rng.randrange(3)}", "k1", "in", f"e{i}"))
+    return rows
+
+
+def tables_of(rows: list[tuple[int, str, str, str, str, str]]) -> TableIndex:
+    """What the two agents write, as plain dicts of table values."""
+    trails: dict[bytes, dict[str, object]] = {}
+    visits: dict[bytes, dict[str, object]] = {}
+    for at, person, site, kiosk, direction, event_id in rows:
+        key = trail_key(person, at)
+        trail = Trail.from_dict(trails[key]) if key in trails else Trail()
+        trail.add(at, site, kiosk, direction, event_id)
+        trails[key] = trail.to_dict()
+        key = visit_key(site, at)
+        bucket = SiteVisits.from_dict(visits[key]) if key in visits else SiteVisits()
+        bucket.add(at, person, kiosk, event_id)
+        visits[key] = bucket.to_dict()
+    return TableIndex(trails, visits)
+
+
+def test_bucketed_lookups_equal_the_in_memory_index_across_bucket_edges() -> None:
+    rows = scans(600, seed=3)
+    index = TrailIndex()
+    index.add_many(rows)
+    tables = tables_of(rows)
+    rng = random.Random(4)
+    for _ in range(200):
+        start = START + rng.randrange(-SLOT_US, 3 * 3600 * 1_000_000)
+        end = start + rng.choice([0, 1, SLOT_US, 15 * 60 * 1_000_000, DAY_US])
+        person, site = f"p{rng.randrange(20)}", f"s{rng.randrange(3)}"
+        assert tables.trail_between(person, start, end) == index.trail_between(person, start, end)
+        assert tables.visits_between(site, start, end) == index.visits_between(site, start, end)
+
+
+def test_nothing_found_is_an_empty_slice() -> None:
+    tables = TableIndex({}, {})
+    assert tables.trail_between("nobody", START, START + DAY_US) == ([], [], [], [])
+    assert tables.visits_between("nowhere", START, START + SLOT_US) == ([], [], [], [])
+
+
+def test_retention_sweep_deletes_only_its_partitions_old_buckets_once_a_day() -> None:
+    partitions = 4
+    retention = int(timedelta(days=28).total_seconds() * 1_000_000)
+    table: dict[bytes, object] = {}
+    persons = [f"p{i}" for i in range(12)]
+    for person in persons:
+        for day in (0, 1, 40):
+            table[trail_key(person, START + day * DAY_US)] = {}
+    sweep = RetentionSweep(table, DAY_US, retention, partitions)
+    mine = partition_of(b"p0", partitions)
+    assert not sweep.too_old(mine, START + 40 * DAY_US)
+    assert sweep.too_old(mine, START + 5 * DAY_US)  # 35 days behind this partition's newest
+    removed = sweep.sweep(mine)
+    owned = [p for p in persons if partition_of(p.encode(), partitions) == mine]
+    assert removed == 2 * len(owned)
+    for person in persons:
+        kept_old = trail_key(person, START) in table
+        assert kept_old == (person not in owned)
+        assert trail_key(person, START + 40 * DAY_US) in table
+    assert sweep.sweep(mine) == 0  # at most once per event-time day
