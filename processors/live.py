@@ -134,6 +134,39 @@ class ReorderBuffer:
         return out
 
 
+class StateTable:
+    """Decoded shard states by key, written through to a changelogged faust table.
+
+    Decoding a state on every record cost more than the rules themselves (a
+    kiosk's duplicate filter holds a day of event ids). The table stays the
+    truth: every change is written to it at once, and the cache is dropped
+    after a rebalance, when partitions may have changed hands.
+    """
+
+    def __init__(self, table: Any, cls: Any, limit: int = 200_000) -> None:
+        self.table = table
+        self.cls = cls
+        self.limit = limit
+        self.cache: dict[str, Any] = {}
+
+    def load(self, key: str) -> Any:
+        state = self.cache.get(key)
+        if state is None:
+            raw = self.table.get(key.encode())
+            state = self.cls() if raw is None else self.cls.from_dict(raw)
+            if len(self.cache) >= self.limit:
+                self.cache.clear()
+            self.cache[key] = state
+        return state
+
+    def save(self, key: str, state: Any) -> None:
+        self.table[key.encode()] = state.to_dict()
+        self.cache[key] = state
+
+    def forget(self) -> None:
+        self.cache.clear()
+
+
 def time_key(at: datetime) -> str:
     """A sortable text for an instant: UTC microseconds, zero-padded."""
     return f"{int(at.timestamp() * 1_000_000):020d}"
@@ -187,8 +220,12 @@ def install_screening(
         return app.Table(name, default=None, key_type=bytes, partitions=partitions)
 
     by_person, by_site = internal("by-person"), internal("by-site")
-    kiosks, persons, gates = table("kiosk-state"), table("person-state"), table("gate-state")
-    clusters, drifts = table("cluster-state"), table("drift-state")
+    persons_table = table("person-state")
+    kiosks = StateTable(table("kiosk-state"), KioskState)
+    persons = StateTable(persons_table, PersonState)
+    gates = StateTable(table("gate-state"), GateState)
+    clusters = StateTable(table("cluster-state"), ClusterState)
+    drifts = StateTable(table("drift-state"), DriftState)
     person_buffer = ReorderBuffer(table("person-buffer"))
     site_buffer = ReorderBuffer(table("site-buffer"))
     source = SourceWatermarks()
@@ -206,16 +243,14 @@ def install_screening(
         """A rebalance re-delivers from committed offsets: in-memory indexes start over."""
         person_buffer.forget()
         site_buffer.forget()
+        for states in (kiosks, persons, gates, clusters, drifts):
+            states.forget()
         pending.forget()
         person_marks.clear()
         site_marks.clear()
         sent_marks.clear()
         due_site_marks.clear()
         source.reset(time.monotonic())
-
-    def load(tbl: Any, key: str, cls: Any) -> Any:
-        raw = tbl.get(key.encode())
-        return cls() if raw is None else cls.from_dict(raw)
 
     async def refused_for_skew(event: Any, moment: datetime) -> bool:
         """Dead-letter an event stamped too far in the future (see processors.skew)."""
@@ -247,10 +282,10 @@ def install_screening(
             if await refused_for_skew(event, reading.measured_at):
                 continue
             outcomes.counts["temperature"] += 1
-            state = load(kiosks, reading.kiosk_id, KioskState)
+            state = kiosks.load(reading.kiosk_id)
             alerts = judge_reading_for_kiosk(state, reading, policy)
             outcomes.counts["alert"] += await publish_alerts(topics, alerts)
-            kiosks[reading.kiosk_id.encode()] = state.to_dict()
+            kiosks.save(reading.kiosk_id, state)
             # Sent whatever the kiosk's duplicate filter says: a crash between the
             # state write and this send must not lose the reading downstream.
             owner = reading.person_id or f"~{reading.kiosk_id}"
@@ -346,7 +381,7 @@ def install_screening(
         for person_id in pending.due(partition, reading.measured_at):
             await expire_person(partition, person_id, reading.measured_at)
         if reading.person_id is not None:
-            state = load(persons, reading.person_id, PersonState)
+            state = persons.load(reading.person_id)
             alerts, confirmations = judge_reading_for_person(state, reading, policy)
             outcomes.counts["alert"] += await publish_alerts(topics, alerts)
             for confirmation in confirmations:
@@ -359,22 +394,22 @@ def install_screening(
             deadline = pending_deadline(state, policy)
             if deadline is not None:
                 pending.push(partition, deadline, reading.person_id)
-            persons[reading.person_id.encode()] = state.to_dict()
+            persons.save(reading.person_id, state)
         await by_site.send(key=reading.site_id.encode(), value=contract.encode(reading))
 
     async def expire_person(partition: int, person_id: str, now: datetime) -> None:
-        state = load(persons, person_id, PersonState)
+        state = persons.load(person_id)
         alerts = expire_pending(state, now, policy)
         if alerts:
             outcomes.counts["alert"] += await publish_alerts(topics, alerts)
-            persons[person_id.encode()] = state.to_dict()
+            persons.save(person_id, state)
 
     @app.agent(by_person, name="screen-persons")
     async def screen_persons(stream: Any) -> None:
         async for event in stream.events():
             partition = event.message.partition
             if partition not in pending.indexed:
-                _index_pending(persons, pending, policy, partition, partitions)
+                _index_pending(persons_table, pending, policy, partition, partitions)
             if event.key == TICK_KEY:
                 marks = json.loads(event.value).get("marks")
                 if not isinstance(marks, dict):
@@ -406,18 +441,18 @@ def install_screening(
     async def judge_site_item(item: dict[str, Any]) -> None:
         if "confirmation" in item:
             confirmation = Confirmation.from_dict(item["confirmation"])
-            cluster = load(clusters, confirmation.site_id, ClusterState)
+            cluster = clusters.load(confirmation.site_id)
             alerts = judge_confirmation_for_site(cluster, confirmation, policy)
             outcomes.counts["alert"] += await publish_alerts(topics, alerts)
-            clusters[confirmation.site_id.encode()] = cluster.to_dict()
+            clusters.save(confirmation.site_id, cluster)
             return
         reading = contract.from_dict(item)
         if not isinstance(reading, contract.TemperatureReading):
             return
-        drift = load(drifts, reading.site_id, DriftState)
+        drift = drifts.load(reading.site_id)
         alerts = judge_reading_for_site_drift(drift, reading, policy)
         outcomes.counts["alert"] += await publish_alerts(topics, alerts)
-        drifts[reading.site_id.encode()] = drift.to_dict()
+        drifts.save(reading.site_id, drift)
 
     @app.agent(by_site, name="screen-sites")
     async def screen_sites(stream: Any) -> None:
@@ -465,17 +500,17 @@ def install_screening(
                 continue
             if isinstance(decoded, contract.QuarantineRecord):
                 outcomes.counts["quarantine"] += 1
-                state = load(gates, decoded.person_id, GateState)
+                state = gates.load(decoded.person_id)
                 apply_quarantine(state, decoded)
-                gates[decoded.person_id.encode()] = state.to_dict()
+                gates.save(decoded.person_id, state)
             elif isinstance(decoded, contract.ScanEvent):
                 if await refused_for_skew(event, decoded.scanned_at):
                     continue
                 outcomes.counts["scan"] += 1
-                state = load(gates, decoded.person_id, GateState)
+                state = gates.load(decoded.person_id)
                 alerts = judge_scan(state, decoded, policy)
                 outcomes.counts["alert"] += await publish_alerts(topics, alerts)
-                gates[decoded.person_id.encode()] = state.to_dict()
+                gates.save(decoded.person_id, state)
 
 
 def _index_pending(

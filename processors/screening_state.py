@@ -23,12 +23,21 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from functools import cached_property
 from statistics import median
 from typing import Any
 
 from processors.screening_policy import PRECISION
 from scantrail.contract import Alert, Severity, TemperatureReading, alert_id
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _us(value: datetime) -> int:
+    """UTC microseconds since the epoch, exact."""
+    return (value - _EPOCH) // _MICROSECOND
 
 
 def _t(value: datetime) -> str:
@@ -84,6 +93,11 @@ class Sample:
     kiosk_id: str
     site_id: str
     person_id: str | None = None
+
+    @cached_property
+    def time_us(self) -> int:
+        """UTC microseconds of ``time``, computed once (states are re-encoded often)."""
+        return _us(self.time)
 
     @classmethod
     def of(cls, reading: TemperatureReading) -> Sample:
@@ -166,41 +180,48 @@ class SeenIds:
     changing state. Ids are kept in arrival order; those older than ``horizon``
     before the newest event (or beyond ``max_ids``) are forgotten from the
     front, which bounds the table at constant cost per event.
+
+    Times are UTC microseconds: a kiosk holds a day of ids and the live worker
+    writes them on every reading, so they are stored as two plain columns.
     """
 
-    ids: dict[str, datetime] = field(default_factory=dict)
+    ids: dict[str, int] = field(default_factory=dict)
     newest: datetime | None = None
 
     def check_and_add(
         self, event_id: str, when: datetime, horizon: timedelta, max_ids: int
     ) -> bool:
         """True if new (and now remembered), False for a duplicate."""
-        if event_id in self.ids:
+        ids = self.ids
+        if event_id in ids:
             return False
-        self.ids[event_id] = when
+        ids[event_id] = _us(when)
         if self.newest is None or when > self.newest:
             self.newest = when
-        cutoff = self.newest - horizon
-        while self.ids:
-            oldest = next(iter(self.ids))
-            if self.ids[oldest] >= cutoff and len(self.ids) <= max_ids:
+        cutoff = _us(self.newest - horizon)
+        while ids:
+            oldest = next(iter(ids))
+            if ids[oldest] >= cutoff and len(ids) <= max_ids:
                 break
-            del self.ids[oldest]
+            del ids[oldest]
         return True
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "newest": None if self.newest is None else _t(self.newest),
-            "ids": {k: _t(v) for k, v in self.ids.items()},
+            "ids": list(self.ids),
+            "at_us": list(self.ids.values()),
         }
 
     @classmethod
     def from_dict(cls, obj: Mapping[str, Any]) -> SeenIds:
         newest = obj.get("newest")
-        return cls(
-            {str(k): _dt(v) for k, v in obj.get("ids", {}).items()},
-            None if newest is None else _dt(newest),
-        )
+        ids = obj.get("ids", {})
+        if isinstance(ids, Mapping):  # the first layout: {id: ISO time}
+            seen = {str(k): _us(_dt(v)) for k, v in ids.items()}
+        else:
+            seen = {str(k): int(us) for k, us in zip(ids, obj.get("at_us", []), strict=True)}
+        return cls(seen, None if newest is None else _dt(newest))
 
 
 @dataclass
@@ -312,16 +333,50 @@ class DriftState:
     seen: SeenIds = field(default_factory=SeenIds)
 
     def to_dict(self) -> dict[str, Any]:
+        # An hour of a busy site's readings is rewritten on every reading, so
+        # each kiosk's samples are columns (times in UTC microseconds: the rule
+        # only compares them; alerts take their times from the reading judged).
         return {
-            "readings": {k: [s.to_dict() for s in v] for k, v in self.readings.items()},
+            "columns": {
+                kiosk: {
+                    "event_id": [s.event_id for s in samples],
+                    "time_us": [s.time_us for s in samples],
+                    "celsius": [s.celsius for s in samples],
+                    "site_id": [s.site_id for s in samples],
+                    "person_id": [s.person_id for s in samples],
+                }
+                for kiosk, samples in self.readings.items()
+            },
             "last_drift_at": {k: _t(v) for k, v in self.last_drift_at.items()},
             "seen": self.seen.to_dict(),
         }
 
     @classmethod
     def from_dict(cls, obj: Mapping[str, Any]) -> DriftState:
+        readings = {
+            str(k): [Sample.from_dict(s) for s in v] for k, v in obj.get("readings", {}).items()
+        }
+        for kiosk, c in obj.get("columns", {}).items():
+            readings[str(kiosk)] = [
+                Sample(
+                    str(event_id),
+                    _EPOCH + timedelta(microseconds=int(us)),
+                    float(celsius),
+                    str(kiosk),
+                    str(site),
+                    None if person is None else str(person),
+                )
+                for event_id, us, celsius, site, person in zip(
+                    c["event_id"],
+                    c["time_us"],
+                    c["celsius"],
+                    c["site_id"],
+                    c["person_id"],
+                    strict=True,
+                )
+            ]
         return cls(
-            {str(k): [Sample.from_dict(s) for s in v] for k, v in obj.get("readings", {}).items()},
+            readings,
             {str(k): _dt(v) for k, v in obj.get("last_drift_at", {}).items()},
             SeenIds.from_dict(obj.get("seen", {})),
         )

@@ -142,3 +142,26 @@ def test_kiosk_state_is_bounded_to_the_fault_window() -> None:
         reading = make_reading(celsius=30.0, measured_at=BASE_TIME + timedelta(minutes=i))
         judge_reading_for_kiosk(state, reading, ScreeningPolicy())
     assert len(state.invalid) == 10
+
+
+def test_states_written_in_the_first_layout_still_load() -> None:
+    """Tables written before the columnar layout hold {id: ISO time} and sample dicts."""
+    sample = Sample.of(make_reading(celsius=36.9))
+    seen = SeenIds()
+    seen.check_and_add("e-1", BASE_TIME, timedelta(hours=1), 10)
+    old_seen = {"newest": BASE_TIME.isoformat(), "ids": {"e-1": BASE_TIME.isoformat()}}
+    assert SeenIds.from_dict(old_seen) == seen
+    old_drift = {
+        "readings": {"kiosk-1": [sample.to_dict()]},
+        "last_drift_at": {},
+        "seen": old_seen,
+    }
+    assert DriftState.from_dict(old_drift) == DriftState({"kiosk-1": [sample]}, {}, seen)
+    # The new layout is columns: no per-sample objects in the table value.
+    assert set(DriftState({"kiosk-1": [sample]}).to_dict()["columns"]["kiosk-1"]) == {
+        "event_id",
+        "time_us",
+        "celsius",
+        "site_id",
+        "person_id",
+    }
