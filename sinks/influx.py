@@ -88,6 +88,10 @@ class _Pending:
     offsets: dict[TopicPartition, OffsetAndMetadata]
 
 
+class _Stopped(Exception):
+    """Asked to stop while a batch could not be stored."""
+
+
 def _retryable(exc: Exception) -> bool:
     """Outages, timeouts and throttling are retried; a rejected request (4xx) is not."""
     status = getattr(exc, "status", None)
@@ -189,6 +193,7 @@ class InfluxSink:
         self._pending: _Pending | None = None
         self._on_batch: Callable[[], None] | None = None
         self._stop = False
+        self._abandoned = False  # a batch was given up on a stop: commit nothing more
         self._newest_scan: datetime | None = None
         self._last_prune = time.monotonic()
 
@@ -226,6 +231,8 @@ class InfluxSink:
         the single writer thread keeps writes in order, so a minute's later
         passage count never lands before an earlier one.
         """
+        if self._stop:
+            return  # polled but not handled: uncommitted, so re-read on the next start
         out = Batch()
         offsets: dict[TopicPartition, OffsetAndMetadata] = {}
         for tp, messages in batch.items():
@@ -265,6 +272,9 @@ class InfluxSink:
         pending, self._pending = self._pending, None
         if pending is None:
             return
+        if self._abandoned:  # stopping after an unstored batch: this one is re-read too
+            pending.future.exception()
+            return
         try:
             pending.future.result()
         except (ApiException, HTTPError, OSError) as exc:
@@ -274,10 +284,21 @@ class InfluxSink:
             log.warning("InfluxDB write failed (%s); retrying with backoff", exc)
             # Rewriting the main lines when only the watched ones failed is harmless.
             out = pending.out
-            if out.main:
-                self._write_until_acknowledged(out.main, self.influx.bucket)
-            if out.watched:
-                self._write_until_acknowledged(out.watched, self.influx.watched_bucket)
+            try:
+                if out.main:
+                    self._write_until_acknowledged(out.main, self.influx.bucket)
+                if out.watched:
+                    self._write_until_acknowledged(out.watched, self.influx.watched_bucket)
+            except _Stopped:
+                # SIGTERM while InfluxDB is down: leave now, uncommitted; the
+                # next start re-reads the batch and rewrites the same points.
+                # Nothing after it may be committed either, or it would be skipped.
+                self._abandoned = True
+                self.stats.counts["stopped_unwritten"] += 1
+                log.warning("stopping with a batch not yet stored; it will be re-read")
+                return
+        if self._abandoned:
+            return
         self.producer.flush()  # dead letters are durable before their offsets move on
         try:
             self.consumer.commit(pending.offsets)
@@ -347,6 +368,7 @@ class InfluxSink:
             self._watch(event.person_id, event.ends_on)
 
     def _write_until_acknowledged(self, lines: list[str], bucket: str) -> None:
+        """Retry with backoff until stored; a stop request ends the wait (nothing committed)."""
         attempt = 0
         paused = False
         while True:
@@ -356,6 +378,8 @@ class InfluxSink:
             except (ApiException, HTTPError, OSError) as exc:
                 if not _retryable(exc):
                     raise
+                if self._stop:
+                    raise _Stopped from exc
                 delay = self.backoff.delay(attempt, self.rng)
                 attempt += 1
                 self.stats.counts["write_retries"] += 1
@@ -375,7 +399,7 @@ class InfluxSink:
         next commit of that partition would skip them.
         """
         deadline = time.monotonic() + seconds
-        while (left := deadline - time.monotonic()) > 0:
+        while (left := deadline - time.monotonic()) > 0 and not self._stop:
             got = self.consumer.poll(timeout_ms=int(min(left, 1.0) * 1000) or 1)
             for tp, messages in got.items():
                 self.consumer.seek(tp, messages[0].offset)

@@ -492,3 +492,68 @@ def test_influx_down_for_30_s_loses_and_doubles_nothing(
         assert stats.get("write_retries", 0) >= 1, "the sink never saw the outage"
     finally:
         influxd.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(420)
+def test_sigterm_while_influx_is_down_stops_promptly_and_loses_nothing(
+    kafka_settings: Any, tmp_path: Path, live_stream: Any
+) -> None:
+    """An operator stopping a sink that is waiting out an outage must not wait for InfluxDB."""
+    events, n_scans, n_readings = live_stream
+    influxd = PrivateInflux(tmp_path / "influx")
+    influxd.start()
+    try:
+        influx = influxd.settings()
+        env = service_env(kafka_settings, influx, SCANTRAIL_STATE=str(tmp_path / "state"))
+        producer = Producer(kafka_settings, events, chunk=2000, pause_s=0.5)
+        producer.start()
+        first_log = tmp_path / "sink-1.log"
+        sink = start_scantrail("sink", "influx", env=env, log=first_log)
+        try:
+            wait_for(
+                lambda: flux_total(influx, "temperature", "celsius", "count"),
+                1,
+                120,
+                "points before the outage",
+                first_log,
+            )
+            influxd.stop()
+            time.sleep(10)  # the sink is now retrying a batch with backoff
+            assert sink.poll() is None, "the sink must wait out the outage, not exit"
+            asked = time.monotonic()
+            sink.send_signal(signal.SIGTERM)
+            sink.wait(timeout=60)
+            took = time.monotonic() - asked
+        finally:
+            stop_process(sink)
+        assert took < 15, f"SIGTERM during an outage took {took:.1f} s"
+        stats = json.loads(first_log.read_text().strip().splitlines()[-1])
+        assert stats.get("write_retries", 0) >= 1, "the sink never saw the outage"
+        assert stats.get("stopped_unwritten", 0) == 1, stats
+        producer.join(timeout=180)
+        assert producer.error is None and producer.sent == len(events)
+        influxd.start()
+        second_log = tmp_path / "sink-2.log"
+        sink = start_scantrail("sink", "influx", env=env, log=second_log)
+        try:
+            wait_for(
+                lambda: flux_total(influx, "temperature", "celsius", "count"),
+                n_readings,
+                180,
+                "temperature points",
+                second_log,
+            )
+            wait_for(
+                lambda: flux_total(influx, "passages", "count", "sum"),
+                n_scans,
+                120,
+                "passages",
+                second_log,
+            )
+        finally:
+            stop_process(sink)
+        assert flux_total(influx, "temperature", "celsius", "count") == n_readings
+        assert flux_total(influx, "passages", "count", "sum") == n_scans
+    finally:
+        influxd.stop()
