@@ -39,6 +39,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from scantrail.contract import Alert
 from scantrail.errors import ServiceError, SinkError
+from scantrail.settings import state_dir
+from sinks.ack_tokens import load_ack_secret
 from sinks.routing import Roster, Webhook, parse_roster
 
 SIGNATURE_HEADER = "X-ScanTrail-Signature"
@@ -211,6 +213,10 @@ class PagerSettings(BaseSettings):
     port: int = Field(default=8470, ge=0, le=65535)
     #: SCANTRAIL_PAGER_PUBLIC_URL: base of the ack link in pages (default http://host:port).
     public_url: str | None = None
+    #: SCANTRAIL_PAGER_ACK_SECRET / _ACK_SECRET_FILE: signs ack links and officer tokens
+    #: (sinks.ack_tokens); when neither is set, one is created under the state directory.
+    ack_secret: SecretStr = SecretStr("")
+    ack_secret_file: Path | None = None
     #: SCANTRAIL_PAGER_ACK_TIMEOUT_S: escalate a critical page nobody acknowledged after this.
     ack_timeout_s: float = Field(default=300.0, gt=0)
     #: SCANTRAIL_PAGER_RETRY_INITIAL_S / _RETRY_CAP_S: backoff between channel attempts.
@@ -225,6 +231,11 @@ class PagerSettings(BaseSettings):
     smtp_starttls: bool = False
     smtp_username: str | None = None
     smtp_password: SecretStr = SecretStr("")
+
+    def load_ack_secret(self) -> bytes:
+        return load_ack_secret(
+            state_dir(), value=self.ack_secret.get_secret_value(), file=self.ack_secret_file
+        )
 
     def smtp(self) -> SmtpServer:
         password = self.smtp_password.get_secret_value() or None

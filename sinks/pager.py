@@ -36,6 +36,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
+from urllib.parse import quote, urlencode
 
 import aiohttp
 from aiohttp import web
@@ -48,6 +49,7 @@ from scantrail.clock import Clock, SystemClock
 from scantrail.contract import Alert, PageRecord
 from scantrail.errors import ContractError, ServiceError
 from scantrail.settings import KafkaSettings
+from sinks.ack_tokens import is_officer, link_token, may_acknowledge
 from sinks.channels import (
     Backoff,
     Channel,
@@ -117,6 +119,7 @@ class Pager:
         seed: int | None = None,
     ) -> None:
         self.kafka, self.settings, self.roster, self.secrets = kafka, settings, roster, secrets
+        self.ack_secret = settings.load_ack_secret()
         self.clock: Clock = clock or SystemClock()
         rng = random.Random(seed)  # noqa: S311 - jitter, not crypto
         self.backoff = Backoff(settings.retry_initial_s, settings.retry_cap_s, rng)
@@ -391,7 +394,8 @@ class Pager:
             page, deliver, started = nxt, True, self.clock.now()
 
     async def _deliver(self, alert: Alert, page: Page, outcome: asyncio.Event) -> None:
-        message = PageMessage(alert, page.officer.id, page.step, self._ack_url(alert.alert_id))
+        ack_url = self._ack_url(alert.alert_id, page.officer.id)
+        message = PageMessage(alert, page.officer.id, page.step, ack_url)
         channels = self._channels(page.officer)
         await asyncio.gather(*(self._deliver_one(c, message, page, outcome) for c in channels))
 
@@ -441,9 +445,20 @@ class Pager:
             channels.append(EmailChannel(officer.email, self.settings.smtp()))
         return channels
 
-    def _ack_url(self, alert_id: str) -> str:
+    def _ack_url(self, alert_id: str, officer_id: str) -> str:
+        """The one-click ack link of one page: it acknowledges as that officer only."""
         base = self.settings.public_url or f"http://{self.settings.host}:{self.settings.port}"
-        return f"{base.rstrip('/')}/ack/{alert_id}"
+        query = urlencode(
+            {"officer": officer_id, "token": link_token(self.ack_secret, alert_id, officer_id)}
+        )
+        return f"{base.rstrip('/')}/ack/{quote(alert_id, safe=':')}?{query}"
+
+    @staticmethod
+    def _presented_token(request: web.Request) -> str:
+        header = request.headers.get("Authorization", "")
+        if header.startswith("Bearer "):
+            return header[len("Bearer ") :].strip()
+        return request.query.get("token", "")
 
     # --- HTTP ------------------------------------------------------------------
 
@@ -458,14 +473,28 @@ class Pager:
         return web.json_response({"ok": True, "in_flight": len(self._offsets)})
 
     async def _http_ack(self, request: web.Request) -> web.Response:
+        """Record an acknowledgement from the officer the token belongs to (sinks.ack_tokens).
+
+        The officer is named by the link (``?officer=``) or the body
+        (``{"officer_id": ...}``); a token that does not sign this officer
+        (and, for a link, this alert) is refused before anything is looked up.
+        """
         alert_id = request.match_info["alert_id"]
-        try:
-            body = await request.json()
-            officer_id = body["officer_id"]
-            if not isinstance(officer_id, str):
-                raise TypeError
-        except (ValueError, KeyError, TypeError):
-            return web.json_response({"error": 'body must be {"officer_id": "..."}'}, status=400)
+        officer_id: Any = request.query.get("officer")
+        if request.can_read_body:
+            try:
+                body = await request.json()
+                officer_id = body.get("officer_id", officer_id) if isinstance(body, dict) else None
+            except ValueError:
+                officer_id = None
+        if not isinstance(officer_id, str) or not officer_id:
+            msg = 'name the officer: {"officer_id": "..."} or ?officer=...'
+            return web.json_response({"error": msg}, status=400)
+        token = self._presented_token(request)
+        if not token or not may_acknowledge(self.ack_secret, alert_id, officer_id, token):
+            self.stats["ack_refused"] += 1
+            msg = "a valid ack link token or officer token (Authorization: Bearer) is required"
+            return web.json_response({"error": msg}, status=401)
         state = self.ledger.alerts.get(alert_id)
         if state is None or not state.handled:
             return web.json_response({"error": f"unknown alert {alert_id}"}, status=404)
@@ -484,7 +513,17 @@ class Pager:
         return web.json_response(body)
 
     async def _http_queue(self, request: web.Request) -> web.Response:
+        """A site's queued warnings, for an officer of that site (bearer officer token)."""
         site_id = request.match_info["site_id"]
+        officer_id = request.query.get("officer", "")
+        token = self._presented_token(request)
+        if not officer_id or not token or not is_officer(self.ack_secret, officer_id, token):
+            self.stats["queue_refused"] += 1
+            msg = "?officer=... and that officer's token (Authorization: Bearer) are required"
+            return web.json_response({"error": msg}, status=401)
+        if self.roster.officer(site_id, officer_id) is None:
+            msg = f"{officer_id} is not on the roster of {site_id}"
+            return web.json_response({"error": msg}, status=403)
         items = [
             {"alert_id": s.alert_id, "queued_at": s.queued_at.isoformat() if s.queued_at else None}
             | {k: (s.alert or {}).get(k) for k in ("kind", "person_id", "event_time", "detail")}

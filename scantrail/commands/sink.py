@@ -65,8 +65,9 @@ def pager(
     """Page officers about alerts by webhook and email (SCANTRAIL_PAGER_*).
 
     Critical alerts page the first officer on duty and escalate when nobody
-    acknowledges (POST /ack/{alert_id}); warnings wait in GET /queue/{site};
-    info is only recorded. Every step is written to scantrail.pages, and an
+    acknowledges (POST to the ack link in the page); warnings wait in GET
+    /queue/{site}?officer=ID; info is only recorded. Acks and the queue need
+    a token (see `scantrail sink pager-token`). Every step is written to scantrail.pages, and an
     alert's offset is committed only after its outcome is recorded there.
     """
     from scantrail.settings import KafkaSettings
@@ -89,3 +90,19 @@ def pager(
     signal.signal(signal.SIGINT, stop)
     runner.run()
     click.echo(json.dumps(dict(sorted(runner.stats.items()))))
+
+
+@sink.command("pager-token")
+@click.argument("officer_id")
+def pager_token(officer_id: str) -> None:
+    """Print OFFICER_ID's bearer token for the pager's queue and acks.
+
+    Hand it to the officer with the duty roster. The pager checks it with its
+    ack secret (SCANTRAIL_PAGER_ACK_SECRET, _ACK_SECRET_FILE, or the one it
+    created under the state directory), so run this where the pager runs.
+    Changing the secret revokes every token and every ack link at once.
+    """
+    from sinks.ack_tokens import officer_token
+    from sinks.channels import PagerSettings
+
+    click.echo(officer_token(PagerSettings().load_ack_secret(), officer_id))

@@ -134,7 +134,12 @@ def test_kustomize_renders_the_same_objects() -> None:
 def test_configmap_and_secret_references_resolve() -> None:
     configmaps = {name: set(o.get("data", {})) for name, o in by_kind("ConfigMap").items()}
     secrets = documented_secrets()
-    assert set(secrets) == {"scantrail-influx", "scantrail-pager-webhooks", "scantrail-pager-smtp"}
+    assert set(secrets) == {
+        "scantrail-influx",
+        "scantrail-pager-webhooks",
+        "scantrail-pager-smtp",
+        "scantrail-pager-ack",
+    }
 
     def check(kind: str, name: str, key: str | None, where: str) -> None:
         known = configmaps if kind == "ConfigMap" else secrets

@@ -28,6 +28,7 @@ from kafka import KafkaConsumer, TopicPartition
 from scantrail import contract
 from scantrail.broker import make_producer
 from scantrail.contract import Alert, PageRecord
+from sinks.ack_tokens import officer_token
 from sinks.channels import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from tests.support import free_port, service_env, start_scantrail
 
@@ -36,6 +37,11 @@ pytestmark = pytest.mark.integration
 SHANGHAI = timezone(timedelta(hours=8))
 SITE = "site-1"
 SECRETS = {"officer-a": b"secret-a-0123456789", "officer-b": b"secret-b-0123456789"}
+ACK_SECRET = b"ack-secret-for-tests-0123456789"
+
+
+def bearer(officer_id: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {officer_token(ACK_SECRET, officer_id)}"}
 
 
 # --- a webhook receiver that verifies signatures --------------------------------
@@ -137,6 +143,7 @@ class PagerProcess:
             kafka_settings,
             TEST_PAGER_SECRET_A=SECRETS["officer-a"].decode(),
             TEST_PAGER_SECRET_B=SECRETS["officer-b"].decode(),
+            SCANTRAIL_PAGER_ACK_SECRET=ACK_SECRET.decode(),
             SCANTRAIL_PAGER_RETRY_INITIAL_S="0.5",
             SCANTRAIL_PAGER_RETRY_CAP_S="4",
             **env,
@@ -162,11 +169,12 @@ class PagerProcess:
             self.proc.terminate()
             self.proc.wait(timeout=30)
 
-    def request(self, method: str, path: str, body: object = None) -> tuple[int, Any]:
+    def request(
+        self, method: str, path: str, body: object = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, Any]:
         data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(
-            f"http://127.0.0.1:{self.port}{path}", data=data, method=method
-        )
+        url = path if path.startswith("http") else f"http://127.0.0.1:{self.port}{path}"
+        req = urllib.request.Request(url, data=data, method=method, headers=headers or {})  # noqa: S310
         try:
             with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310
                 return resp.status, json.loads(resp.read())
@@ -306,7 +314,7 @@ def test_critical_alert_is_delivered_by_webhook_and_email_with_a_valid_signature
     assert [(p, valid) for p, _, valid in receiver.requests] == [("/hooks/officer-a", True)]
     payload = receiver.requests[0][1]
     assert payload["alert_id"] == alert.alert_id and payload["officer_id"] == "officer-a"
-    assert payload["ack_url"].endswith(f"/ack/{alert.alert_id}")
+    assert f"/ack/{alert.alert_id}?officer=officer-a&token=" in payload["ack_url"]
     assert len(box.messages) == 1
     assert box.messages[0]["To"] == "a@example.org"
     assert "CRITICAL" in box.messages[0]["Subject"] and alert.alert_id in str(box.messages[0])
@@ -327,7 +335,12 @@ def test_warning_is_queued_info_skipped_and_a_malformed_alert_dead_lettered(
 
     journal.wait(has(journal, warning.alert_id, "queued"))
     journal.wait(has(journal, info.alert_id, "skipped"))
-    status, body = pager.request("GET", f"/queue/{SITE}")
+    assert pager.request("GET", f"/queue/{SITE}")[0] == 401  # no token, no person ids
+    assert pager.request("GET", f"/queue/{SITE}?officer=officer-a", headers=bearer("x"))[0] == 401
+    assert pager.request("GET", f"/queue/{SITE}?officer=x", headers=bearer("x"))[0] == 403
+    status, body = pager.request(
+        "GET", f"/queue/{SITE}?officer=officer-a", headers=bearer("officer-a")
+    )
     assert status == 200
     assert [item["alert_id"] for item in body["queued"]] == [warning.alert_id]
     assert body["queued"][0]["person_id"] == "p-000123"
@@ -342,8 +355,11 @@ def test_warning_is_queued_info_skipped_and_a_malformed_alert_dead_lettered(
     dead.close()
     assert len(letters) == 1 and "alert/1" in letters[0].reason  # type: ignore[attr-defined]
     # Acknowledging a queued warning takes it off the queue; nothing was delivered.
-    assert pager.request("POST", f"/ack/{warning.alert_id}", {"officer_id": "officer-a"})[0] == 200
-    assert pager.request("GET", f"/queue/{SITE}")[1]["queued"] == []
+    ack = {"officer_id": "officer-a"}
+    assert pager.request("POST", f"/ack/{warning.alert_id}", ack)[0] == 401
+    assert pager.request("POST", f"/ack/{warning.alert_id}", ack, bearer("officer-a"))[0] == 200
+    queue = pager.request("GET", f"/queue/{SITE}?officer=officer-a", headers=bearer("officer-a"))
+    assert queue[1]["queued"] == []
     assert receiver.requests == []
     assert not any(r.action in ("attempt", "delivered") for r in journal.records)
 
@@ -412,14 +428,22 @@ def test_ack_in_time_stops_escalation(
     publish(kafka_settings, alert)
     journal.wait(has(journal, alert.alert_id, "delivered"))
 
-    assert pager.request("POST", "/ack/nope:1", {"officer_id": "officer-a"})[0] == 404
-    assert pager.request("POST", f"/ack/{alert.alert_id}", {"officer_id": "intruder"})[0] == 403
+    link = receiver.to("officer-a")[0]["ack_url"]
+    a, b = {"officer_id": "officer-a"}, {"officer_id": "officer-b"}
+    assert pager.request("POST", "/ack/nope:1", a, bearer("officer-a"))[0] == 404
+    # A token is required, and it must sign the officer named (a link: and the alert).
+    assert pager.request("POST", f"/ack/{alert.alert_id}", a)[0] == 401
+    assert (
+        pager.request("POST", f"/ack/{alert.alert_id}", a, {"Authorization": "Bearer 00"})[0] == 401
+    )
+    assert pager.request("POST", link.replace("officer-a", "officer-b"))[0] == 401
+    assert pager.request("POST", link.replace(alert.alert_id, "fever_confirmed:other"))[0] == 401
+    intruder = {"officer_id": "intruder"}
+    assert pager.request("POST", f"/ack/{alert.alert_id}", intruder, bearer("intruder"))[0] == 403
     assert pager.request("POST", f"/ack/{alert.alert_id}", {"who": "officer-a"})[0] == 400
-    status, body = pager.request("POST", f"/ack/{alert.alert_id}", {"officer_id": "officer-a"})
+    status, body = pager.request("POST", link)  # the one click from the page
     assert (status, body["acknowledged_by"], body["already"]) == (200, "officer-a", False)
-    assert pager.request("POST", f"/ack/{alert.alert_id}", {"officer_id": "officer-b"})[1][
-        "already"
-    ]
+    assert pager.request("POST", f"/ack/{alert.alert_id}", b, bearer("officer-b"))[1]["already"]
     journal.settle(6)  # well past the 4 s ack timeout
     assert [r.officer_id for r in journal.actions(alert.alert_id, "acknowledged")] == ["officer-a"]
     assert journal.actions(alert.alert_id, "escalated") == []
