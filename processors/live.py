@@ -48,7 +48,7 @@ import faust
 from faust.types import TP
 from kafka.partitioner.default import murmur2
 
-from processors.agents import Outcomes, dead_letter, publish_alerts
+from processors.agents import Outcomes, dead_letter, publish_alerts, run_guarded
 from processors.app import Topics
 from processors.baselines import judge_confirmation_for_site, judge_reading_for_site_drift
 from processors.screening import (
@@ -268,32 +268,34 @@ def install_screening(
 
     # --- kiosks: validity, unidentified fevers; fan out by person ------------------------
 
+    async def screen_kiosks_one(event: Any) -> None:
+        message = event.message
+        source.delivered(message.partition, message.offset, None, time.monotonic())
+        try:
+            reading = decode_as(event.value, contract.TemperatureReading)
+        except ContractError as exc:
+            outcomes.counts["deadletter"] += 1
+            await dead_letter(topics, event, str(exc))
+            return
+        if await refused_for_skew(event, reading.measured_at):
+            return
+        outcomes.counts["temperature"] += 1
+        state = kiosks.load(reading.kiosk_id)
+        alerts = judge_reading_for_kiosk(state, reading, policy)
+        outcomes.counts["alert"] += await publish_alerts(topics, alerts)
+        kiosks.save(reading.kiosk_id, state)
+        # Sent whatever the kiosk's duplicate filter says: a crash between the
+        # state write and this send must not lose the reading downstream.
+        owner = reading.person_id or f"~{reading.kiosk_id}"
+        await by_person.send(key=owner.encode(), value=event.value)
+        # Only now, with the reading on its way, may a tick cover its time.
+        at = reading.measured_at
+        source.delivered(message.partition, message.offset, at, time.monotonic())
+        await advance_watermark()
+
     @app.agent(topics.temperatures, name="screen-kiosks")
     async def screen_kiosks(stream: Any) -> None:
-        async for event in stream.events():
-            message = event.message
-            source.delivered(message.partition, message.offset, None, time.monotonic())
-            try:
-                reading = decode_as(event.value, contract.TemperatureReading)
-            except ContractError as exc:
-                outcomes.counts["deadletter"] += 1
-                await dead_letter(topics, event, str(exc))
-                continue
-            if await refused_for_skew(event, reading.measured_at):
-                continue
-            outcomes.counts["temperature"] += 1
-            state = kiosks.load(reading.kiosk_id)
-            alerts = judge_reading_for_kiosk(state, reading, policy)
-            outcomes.counts["alert"] += await publish_alerts(topics, alerts)
-            kiosks.save(reading.kiosk_id, state)
-            # Sent whatever the kiosk's duplicate filter says: a crash between the
-            # state write and this send must not lose the reading downstream.
-            owner = reading.person_id or f"~{reading.kiosk_id}"
-            await by_person.send(key=owner.encode(), value=event.value)
-            # Only now, with the reading on its way, may a tick cover its time.
-            at = reading.measured_at
-            source.delivered(message.partition, message.offset, at, time.monotonic())
-            await advance_watermark()
+        await run_guarded(stream, screen_kiosks_one, topics, outcomes, "screen-kiosks")
 
     def highwater(partition: int) -> int | None:
         try:
@@ -404,37 +406,37 @@ def install_screening(
             outcomes.counts["alert"] += await publish_alerts(topics, alerts)
             persons.save(person_id, state)
 
+    async def screen_persons_one(event: Any) -> None:
+        partition = event.message.partition
+        if partition not in pending.indexed:
+            _index_pending(persons_table, pending, policy, partition, partitions)
+        if event.key == TICK_KEY:
+            marks = json.loads(event.value).get("marks")
+            if not isinstance(marks, dict):
+                return  # a tick of an older release: its successor will come
+            mark = person_marks[partition].update(decode_marks(marks))
+            if mark is None:
+                return
+            for raw in person_buffer.take_until(partition, f"{time_key(mark)}|~"):
+                await judge_person_reading(partition, decode_as(raw, contract.TemperatureReading))
+            for person_id in pending.due(partition, mark):
+                await expire_person(partition, person_id, mark)
+            due_site_marks[partition] = mark
+            await tell_sites(throttled=True)
+            return
+        reading = decode_as(event.value, contract.TemperatureReading)
+        passed = person_marks[partition].passed
+        if passed is not None and reading.measured_at <= passed:
+            outcomes.counts["late"] += 1
+            await judge_person_reading(partition, reading)
+            for person_id in pending.due(partition, passed):
+                await expire_person(partition, person_id, passed)
+        else:
+            person_buffer.add(partition, reading_sort_key(reading, 0), event.value.decode())
+
     @app.agent(by_person, name="screen-persons")
     async def screen_persons(stream: Any) -> None:
-        async for event in stream.events():
-            partition = event.message.partition
-            if partition not in pending.indexed:
-                _index_pending(persons_table, pending, policy, partition, partitions)
-            if event.key == TICK_KEY:
-                marks = json.loads(event.value).get("marks")
-                if not isinstance(marks, dict):
-                    continue  # a tick of an older release: its successor will come
-                mark = person_marks[partition].update(decode_marks(marks))
-                if mark is None:
-                    continue
-                for raw in person_buffer.take_until(partition, f"{time_key(mark)}|~"):
-                    await judge_person_reading(
-                        partition, decode_as(raw, contract.TemperatureReading)
-                    )
-                for person_id in pending.due(partition, mark):
-                    await expire_person(partition, person_id, mark)
-                due_site_marks[partition] = mark
-                await tell_sites(throttled=True)
-                continue
-            reading = decode_as(event.value, contract.TemperatureReading)
-            passed = person_marks[partition].passed
-            if passed is not None and reading.measured_at <= passed:
-                outcomes.counts["late"] += 1
-                await judge_person_reading(partition, reading)
-                for person_id in pending.due(partition, passed):
-                    await expire_person(partition, person_id, passed)
-            else:
-                person_buffer.add(partition, reading_sort_key(reading, 0), event.value.decode())
+        await run_guarded(stream, screen_persons_one, topics, outcomes, "screen-persons")
 
     # --- sites: clusters of confirmed fevers, kiosk drift -----------------------------------
 
@@ -454,63 +456,65 @@ def install_screening(
         outcomes.counts["alert"] += await publish_alerts(topics, alerts)
         drifts.save(reading.site_id, drift)
 
+    async def screen_sites_one(event: Any) -> None:
+        partition = event.message.partition
+        item = json.loads(event.value)
+        if event.key == TICK_KEY:
+            if not isinstance(item.get("marks"), dict):
+                return  # a tick of an older release
+            # The watermark is complete only once every person partition reported.
+            before = site_marks[partition].update(decode_marks(item["marks"]))
+            if before is not None:
+                for row in site_buffer.take_until(partition, f"{time_key(before)}|~"):
+                    await judge_site_item(row)
+            return
+        if "confirmation" in item:
+            second = item["confirmation"]["second"]
+            sort_key = f"{time_key(datetime.fromisoformat(second['time']))}|{second['event_id']}|0"
+        else:
+            reading = decode_as(event.value, contract.TemperatureReading)
+            sort_key = reading_sort_key(reading, 1)
+        done = site_marks[partition].passed
+        if done is not None and sort_key <= f"{time_key(done)}|~":
+            outcomes.counts["late"] += 1
+            await judge_site_item(item)
+        else:
+            site_buffer.add(partition, sort_key, item)
+
     @app.agent(by_site, name="screen-sites")
     async def screen_sites(stream: Any) -> None:
-        async for event in stream.events():
-            partition = event.message.partition
-            item = json.loads(event.value)
-            if event.key == TICK_KEY:
-                if not isinstance(item.get("marks"), dict):
-                    continue  # a tick of an older release
-                # The watermark is complete only once every person partition reported.
-                before = site_marks[partition].update(decode_marks(item["marks"]))
-                if before is not None:
-                    for row in site_buffer.take_until(partition, f"{time_key(before)}|~"):
-                        await judge_site_item(row)
-                continue
-            if "confirmation" in item:
-                second = item["confirmation"]["second"]
-                sort_key = (
-                    f"{time_key(datetime.fromisoformat(second['time']))}|{second['event_id']}|0"
-                )
-            else:
-                reading = decode_as(event.value, contract.TemperatureReading)
-                sort_key = reading_sort_key(reading, 1)
-            done = site_marks[partition].passed
-            if done is not None and sort_key <= f"{time_key(done)}|~":
-                outcomes.counts["late"] += 1
-                await judge_site_item(item)
-            else:
-                site_buffer.add(partition, sort_key, item)
+        await run_guarded(stream, screen_sites_one, topics, outcomes, "screen-sites")
 
     # --- gates: quarantine breaches and pass problems (already keyed by person) ---------------
 
+    async def screen_gates_one(event: Any) -> None:
+        is_quarantine = event.message.topic.endswith(contract.QUARANTINE)
+        expect: type[contract.Event] = (
+            contract.QuarantineRecord if is_quarantine else contract.ScanEvent
+        )
+        try:
+            decoded = decode_as(event.value, expect)
+        except ContractError as exc:
+            outcomes.counts["deadletter"] += 1
+            await dead_letter(topics, event, str(exc))
+            return
+        if isinstance(decoded, contract.QuarantineRecord):
+            outcomes.counts["quarantine"] += 1
+            state = gates.load(decoded.person_id)
+            apply_quarantine(state, decoded)
+            gates.save(decoded.person_id, state)
+        elif isinstance(decoded, contract.ScanEvent):
+            if await refused_for_skew(event, decoded.scanned_at):
+                return
+            outcomes.counts["scan"] += 1
+            state = gates.load(decoded.person_id)
+            alerts = judge_scan(state, decoded, policy)
+            outcomes.counts["alert"] += await publish_alerts(topics, alerts)
+            gates.save(decoded.person_id, state)
+
     @app.agent(topics.gate, name="screen-gates")
     async def screen_gates(stream: Any) -> None:
-        async for event in stream.events():
-            is_quarantine = event.message.topic.endswith(contract.QUARANTINE)
-            expect: type[contract.Event] = (
-                contract.QuarantineRecord if is_quarantine else contract.ScanEvent
-            )
-            try:
-                decoded = decode_as(event.value, expect)
-            except ContractError as exc:
-                outcomes.counts["deadletter"] += 1
-                await dead_letter(topics, event, str(exc))
-                continue
-            if isinstance(decoded, contract.QuarantineRecord):
-                outcomes.counts["quarantine"] += 1
-                state = gates.load(decoded.person_id)
-                apply_quarantine(state, decoded)
-                gates.save(decoded.person_id, state)
-            elif isinstance(decoded, contract.ScanEvent):
-                if await refused_for_skew(event, decoded.scanned_at):
-                    continue
-                outcomes.counts["scan"] += 1
-                state = gates.load(decoded.person_id)
-                alerts = judge_scan(state, decoded, policy)
-                outcomes.counts["alert"] += await publish_alerts(topics, alerts)
-                gates.save(decoded.person_id, state)
+        await run_guarded(stream, screen_gates_one, topics, outcomes, "screen-gates")
 
 
 def _index_pending(

@@ -39,7 +39,7 @@ from typing import Any, TypeVar
 
 import faust
 
-from processors.agents import Outcomes
+from processors.agents import Outcomes, run_guarded
 from processors.app import Topics
 from processors.contacts import ContactPolicy, trace
 from processors.live import partition_of
@@ -160,46 +160,50 @@ def install_trails(
     trail_sweep = RetentionSweep(trails, DAY_US, keep, partitions)
     visit_sweep = RetentionSweep(visits, SLOT_US, keep, partitions)
 
+    async def trail_persons_one(event: Any) -> None:
+        try:
+            scan = decode_as(event.value, contract.ScanEvent)
+        except ContractError as exc:
+            # The gate agent reads the same topic and dead-letters it once;
+            # here it is only counted.
+            outcomes.counts["trail_invalid"] += 1
+            log.debug("trail: skipping invalid scan: %s", exc)
+            return
+        at = to_micros(scan.scanned_at)
+        partition = event.message.partition
+        if trail_sweep.too_old(partition, at):
+            outcomes.counts["trail_expired"] += 1
+            return
+        trail_sweep.sweep(partition)
+        key = trail_key(scan.person_id, at)
+        raw = trails.get(key)
+        trail = Trail() if raw is None else Trail.from_dict(raw)
+        if trail.add(at, scan.site_id, scan.kiosk_id, scan.direction, scan.event_id):
+            trails[key] = trail.to_dict()
+            outcomes.counts["trail"] += 1
+        await visits_topic.send(key=scan.site_id.encode(), value=event.value)
+
     @app.agent(topics.scans, name="trail-persons")
     async def trail_persons(stream: Any) -> None:
-        async for event in stream.events():
-            try:
-                scan = decode_as(event.value, contract.ScanEvent)
-            except ContractError as exc:
-                # The gate agent reads the same topic and dead-letters it once;
-                # here it is only counted.
-                outcomes.counts["trail_invalid"] += 1
-                log.debug("trail: skipping invalid scan: %s", exc)
-                continue
-            at = to_micros(scan.scanned_at)
-            partition = event.message.partition
-            if trail_sweep.too_old(partition, at):
-                outcomes.counts["trail_expired"] += 1
-                continue
-            trail_sweep.sweep(partition)
-            key = trail_key(scan.person_id, at)
-            raw = trails.get(key)
-            trail = Trail() if raw is None else Trail.from_dict(raw)
-            if trail.add(at, scan.site_id, scan.kiosk_id, scan.direction, scan.event_id):
-                trails[key] = trail.to_dict()
-                outcomes.counts["trail"] += 1
-            await visits_topic.send(key=scan.site_id.encode(), value=event.value)
+        await run_guarded(stream, trail_persons_one, topics, outcomes, "trail-persons")
+
+    async def trail_sites_one(event: Any) -> None:
+        scan = decode_as(event.value, contract.ScanEvent)
+        at = to_micros(scan.scanned_at)
+        partition = event.message.partition
+        if visit_sweep.too_old(partition, at):
+            return
+        visit_sweep.sweep(partition)
+        key = visit_key(scan.site_id, at)
+        raw = visits.get(key)
+        bucket = SiteVisits() if raw is None else SiteVisits.from_dict(raw)
+        if bucket.add(at, scan.person_id, scan.kiosk_id, scan.event_id):
+            visits[key] = bucket.to_dict()
+            outcomes.counts["visit"] += 1
 
     @app.agent(visits_topic, name="trail-sites")
     async def trail_sites(stream: Any) -> None:
-        async for event in stream.events():
-            scan = decode_as(event.value, contract.ScanEvent)
-            at = to_micros(scan.scanned_at)
-            partition = event.message.partition
-            if visit_sweep.too_old(partition, at):
-                continue
-            visit_sweep.sweep(partition)
-            key = visit_key(scan.site_id, at)
-            raw = visits.get(key)
-            bucket = SiteVisits() if raw is None else SiteVisits.from_dict(raw)
-            if bucket.add(at, scan.person_id, scan.kiosk_id, scan.event_id):
-                visits[key] = bucket.to_dict()
-                outcomes.counts["visit"] += 1
+        await run_guarded(stream, trail_sites_one, topics, outcomes, "trail-sites")
 
     @app.page("/trace")
     async def trace_view(web: Any, request: Any) -> Any:

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from kafka import KafkaAdminClient, KafkaProducer
 
 from ingest.simulate import GateWorld, simulate_events
 from processors.screener import Screener
@@ -75,6 +76,22 @@ def comparable(alerts: dict[str, contract.Alert]) -> dict[str, dict[str, object]
     return {k: a.to_dict() for k, a in alerts.items()}
 
 
+def poison_internal_topic(settings: KafkaSettings, topic: str) -> None:
+    """Write a record no agent can handle (not JSON) where only the worker itself writes."""
+    admin = KafkaAdminClient(bootstrap_servers=settings.servers)
+    try:
+        deadline = time.monotonic() + 90
+        while topic not in admin.list_topics():  # the worker creates its internal topics
+            assert time.monotonic() < deadline, f"{topic} never appeared"
+            time.sleep(1)
+    finally:
+        admin.close()
+    producer = KafkaProducer(bootstrap_servers=settings.servers)
+    producer.send(topic, key=b"site-poison", value=b"\x00 not json")
+    producer.flush()
+    producer.close()
+
+
 def test_live_alerts_equal_offline_screen_for_an_in_order_stream(kafka_settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
     events = world_events(seed=11, seconds=1800, rate=1.0)
     events.append(sentinel(START + timedelta(hours=2)))
@@ -86,12 +103,20 @@ def test_live_alerts_equal_offline_screen_for_an_in_order_stream(kafka_settings,
         "worker", env=worker_env(kafka_settings, tmp_path), log=tmp_path / "w.log"
     )
     try:
+        # An event that makes an agent fail must neither stop the stream nor vanish.
+        poison_internal_topic(kafka_settings, f"{kafka_settings.namespace}worker-by-site")
         got = live_alerts(kafka_settings, expect=len(expected))
     finally:
         worker.terminate()
         worker.wait(timeout=60)
     log = (tmp_path / "w.log").read_text()[-4000:]
     assert comparable(got) == comparable(expected), log
+    letters = [
+        contract.decode_as(m.value, contract.DeadLetter)
+        for m in consume_all(kafka_settings, contract.DEADLETTER, timeout_s=10)
+    ]
+    poisoned = [d for d in letters if "screen-sites: internal error" in d.reason]
+    assert len(poisoned) == 1, [d.reason for d in letters]
 
 
 @pytest.mark.slow
