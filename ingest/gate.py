@@ -66,6 +66,13 @@ class Gate:
         self.dedupe = ScanDeduplicator()
         self.pairer = Pairer()
         self.counts = GateCounts()
+        # Readings that waited for a scan when the kiosk last stopped: their scans
+        # are gone from memory, so they go out unpaired once their window closes.
+        recovered = kiosk.held_readings()
+        self._spool(r for r in recovered if r.person_id is not None)
+        self.pairer.restore(recovered)
+        if recovered:
+            log.info("recovered %d readings held at the last stop", len(recovered))
 
     def on_frame(self, frame: Frame) -> list[ScanEvent]:
         self.counts.frames += 1

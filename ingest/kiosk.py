@@ -87,14 +87,16 @@ class Kiosk:
         at: datetime,
         ambient_c: float | None = None,
     ) -> contract.TemperatureReading:
-        """A reading with a reserved id, not yet spooled: it may wait up to 10 s for its scan.
+        """A reading with a reserved id, held on disk while it waits up to 10 s for its scan.
 
-        The id comes from the durable counter, so it is never reused even if the
-        kiosk dies while the reading waits (the reading itself is then lost:
-        at most the pairing window's worth).
+        Number and hold are one transaction, so a kiosk killed while the
+        reading waits neither reuses the id nor loses the reading: the next
+        start finds it in :meth:`held_readings` and publishes it.
         """
-        number = self.spool.next_counter("reading")
-        return self._reading(number, celsius, method, at, ambient_c, None, None)
+        return self.spool.hold_numbered(
+            "reading",
+            lambda number: self._reading(number, celsius, method, at, ambient_c, None, None),
+        )
 
     def _reading(
         self,
@@ -119,7 +121,12 @@ class Kiosk:
         )
 
     def spool_reading(self, reading: contract.TemperatureReading) -> None:
-        self.spool.append(reading)
+        """Queue a reading for the broker (paired or not); it is no longer held."""
+        self.spool.release(reading)
+
+    def held_readings(self) -> list[contract.TemperatureReading]:
+        """Readings that were still waiting for a scan when the kiosk stopped."""
+        return self.spool.held()
 
     def heartbeat(self, now: datetime) -> contract.KioskHeartbeat:
         event = contract.KioskHeartbeat(

@@ -81,6 +81,10 @@ class Pairer:
         self._held.append(reading)
         return []
 
+    def restore(self, readings: list[TemperatureReading]) -> None:
+        """Hold readings again after a restart (their scans, if any, were not kept)."""
+        self._held.extend(r for r in readings if r.person_id is None)
+
     def release(self, now: datetime) -> list[TemperatureReading]:
         """Held readings whose window has closed, unpaired, oldest first."""
         due = [r for r in self._held if now - r.measured_at > self.window]

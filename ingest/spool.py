@@ -5,6 +5,11 @@ power cut. Rows leave the spool only after the broker acknowledged them
 (:mod:`ingest.publisher`), so a kiosk killed at any moment re-sends at most the
 rows in flight, with the same ``event_id``.
 
+Readings waiting up to 10 s for their scan (:mod:`ingest.pairing`) are kept
+in a ``held`` table from the moment they are measured, and leave it in the
+same transaction that appends them to the outbox, so a kiosk killed while a
+reading waits still publishes it after the restart.
+
 The spool also owns the kiosk's counters (``seq`` of scans, reading numbers):
 they are incremented in the same transaction as the append, so ids never repeat
 across restarts.
@@ -43,6 +48,10 @@ CREATE TABLE IF NOT EXISTS outbox (
 CREATE TABLE IF NOT EXISTS counters (
     name TEXT PRIMARY KEY,
     value INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS held (
+    event_id TEXT PRIMARY KEY,
+    value BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS quarantine (
     id INTEGER PRIMARY KEY,
@@ -109,6 +118,42 @@ class Spool:
             event = build(self._bump(counter))
             self._insert(event)
             return event
+
+    def hold_numbered(
+        self, counter: str, build: Callable[[int], contract.TemperatureReading]
+    ) -> contract.TemperatureReading:
+        """Reserve a number and keep the reading built from it as *held* (not yet to send)."""
+        with self._transaction():
+            reading = build(self._bump(counter))
+            self._db.execute(
+                "INSERT OR REPLACE INTO held(event_id, value) VALUES (?, ?)",
+                (reading.event_id, contract.encode(reading)),
+            )
+            return reading
+
+    def release(self, reading: contract.TemperatureReading) -> int:
+        """Spool a reading (paired or not) and drop it from the held ones, atomically."""
+        with self._transaction():
+            self._db.execute("DELETE FROM held WHERE event_id = ?", (reading.event_id,))
+            return self._insert(reading)
+
+    def held(self) -> list[contract.TemperatureReading]:
+        """Readings held when the kiosk last stopped; one that no longer decodes is quarantined."""
+        with self._lock:
+            rows = self._db.execute("SELECT event_id, value FROM held ORDER BY rowid").fetchall()
+        out: list[contract.TemperatureReading] = []
+        for event_id, value in rows:
+            try:
+                out.append(contract.decode_as(value, contract.TemperatureReading))
+            except ContractError as exc:
+                log.error("held reading %s is unreadable (%s); quarantined", event_id, exc)
+                with self._transaction():
+                    self._db.execute(
+                        "INSERT INTO quarantine(topic, key, value, reason) VALUES (?, ?, ?, ?)",
+                        (contract.TEMPERATURES, None, value, f"held reading: {exc}"),
+                    )
+                    self._db.execute("DELETE FROM held WHERE event_id = ?", (event_id,))
+        return out
 
     def _insert(self, event: contract.Event) -> int:
         value = contract.encode(event)

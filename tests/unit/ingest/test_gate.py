@@ -121,3 +121,37 @@ def test_a_gate_records_verdicts_merges_repeats_and_pairs_readings(tmp_path: Pat
         (37.9, "p-000001", scans[0].event_id),
         (36.2, None, None),
     ]
+
+
+def test_a_reading_waiting_for_its_scan_survives_a_kiosk_crash(tmp_path: Path) -> None:
+    """Killed while a reading waits for a scan: the restart publishes it, once, unpaired."""
+    path = tmp_path / "spool.db"
+    clock = FixedClock(NOW)
+    verifier = PassVerifier(generate_key().public_key())
+    first = Gate(
+        Kiosk(GateIdentity("kiosk-1", "site-a"), Spool(path)),
+        verifier,
+        clock,
+        thermometer=OneReading([Sample(38.4, NOW)]),
+    )
+    first.poll_thermometer()  # measured; no scan yet, so it waits
+    assert first.pairer.held == 1 and spooled(first.kiosk.spool) == []
+    first.kiosk.spool.close()  # the process dies here: no close(), no flush
+
+    spool = Spool(path)
+    second = Gate(
+        Kiosk(GateIdentity("kiosk-1", "site-a"), spool),
+        verifier,
+        clock,
+        thermometer=OneReading([Sample(36.6, NOW + timedelta(seconds=20))]),
+    )
+    assert second.pairer.held == 1
+    clock.advance(timedelta(seconds=11))  # its pairing window closes
+    second.poll_thermometer()
+    second.close()
+    readings = [e for e in spooled(spool) if isinstance(e, contract.TemperatureReading)]
+    assert [(r.event_id, r.celsius, r.person_id) for r in readings] == [
+        ("kiosk-1-t0000000001", 38.4, None),
+        ("kiosk-1-t0000000002", 36.6, None),  # the number was not reused
+    ]
+    assert spool.held() == []
