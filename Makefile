@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install up down status demo test test-fast lint typecheck schema bench bench-trace bench-qr bench-stream bench-sink clean
+.PHONY: help install up down status demo test test-fast lint typecheck schema bench bench-trace bench-qr bench-stream bench-sink bench-backfill clean
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -48,7 +48,7 @@ typecheck: install ## mypy strict on the packages
 schema: install ## Export the event contract as JSON Schema into docs/schema
 	$(PY) -m scantrail.cli schema --out docs/schema
 
-bench: bench-trace bench-qr bench-stream bench-sink ## Run every benchmark (results in bench/results)
+bench: bench-trace bench-qr bench-stream bench-sink bench-backfill ## Run every benchmark (results in bench/results)
 
 bench-trace: install ## Contact index build and trace latency vs DuckDB
 	$(PY) bench/bench_trace.py
@@ -61,6 +61,9 @@ bench-stream: up ## Worker throughput and latency vs a bare consumer
 
 bench-sink: up ## Sink points/s vs direct influxdb-client writes
 	$(PY) bench/bench_sink.py
+
+bench-backfill: up ## What a watched-bucket backfill costs (Flux on a 560k-point bucket)
+	$(PY) bench/bench_backfill.py
 
 clean: ## Remove the virtualenv and caches of this checkout (not the service caches)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

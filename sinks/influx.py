@@ -6,18 +6,49 @@ point (see :mod:`sinks.lines`), so a crash anywhere loses nothing and doubles
 nothing. While InfluxDB is down the consumer pauses its partitions and keeps
 polling (so it stays in its group) and retries with exponential backoff and
 jitter: memory holds one batch, never a growing buffer.
+
+Watched persons. The registry of who is watched (a person to the day their
+watch ends) is small, so it lives in memory, loaded from the sink state at the
+start and changed only here. Each poll is handled in two passes: first every
+quarantine record and fever alert in it updates the registry, then the
+readings are turned into lines, so a reading and the watch it falls under may
+arrive in either order inside one poll. Readings handled *before* a person
+became watched are copied from the main bucket by a backfill
+(:mod:`sinks.backfill`), which is part of storing the batch that brought the
+watch: the writer thread runs its Flux queries (after the previous batch was
+acknowledged, and before this batch's readings are written, which the live
+path covers), then writes the lines with the batch's other watched lines. The
+batch's offsets are committed only after all of it is acknowledged, and an
+outage during the queries is waited out like one during a write.
+
+Why no backfill is lost: the registry change and the backfills it needs are
+one SQLite transaction, recorded before the batch is built, and a backfill row
+is deleted only after its lines were acknowledged (then the offsets are
+committed). Whatever the sink dies after that transaction (a SIGKILL, a
+failed write, a stop during an outage), the next start loads the rows still
+pending and runs them with its first batch. "Newly watched" is decided against
+the registry, so a re-delivered watch plans nothing new; it need not, because
+the rows carry the work. Readings of batches that were not yet stored at the
+crash are re-delivered and find the person watched, so the live path writes
+them. Re-running a backfill, or a backfill overlapping live lines, rewrites the
+same points (same lines, same timestamps): nothing doubles. SQLite runs in WAL
+mode with synchronous=NORMAL, durable against a process crash (a power loss
+may drop the newest transactions, as for the rest of the sink state).
 """
 
 from __future__ import annotations
 
+import gc
 import logging
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -34,6 +65,15 @@ from scantrail import contract
 from scantrail.broker import make_producer, send_dead_letter
 from scantrail.errors import ContractError, ServiceError
 from scantrail.settings import InfluxSettings, KafkaSettings, state_dir
+from sinks.backfill import (
+    BackfillResult,
+    BackfillTask,
+    Watch,
+    fever_window,
+    plan,
+    quarantine_window,
+    run_backfill,
+)
 from sinks.lines import (
     alert_line,
     kiosk_health_line,
@@ -53,22 +93,34 @@ SINK_TOPICS = (
     contract.KIOSKS,
 )
 BATCH_LINES = 5000
-WATCHED_MEMO_MAX = 200_000  # (person, day) answers kept in memory before starting afresh
 WATCH_AFTER_FEVER = timedelta(days=28)
 # How long the per-minute scan sets are kept. A scan arriving later than this
 # (a kiosk offline for over a week) would reset its minute's count, so keep it
 # well beyond any outage a gate survives; the sets live on disk, not in memory.
 PASSAGE_MEMORY = timedelta(days=7)
 PRUNE_EVERY_S = 600.0
+# A write takes well under this; a batch whose backfill queries run longer is
+# waited for while polling (partitions paused), or a burst of new watches (a
+# fresh start reading the whole quarantine topic) would outlast
+# max.poll.interval.ms and get the sink evicted from its group mid-batch.
+QUIET_WAIT_S = 10.0
 
 
 @dataclass
 class Batch:
-    """The lines one poll produced, per bucket, and the scans whose minutes changed."""
+    """The lines one poll produced, per bucket, and the scans whose minutes changed.
+
+    ``backfills`` are stored with the batch; their lines are fetched by the
+    writer thread (``backfill``) and kept for retries, so a failed write does
+    not query again.
+    """
 
     main: list[str] = field(default_factory=list)
     watched: list[str] = field(default_factory=list)
     scans: list[tuple[MinuteKey, str]] = field(default_factory=list)
+    backfills: list[BackfillTask] = field(default_factory=list)
+    backfill: BackfillResult | None = None
+    backfill_lines: list[str] = field(default_factory=list)  # those not already in ``watched``
 
 
 @dataclass
@@ -90,6 +142,27 @@ class _Pending:
 
 class _Stopped(Exception):
     """Asked to stop while a batch could not be stored."""
+
+
+_WATCH_KINDS = frozenset({contract.QuarantineRecord, contract.Alert})
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No cyclic GC while a batch is polled and built.
+
+    Polling and building make no reference cycles, only garbage freed by
+    reference counting, yet their allocations would trigger a collection every
+    few hundred events: about 15% of the consumer thread's time. Collections
+    still run between batches, when the collector is back on.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _retryable(exc: Exception) -> bool:
@@ -126,6 +199,7 @@ class InfluxWriter:
             enable_gzip=True,
         )
         self.write_api = self.client.write_api(write_options=SYNCHRONOUS)
+        self.query_api = self.client.query_api()
 
     def ensure_buckets(self) -> None:
         """Create the main bucket and the 28-day watched bucket when missing."""
@@ -142,7 +216,15 @@ class InfluxWriter:
                 log.info("created bucket %s (retention %s s)", name, seconds or "infinite")
 
     def write(self, lines: Sequence[str], bucket: str | None = None) -> None:
-        self.write_api.write(bucket=bucket or self.settings.bucket, record=list(lines))
+        # One body joined in C: given a list, the client serializes it line by
+        # line in Python, holding the GIL the consumer thread needs meanwhile.
+        body = "\n".join(lines).encode()
+        self.write_api.write(bucket=bucket or self.settings.bucket, record=body)
+
+    def query(self, flux: str) -> list[dict[str, Any]]:
+        """The rows of a Flux query, each as its column values."""
+        tables = self.query_api.query(flux, org=self.settings.org)
+        return [record.values for table in tables for record in table.records]
 
     def close(self) -> None:
         self.client.close()
@@ -184,11 +266,20 @@ class InfluxSink:
         )
         self.producer = make_producer(kafka, client_id="scantrail-sink-influx-dlq")
         # Each sink topic carries one kind of event: try that kind first (one
-        # JSON parse instead of two), and fall back to the full decode.
-        self._kinds = {kafka.topic(t): contract.TOPIC_SCHEMAS[t] for t in SINK_TOPICS}
-        # is_watched answers per (person, local day); only this sink changes the
-        # registry (through _watch, which forgets them all), so they stay true.
-        self._watched_memo: dict[tuple[str, date], bool] = {}
+        # JSON parse instead of two), and fall back to the full decode. It is
+        # the class's own pydantic validator, called directly: the same strict
+        # validation as ``model_validate_json``, without its Python wrapper
+        # (a tenth of the validation time).
+        self._kinds: dict[str, Callable[[bytes], Any]] = {
+            kafka.topic(t): partial(
+                contract.TOPIC_SCHEMAS[t].__pydantic_validator__.validate_json, strict=True
+            )
+            for t in SINK_TOPICS
+        }
+        # Only this sink changes its registry, so memory and SQLite stay equal.
+        self._watched: dict[str, Watch] = self.state.watched()
+        # Backfills recorded but not stored (a crash or stop before): run them first.
+        self._backfills: list[BackfillTask] = self.state.pending_backfills()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="influx-write")
         self._pending: _Pending | None = None
         self._on_batch: Callable[[], None] | None = None
@@ -196,6 +287,7 @@ class InfluxSink:
         self._abandoned = False  # a batch was given up on a stop: commit nothing more
         self._newest_scan: datetime | None = None
         self._last_prune = time.monotonic()
+        self.quiet_wait_s = QUIET_WAIT_S
 
     def stop(self) -> None:
         self._stop = True
@@ -211,9 +303,12 @@ class InfluxSink:
         last_message = time.monotonic()
         try:
             while not self._stop:
-                batch = self.consumer.poll(timeout_ms=500, max_records=self.batch_lines)
+                with _collector_paused():  # a poll builds thousands of records, no cycles
+                    batch = self.consumer.poll(timeout_ms=500, max_records=self.batch_lines)
                 if not batch:
                     self._settle()  # nothing new: finish the write in flight, commit it
+                    if self._backfills and self._pending is None and not self._abandoned:
+                        self._handle({})  # backfills left by a crash, and no event to carry them
                     if idle_exit_s is not None and time.monotonic() - last_message > idle_exit_s:
                         return
                     continue
@@ -233,23 +328,41 @@ class InfluxSink:
         """
         if self._stop:
             return  # polled but not handled: uncommitted, so re-read on the next start
+        with _collector_paused():
+            out, offsets = self._build(batch)
+        self._maybe_prune()
+        self._settle()
+        out.backfills, self._backfills = self._backfills, []
+        self._pending = _Pending(self._executor.submit(self._write_once, out), out, offsets)
+
+    def _build(
+        self, batch: dict[TopicPartition, list[Any]]
+    ) -> tuple[Batch, dict[TopicPartition, OffsetAndMetadata]]:
+        """Decode a poll (dead-lettering what fails), apply its watches, then collect its lines."""
         out = Batch()
         offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+        events: list[contract.Event] = []
+        watches: list[contract.Event] = []
+        decode, append = self._decode, events.append
         for tp, messages in batch.items():
             for message in messages:
                 try:
-                    event = self._decode(message)
+                    event = decode(message)
                 except ContractError as exc:
                     self._dead_letter(message, str(exc))
                     continue
-                self._collect(event, out)
-                self.stats.counts[event.SCHEMA] += 1
+                append(event)
+                if type(event) in _WATCH_KINDS:
+                    watches.append(event)
             offsets[tp] = OffsetAndMetadata(messages[-1].offset + 1, "", -1)
+        self._watch_all(watches)  # first, so order inside the poll does not matter
+        collect = self._collect
+        for event in events:
+            collect(event, out)
+        self.stats.counts.update(event.SCHEMA for event in events)
         for key, count in self.state.add_passages(out.scans).items():
             out.main.append(passage_line(*key, count))
-        self._maybe_prune()
-        self._settle()
-        self._pending = _Pending(self._executor.submit(self._write_once, out), out, offsets)
+        return out, offsets
 
     def _maybe_prune(self) -> None:
         """Forget minute sets older than PASSAGE_MEMORY of *event* time (replays stay exact)."""
@@ -261,11 +374,25 @@ class InfluxSink:
             log.info("forgot %d scan ids older than %s", dropped, PASSAGE_MEMORY)
 
     def _write_once(self, out: Batch) -> None:
-        """One attempt at a batch (writer thread); the consumer thread handles failures."""
+        """One attempt at a batch (writer thread); the consumer thread handles failures.
+
+        The backfill queries run first: the previous batch is acknowledged (so
+        in the main bucket), and this batch's readings are not yet, which keeps
+        them out of the backfill; the live path writes their watched lines.
+        """
+        if out.backfills and out.backfill is None:
+            self._fetch_backfill(out)
         if out.main:
             self.writer.write(out.main, self.influx.bucket)
-        if out.watched:
-            self.writer.write(out.watched, self.influx.watched_bucket)
+        if out.watched or out.backfill_lines:
+            self.writer.write(out.watched + out.backfill_lines, self.influx.watched_bucket)
+
+    def _fetch_backfill(self, out: Batch) -> None:
+        """Query the lines of the batch's backfills from the main bucket (kept in ``out``)."""
+        result = run_backfill(out.backfills, self.influx.bucket, self.tz, self.writer.query)
+        live = set(out.watched)
+        out.backfill_lines = [made for made in result.lines if made not in live]
+        out.backfill = result
 
     def _settle(self) -> None:
         """Wait until the batch in flight is stored (retrying as needed), then commit it."""
@@ -276,19 +403,14 @@ class InfluxSink:
             pending.future.exception()
             return
         try:
-            pending.future.result()
+            self._await(pending.future)
         except (ApiException, HTTPError, OSError) as exc:
             if not _retryable(exc):
                 raise
             self.stats.counts["write_retries"] += 1
             log.warning("InfluxDB write failed (%s); retrying with backoff", exc)
-            # Rewriting the main lines when only the watched ones failed is harmless.
-            out = pending.out
             try:
-                if out.main:
-                    self._write_until_acknowledged(out.main, self.influx.bucket)
-                if out.watched:
-                    self._write_until_acknowledged(out.watched, self.influx.watched_bucket)
+                self._store_until_acknowledged(pending.out)
             except _Stopped:
                 # SIGTERM while InfluxDB is down: leave now, uncommitted; the
                 # next start re-reads the batch and rewrites the same points.
@@ -300,15 +422,58 @@ class InfluxSink:
         if self._abandoned:
             return
         self.producer.flush()  # dead letters are durable before their offsets move on
-        try:
-            self.consumer.commit(pending.offsets)
-        except CommitFailedError:
-            # Partitions moved to another member mid-batch: it re-reads them and
-            # rewrites the same points, which is harmless.
-            log.warning("commit refused after a rebalance; the new owner re-delivers")
-        self.stats.counts["points"] += len(pending.out.main) + len(pending.out.watched)
+        out = pending.out
+        if out.backfills:  # stored: forget them (a crash before this runs them again)
+            self.state.finish_backfills(task.id for task in out.backfills)
+        if pending.offsets:
+            try:
+                self.consumer.commit(pending.offsets)
+            except CommitFailedError:
+                # Partitions moved to another member mid-batch: it re-reads them and
+                # rewrites the same points, which is harmless.
+                log.warning("commit refused after a rebalance; the new owner re-delivers")
+        self._count_stored(out)
         if self._on_batch is not None:
             self._on_batch()
+
+    def _await(self, future: Future[None]) -> None:
+        """The writer thread's outcome; a long wait keeps polling (paused) to stay in the group."""
+        done, _ = wait([future], timeout=self.quiet_wait_s)
+        if not done:
+            self.consumer.pause(*self.consumer.assignment())
+            try:
+                while not future.done():
+                    if self._stop:
+                        wait([future])
+                        break
+                    self._sleep_polling(1.0)
+            finally:
+                self.consumer.resume(*self.consumer.paused())
+        future.result()
+
+    def _count_stored(self, out: Batch) -> None:
+        counts = self.stats.counts
+        counts["points"] += len(out.main) + len(out.watched) + len(out.backfill_lines)
+        if out.backfill is not None:
+            counts["backfills"] += len(out.backfills)
+            counts["backfill_queries"] += out.backfill.queries
+            counts["backfilled_points"] += len(out.backfill_lines)
+            if out.backfill.incomplete:
+                counts["backfill_incomplete"] += out.backfill.incomplete
+
+    def _store_until_acknowledged(self, out: Batch) -> None:
+        """Store a batch whose first attempt failed, waiting out an outage step by step.
+
+        Rewriting the main lines when only the watched ones failed is harmless.
+        """
+        if out.backfills and out.backfill is None:
+            self._until_acknowledged(lambda: self._fetch_backfill(out))
+        if out.main:
+            self._write_until_acknowledged(out.main, self.influx.bucket)
+        if out.watched or out.backfill_lines:
+            self._write_until_acknowledged(
+                out.watched + out.backfill_lines, self.influx.watched_bucket
+            )
 
     def _decode(self, message: Any) -> contract.Event:
         """:func:`contract.decode`, with a fast path for the topic's own kind.
@@ -318,10 +483,10 @@ class InfluxSink:
         """
         if message.value is None:  # a tombstone (compacted quarantine topic)
             raise ContractError("no value (a tombstone); nothing to write")
-        kind = self._kinds.get(message.topic)
-        if kind is not None:
+        validate = self._kinds.get(message.topic)
+        if validate is not None:
             try:
-                event = kind.model_validate_json(message.value, strict=True)
+                event: contract.Event = validate(message.value)
             except ValidationError:
                 pass
             else:
@@ -329,27 +494,48 @@ class InfluxSink:
                     return event
         return contract.decode(message.value)
 
-    def _is_watched(self, person_id: str, day: date) -> bool:
-        key = (person_id, day)
-        answer = self._watched_memo.get(key)
-        if answer is None:
-            answer = self.state.is_watched(person_id, day)
-            if len(self._watched_memo) >= WATCHED_MEMO_MAX:
-                self._watched_memo.clear()
-            self._watched_memo[key] = answer
-        return answer
+    def _watch_all(self, events: Sequence[contract.Event]) -> None:
+        """Apply the poll's watches to the registry, recording the backfills they need.
 
-    def _watch(self, person_id: str, until: date | None) -> None:
-        self.state.watch(person_id, until)
-        self._watched_memo.clear()
+        Registry changes and backfill rows are one SQLite transaction, and
+        memory follows only once it is committed.
+        """
+        changed: dict[str, Watch] = {}
+        spans: list[tuple[str, date, date]] = []
+        for event in events:
+            window = self._watch_window(event)
+            if window is None:
+                continue
+            person_id, start, stop = window
+            current = changed[person_id] if person_id in changed else self._watched.get(person_id)
+            watch, needed = plan(current, start, stop)
+            if watch != current:
+                changed[person_id] = watch
+            spans.extend((person_id, low, high) for low, high in needed)
+        if not changed and not spans:
+            return
+        self._backfills.extend(self.state.record_watches(changed, spans))
+        self._watched.update(changed)
+
+    def _watch_window(self, event: contract.Event) -> tuple[str, date, date] | None:
+        """Whom an event puts under watch, and the days of the watch (or None)."""
+        if isinstance(event, contract.QuarantineRecord):
+            today = datetime.now(self.tz).date()
+            return (event.person_id, *quarantine_window(event.starts_on, event.ends_on, today))
+        if isinstance(event, contract.Alert) and event.person_id:
+            if event.kind.startswith("fever_"):
+                start, stop = fever_window(event.event_time, self.tz, WATCH_AFTER_FEVER)
+                return event.person_id, start, stop
+        return None
 
     def _collect(self, event: contract.Event, out: Batch) -> None:
         if isinstance(event, contract.TemperatureReading):
             out.main.append(temperature_line(event))
-            if event.person_id:
+            person_id = event.person_id
+            if person_id is not None and person_id in self._watched:
                 local_day = event.measured_at.astimezone(self.tz).date()
-                if self._is_watched(event.person_id, local_day):
-                    out.watched.append(watched_temperature_line(event, event.person_id))
+                if local_day < self._watched[person_id].until:
+                    out.watched.append(watched_temperature_line(event, person_id))
         elif isinstance(event, contract.ScanEvent):
             key = MinuteKey(
                 event.site_id, event.kiosk_id, event.direction, minute_of(event.scanned_at)
@@ -359,21 +545,25 @@ class InfluxSink:
                 self._newest_scan = event.scanned_at
         elif isinstance(event, contract.Alert):
             out.main.append(alert_line(event))
-            if event.person_id and event.kind.startswith("fever_"):
-                until = (event.event_time + WATCH_AFTER_FEVER).astimezone(self.tz).date()
-                self._watch(event.person_id, until)
         elif isinstance(event, contract.KioskHeartbeat):
             out.main.append(kiosk_health_line(event))
-        elif isinstance(event, contract.QuarantineRecord):
-            self._watch(event.person_id, event.ends_on)
+        # Quarantine records write no line: _watch_all handled them.
 
     def _write_until_acknowledged(self, lines: list[str], bucket: str) -> None:
         """Retry with backoff until stored; a stop request ends the wait (nothing committed)."""
+        self._until_acknowledged(lambda: self.writer.write(lines, bucket))
+
+    def _until_acknowledged(self, request: Callable[[], None]) -> None:
+        """Repeat an InfluxDB request (a write or the backfill queries) until it succeeds.
+
+        Backoff with jitter, partitions paused meanwhile; a stop request ends
+        the wait with :class:`_Stopped`, and nothing of the batch is committed.
+        """
         attempt = 0
         paused = False
         while True:
             try:
-                self.writer.write(lines, bucket)
+                request()
                 break
             except (ApiException, HTTPError, OSError) as exc:
                 if not _retryable(exc):
@@ -383,7 +573,7 @@ class InfluxSink:
                 delay = self.backoff.delay(attempt, self.rng)
                 attempt += 1
                 self.stats.counts["write_retries"] += 1
-                log.warning("InfluxDB write failed (%s); retry %d in %.1f s", exc, attempt, delay)
+                log.warning("InfluxDB request failed (%s); retry %d in %.1f s", exc, attempt, delay)
                 if not paused:
                     self.consumer.pause(*self.consumer.assignment())
                     paused = True

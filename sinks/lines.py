@@ -133,17 +133,31 @@ def kiosk_health_line(beat: KioskHeartbeat) -> str:
 
 def watched_temperature_line(reading: TemperatureReading, person_id: str) -> str:
     """A watched person's curve: person as a tag, but only in the small watched bucket."""
-    low, high = VALID_RANGE_C
-    fields: dict[str, object] = {
-        "celsius": float(reading.celsius),
-        "valid": low <= reading.celsius <= high,
-        "event_id": reading.event_id,
-        "site_id": reading.site_id,
-        "kiosk_id": reading.kiosk_id,
-    }
-    return line(
-        "watched_temperature",
-        {"person_id": person_id},
-        fields,
+    return watched_temperature_point(
+        person_id,
+        reading.site_id,
+        reading.kiosk_id,
+        float(reading.celsius),
+        reading.event_id,
         timestamp_ns(reading.measured_at, reading.event_id),
     )
+
+
+def watched_temperature_point(
+    person_id: str, site_id: str, kiosk_id: str, celsius: float, event_id: str, ts_ns: int
+) -> str:
+    """:func:`watched_temperature_line` from a point's parts.
+
+    The backfill (:mod:`sinks.backfill`) rebuilds lines from points read back
+    from the main bucket; sharing this builder keeps them byte for byte the
+    lines the live path writes, so either may rewrite the other's point.
+    """
+    low, high = VALID_RANGE_C
+    fields: dict[str, object] = {
+        "celsius": celsius,
+        "valid": low <= celsius <= high,
+        "event_id": event_id,
+        "site_id": site_id,
+        "kiosk_id": kiosk_id,
+    }
+    return line("watched_temperature", {"person_id": person_id}, fields, ts_ns)

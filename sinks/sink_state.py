@@ -9,17 +9,22 @@ restart recomputes from the same facts.
 
 Watched persons (under quarantine, or with a fever alert) get their own
 per-person series in a separate bucket; the registry of who is watched is kept
-here too.
+here too, with the backfills (:mod:`sinks.backfill`) still to be stored. A
+watch and the backfills it needs are recorded in one transaction, and a
+backfill row is deleted only once its lines are stored: a crash in between
+leaves the row, and the next start runs it again.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import NamedTuple
+
+from sinks.backfill import FOREVER, BackfillTask, Watch
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS passages (
@@ -33,6 +38,12 @@ CREATE TABLE IF NOT EXISTS passages (
 CREATE TABLE IF NOT EXISTS watched (
     person_id TEXT PRIMARY KEY,
     until_day TEXT
+);
+CREATE TABLE IF NOT EXISTS backfills (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    person_id TEXT NOT NULL,
+    from_day TEXT NOT NULL,
+    until_day TEXT NOT NULL
 );
 """
 
@@ -56,6 +67,9 @@ class SinkState:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(watched)")}
+        if "backfilled_from" not in columns:  # a state file from before backfills
+            self._db.execute("ALTER TABLE watched ADD COLUMN backfilled_from TEXT")
         self._lock = threading.Lock()
 
     def add_passages(self, scans: Iterable[tuple[MinuteKey, str]]) -> dict[MinuteKey, int]:
@@ -80,15 +94,72 @@ class SinkState:
             self._db.execute("COMMIT")
         return counts
 
-    def watch(self, person_id: str, until: date | None) -> None:
-        """Watch a person until a day (exclusive), or for good when ``until`` is None."""
+    def watched(self) -> dict[str, Watch]:
+        """The whole registry (small: quarantined and feverish persons), for memory."""
         with self._lock:
-            self._db.execute(
-                "INSERT INTO watched VALUES (?, ?) ON CONFLICT(person_id) DO UPDATE SET "
-                "until_day = CASE WHEN excluded.until_day IS NULL OR until_day IS NULL THEN NULL "
-                "ELSE max(until_day, excluded.until_day) END",
-                (person_id, None if until is None else until.isoformat()),
+            rows = self._db.execute(
+                "SELECT person_id, until_day, backfilled_from FROM watched"
+            ).fetchall()
+        out = {}
+        for person_id, until_day, backfilled_from in rows:
+            until = FOREVER if until_day is None else date.fromisoformat(until_day)
+            # NULL: watched before backfills existed; nothing is claimed as covered.
+            covered = until if backfilled_from is None else date.fromisoformat(backfilled_from)
+            out[person_id] = Watch(until, covered)
+        return out
+
+    def record_watches(
+        self, watches: Mapping[str, Watch], backfills: Sequence[tuple[str, date, date]]
+    ) -> list[BackfillTask]:
+        """Store new registry entries and the backfills they need, atomically.
+
+        Returns the backfills with their row ids, for :meth:`finish_backfills`.
+        """
+        rows = [
+            (
+                person_id,
+                None if w.until == FOREVER else w.until.isoformat(),
+                w.covered_from.isoformat() if w.covered_from < w.until else None,
             )
+            for person_id, w in watches.items()
+        ]
+        tasks = []
+        with self._lock:
+            self._db.execute("BEGIN")
+            self._db.executemany(
+                "INSERT INTO watched VALUES (?, ?, ?) ON CONFLICT(person_id) DO UPDATE SET "
+                "until_day = excluded.until_day, backfilled_from = excluded.backfilled_from",
+                rows,
+            )
+            for person_id, start, stop in backfills:
+                cursor = self._db.execute(
+                    "INSERT INTO backfills (person_id, from_day, until_day) VALUES (?, ?, ?)",
+                    (person_id, start.isoformat(), _day(stop)),
+                )
+                tasks.append(BackfillTask(person_id, start, stop, int(cursor.lastrowid or 0)))
+            self._db.execute("COMMIT")
+        return tasks
+
+    def pending_backfills(self) -> list[BackfillTask]:
+        """Backfills recorded but not yet stored (the sink stopped or crashed first)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, person_id, from_day, until_day FROM backfills ORDER BY id"
+            ).fetchall()
+        return [
+            BackfillTask(
+                person_id,
+                date.fromisoformat(start),
+                _parse_day(stop),
+                int(row_id),
+            )
+            for row_id, person_id, start, stop in rows
+        ]
+
+    def finish_backfills(self, ids: Iterable[int]) -> None:
+        """Forget backfills whose lines InfluxDB acknowledged."""
+        with self._lock:
+            self._db.executemany("DELETE FROM backfills WHERE id = ?", [(i,) for i in ids])
 
     def is_watched(self, person_id: str, on: date) -> bool:
         with self._lock:
@@ -106,3 +177,11 @@ class SinkState:
 
     def close(self) -> None:
         self._db.close()
+
+
+def _day(day: date) -> str:
+    return "forever" if day == FOREVER else day.isoformat()
+
+
+def _parse_day(text: str) -> date:
+    return FOREVER if text == "forever" else date.fromisoformat(text)

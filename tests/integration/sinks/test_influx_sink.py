@@ -18,7 +18,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from ingest.simulate import GateWorld, simulate_events
 from scantrail import contract
 from sinks.influx import InfluxSink
 from sinks.sink_state import minute_of
+from tests.factories import SHANGHAI, make_quarantine, make_reading
 from tests.support import PrivateInflux, consume_all, service_env, start_scantrail
 
 pytestmark = pytest.mark.integration
@@ -321,6 +322,239 @@ def test_malformed_events_go_to_dead_letters_and_the_sink_goes_on(
         assert reason in letter.reason, letter.reason
         assert letter.offset is not None and letter.partition is not None
     assert flux_total(influx_settings, "temperature", "celsius", "count") == 40
+
+
+# --- watched bucket backfill ----------------------------------------------------------
+
+WIDE = "range(start: 2020-01-01T00:00:00Z, stop: 2020-03-01T00:00:00Z)"
+Point = tuple[int, float, str, str, str]  # ns, celsius, event_id, site_id, kiosk_id
+
+
+def person_points(influx_settings: Any, person_id: str, *, watched: bool) -> list[Point]:
+    """A person's temperature points in the main or the watched bucket, with exact timestamps."""
+    if watched:
+        source = (
+            f'from(bucket: "{influx_settings.watched_bucket}") |> {WIDE} '
+            '|> filter(fn: (r) => r._measurement == "watched_temperature" '
+            f'and r.person_id == "{person_id}") '
+            '|> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")'
+        )
+    else:
+        source = (
+            f'from(bucket: "{influx_settings.bucket}") |> {WIDE} '
+            '|> filter(fn: (r) => r._measurement == "temperature" and (r._field == "celsius" '
+            'or r._field == "event_id" or r._field == "person_id")) '
+            '|> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value") '
+            f'|> filter(fn: (r) => r.person_id == "{person_id}")'
+        )
+    rows = query(influx_settings, source + " |> map(fn: (r) => ({r with ns: int(v: r._time)}))")
+    return sorted((r["ns"], r["celsius"], r["event_id"], r["site_id"], r["kiosk_id"]) for r in rows)
+
+
+def watched_people(influx_settings: Any) -> set[str]:
+    rows = query(
+        influx_settings,
+        f'import "influxdata/influxdb/schema"\n'
+        f'schema.tagValues(bucket: "{influx_settings.watched_bucket}", tag: "person_id", '
+        "start: 2020-01-01T00:00:00Z, stop: 2020-03-01T00:00:00Z)",
+    )
+    return {r.get_value() for r in rows}
+
+
+def curve(person_id: str, days: Iterable[int], hot_day: int | None = None) -> list[Any]:
+    """Two readings a day (February 2020) at two kiosks; a fever at 08:00 on ``hot_day``.
+
+    Times carry microseconds, and each point's timestamp nanoseconds of jitter
+    (see ``timestamp_ns``): a backfill that lost either would double the points.
+    """
+    return [
+        make_reading(
+            person_id=person_id,
+            kiosk_id=f"kiosk-{hour % 2 + 1}",
+            measured_at=datetime(2020, 2, day, hour, tzinfo=SHANGHAI)
+            + timedelta(microseconds=day * 1000 + 7),
+            celsius=38.6 if (day, hour) == (hot_day, 8) else 36.4 + day / 100,
+            method="forehead_ir" if hour == 8 else "wrist_ir",
+        )
+        for day in days
+        for hour in (8, 18)
+    ]
+
+
+def in_days(readings: list[Any], first: int, stop: int) -> list[Any]:
+    return [r for r in readings if first <= r.measured_at.astimezone(SHANGHAI).day < stop]
+
+
+@pytest.mark.timeout(300)
+def test_a_fever_alert_backfills_the_earlier_days_exactly_once(
+    kafka_settings: Any, influx_settings: Any, tmp_path: Path
+) -> None:
+    person = "p-fever-1"
+    readings = curve(person, [3, 5, 7, 8, 9, 10], hot_day=10)
+    others = curve("p-other-1", [5, 10])
+    alerts = fever_alerts(readings)
+    assert len(alerts) == 1 and alerts[0].person_id == person
+    state = tmp_path / "sink.db"
+
+    # Stored before anyone is watched: nothing goes to the watched bucket yet.
+    publish(kafka_settings, [*readings, *others])
+    drain(
+        InfluxSink(kafka_settings, influx_settings, state_path=state),
+        {"temperature/1": len(readings) + len(others)},
+    )
+    main = person_points(influx_settings, person, watched=False)
+    assert len(main) == len(readings) == 12
+    assert person_points(influx_settings, person, watched=True) == []
+
+    # The alert (produced after the hot reading) backfills all 12, the hot one included.
+    publish(kafka_settings, alerts)
+    sink = InfluxSink(kafka_settings, influx_settings, state_path=state)
+    drain(sink, {"alert/1": 1, "backfilled_points": 12})
+    assert sink.stats.counts["backfill_queries"] == 2  # find the points, fetch their fields
+    assert person_points(influx_settings, person, watched=True) == main
+    assert max(celsius for _, celsius, *_ in main) == 38.6
+    assert watched_people(influx_settings) == {person}
+
+    # Re-delivered from scratch (new group, new state): the same points, none doubled,
+    # whether this run sees the alert before or after the readings.
+    rerun = InfluxSink(
+        kafka_settings, influx_settings, group_id="rerun", state_path=tmp_path / "rerun.db"
+    )
+    drain(rerun, {"temperature/1": len(readings) + len(others), "alert/1": 1})
+    assert person_points(influx_settings, person, watched=True) == main
+    assert person_points(influx_settings, person, watched=False) == main
+    assert watched_people(influx_settings) == {person}
+
+
+@pytest.mark.timeout(300)
+def test_a_quarantine_after_its_readings_backfills_the_quarantine_days(
+    kafka_settings: Any, influx_settings: Any, tmp_path: Path
+) -> None:
+    person = "p-quar-1"
+    # Quarantined 3-11 February (ends_on is exclusive); readings before, during, after.
+    readings = curve(person, [1, 4, 6, 8, 11, 13])
+    quarantine = make_quarantine(
+        person_id=person, starts_on=date(2020, 2, 3), ends_on=date(2020, 2, 12)
+    )
+    inside = in_days(readings, 3, 12)
+    assert len(inside) == 8
+    state = tmp_path / "sink.db"
+    publish(kafka_settings, [*readings, *curve("p-other-2", [4])])
+    drain(InfluxSink(kafka_settings, influx_settings, state_path=state), {"temperature/1": 14})
+
+    publish(kafka_settings, [quarantine])
+    sink = InfluxSink(kafka_settings, influx_settings, state_path=state)
+    sink.quiet_wait_s = 0.0  # every batch is awaited the long way: polling, paused
+    drain(sink, {"quarantine/1": 1, "backfilled_points": 8})
+    main = person_points(influx_settings, person, watched=False)
+    in_quarantine = {r.event_id for r in inside}
+    assert person_points(influx_settings, person, watched=True) == [
+        p for p in main if p[2] in in_quarantine
+    ]
+
+    # Later readings: one inside the quarantine goes live, one after its end does not.
+    late = [*curve(person, [9])[:1], *curve(person, [14])[:1]]
+    publish(kafka_settings, late)
+    sink = InfluxSink(kafka_settings, influx_settings, state_path=state)
+    drain(sink, {"temperature/1": 2})
+    assert sink.stats.counts["backfilled_points"] == 0
+    watched = person_points(influx_settings, person, watched=True)
+    assert len(watched) == 9 and {p[2] for p in watched} == in_quarantine | {late[0].event_id}
+
+
+@pytest.mark.timeout(300)
+def test_a_watch_after_readings_in_the_same_poll_still_covers_them(
+    kafka_settings: Any, influx_settings: Any, tmp_path: Path
+) -> None:
+    """The sink's own consumer polls the records; they are handed over readings first."""
+    person = "p-quar-2"
+    readings = curve(person, [4, 5])
+    quarantine = make_quarantine(
+        person_id=person, starts_on=date(2020, 2, 3), ends_on=date(2020, 2, 12)
+    )
+    publish(kafka_settings, [*readings, quarantine])
+    sink = InfluxSink(kafka_settings, influx_settings, state_path=tmp_path / "sink.db")
+    try:
+        polled: dict[Any, list[Any]] = {}
+        deadline = time.monotonic() + 60
+        while sum(map(len, polled.values())) < len(readings) + 1:
+            assert time.monotonic() < deadline, f"polled only {polled}"
+            for tp, messages in sink.consumer.poll(timeout_ms=500).items():
+                polled.setdefault(tp, []).extend(messages)
+        temperatures = kafka_settings.topic(contract.TEMPERATURES)
+        ordered = dict(sorted(polled.items(), key=lambda item: item[0].topic != temperatures))
+        assert next(iter(ordered)).topic == temperatures
+        sink._handle(ordered)
+        sink._settle()
+        counts = dict(sink.stats.counts)
+    finally:
+        sink.close()
+    # The readings were not in the main bucket when the backfill ran: the live path
+    # wrote them, because the watch was applied before any reading of the poll.
+    assert counts["backfilled_points"] == 0 and counts["backfills"] == 1
+    assert person_points(influx_settings, person, watched=True) == person_points(
+        influx_settings, person, watched=False
+    )
+    assert len(person_points(influx_settings, person, watched=True)) == 4
+
+
+@pytest.mark.timeout(300)
+def test_a_backfill_recorded_before_a_crash_is_stored_after_the_restart(
+    kafka_settings: Any, influx_settings: Any, tmp_path: Path
+) -> None:
+    """The watch is in the sink state when the sink dies, so the alert is no longer new."""
+    from influxdb_client.rest import ApiException
+
+    from sinks.sink_state import SinkState
+
+    person = "p-crash-1"
+    readings = curve(person, [6, 7, 8], hot_day=8)
+    alerts = fever_alerts(readings)
+    state = tmp_path / "sink.db"
+    publish(kafka_settings, readings)
+    drain(InfluxSink(kafka_settings, influx_settings, state_path=state), {"temperature/1": 6})
+
+    # A sink whose watched bucket vanishes after it started: the backfill is queried,
+    # its write is refused (404, not retried), and the sink dies before committing.
+    gone = influx_settings.model_copy(update={"watched_bucket": f"{influx_settings.bucket}_gone"})
+    doomed = InfluxSink(kafka_settings, gone, state_path=state)
+    with InfluxDBClient(url=gone.url, token=gone.token.get_secret_value(), org=gone.org) as client:
+        buckets = client.buckets_api()
+        buckets.delete_bucket(buckets.find_bucket_by_name(gone.watched_bucket))
+    publish(kafka_settings, alerts)
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            doomed.run(idle_exit_s=60)
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(timeout=120)
+    assert not thread.is_alive(), "the sink did not die"
+    assert len(errors) == 1 and isinstance(errors[0], ApiException), errors
+    assert errors[0].status == 404
+    left = SinkState(state)
+    try:
+        assert person in left.watched()
+        assert [t.person_id for t in left.pending_backfills()] == [person]
+    finally:
+        left.close()
+
+    # Restarted: the alert is re-delivered but plans nothing; the pending row does the work.
+    sink = InfluxSink(kafka_settings, influx_settings, state_path=state)
+    drain(sink, {"alert/1": 1, "backfilled_points": 6})
+    assert person_points(influx_settings, person, watched=True) == person_points(
+        influx_settings, person, watched=False
+    )
+    assert len(person_points(influx_settings, person, watched=True)) == 6
+    after = SinkState(state)
+    try:
+        assert after.pending_backfills() == []
+    finally:
+        after.close()
 
 
 # --- faults -----------------------------------------------------------------------
