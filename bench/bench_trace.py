@@ -213,6 +213,7 @@ def main() -> None:
     parser.add_argument("--no-duckdb", action="store_true", help="skip the brute-force check")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
+    load_at_start = [round(x, 2) for x in os.getloadavg()]
 
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
@@ -325,7 +326,8 @@ def main() -> None:
         "machine": {
             "python": platform.python_version(),
             "cpus": len(os.sched_getaffinity(0)),
-            "note": "shared 2-core box; another build ran in the background, timings are noisy",
+            "note": "shared machine: timings are noisy; see the load averages",
+            "load_average_at_start": load_at_start,
             "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
         },
         "data": {
