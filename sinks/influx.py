@@ -104,6 +104,9 @@ PRUNE_EVERY_S = 600.0
 # fresh start reading the whole quarantine topic) would outlast
 # max.poll.interval.ms and get the sink evicted from its group mid-batch.
 QUIET_WAIT_S = 10.0
+# The loop turns at least every second (a poll, or a poll while waiting out an
+# outage); this long without a turn means it is hung, and a restart is due.
+STALE_AFTER_S = 120.0
 
 
 @dataclass
@@ -288,6 +291,10 @@ class InfluxSink:
         self._newest_scan: datetime | None = None
         self._last_prune = time.monotonic()
         self.quiet_wait_s = QUIET_WAIT_S
+        # For /healthz (sinks.health), read from its thread: plain attribute reads.
+        self._turned_at = time.monotonic()  # the loop last turned (polled)
+        self._stored_at: float | None = None  # a batch was last stored and committed
+        self._retrying = False  # waiting out an InfluxDB outage
 
     def stop(self) -> None:
         self._stop = True
@@ -303,6 +310,7 @@ class InfluxSink:
         last_message = time.monotonic()
         try:
             while not self._stop:
+                self._turned_at = time.monotonic()
                 with _collector_paused():  # a poll builds thousands of records, no cycles
                     batch = self.consumer.poll(timeout_ms=500, max_records=self.batch_lines)
                 if not batch:
@@ -433,6 +441,7 @@ class InfluxSink:
                 # rewrites the same points, which is harmless.
                 log.warning("commit refused after a rebalance; the new owner re-delivers")
         self._count_stored(out)
+        self._stored_at = time.monotonic()
         if self._on_batch is not None:
             self._on_batch()
 
@@ -577,7 +586,9 @@ class InfluxSink:
                 if not paused:
                     self.consumer.pause(*self.consumer.assignment())
                     paused = True
+                self._retrying = True
                 self._sleep_polling(delay)
+        self._retrying = False
         if paused:
             self.consumer.resume(*self.consumer.paused())
 
@@ -590,11 +601,31 @@ class InfluxSink:
         """
         deadline = time.monotonic() + seconds
         while (left := deadline - time.monotonic()) > 0 and not self._stop:
+            self._turned_at = time.monotonic()
             got = self.consumer.poll(timeout_ms=int(min(left, 1.0) * 1000) or 1)
             for tp, messages in got.items():
                 self.consumer.seek(tp, messages[0].offset)
             if got or self.consumer.assignment() - self.consumer.paused():
                 self.consumer.pause(*self.consumer.assignment())
+
+    def health(self, stale_after_s: float = STALE_AFTER_S) -> dict[str, Any]:
+        """What ``GET /healthz`` reports (sinks.health): ``ok`` while the loop keeps turning.
+
+        An InfluxDB outage is not unhealthy: the sink waits it out correctly,
+        and a restart would not end it; ``retrying`` tells the operator.
+        """
+        now = time.monotonic()
+        loop_age = now - self._turned_at
+        return {
+            "ok": loop_age <= stale_after_s,
+            "loop_age_s": round(loop_age, 1),
+            "last_stored_age_s": None
+            if self._stored_at is None
+            else round(now - self._stored_at, 1),
+            "retrying": self._retrying,
+            "pending_backfills": len(self._backfills),
+            "stats": dict(self.stats.counts),
+        }
 
     def _dead_letter(self, message: Any, reason: str) -> None:
         self.stats.counts["deadletter"] += 1

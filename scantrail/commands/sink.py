@@ -24,19 +24,34 @@ def sink() -> None:
     default=None,
     help="Exit after this many seconds without a message (demos, batch catch-up).",
 )
-def influx(group: str, idle_exit: float | None) -> None:
+@click.option(
+    "--health-port",
+    type=int,
+    default=None,
+    envvar="SCANTRAIL_SINK_HEALTH_PORT",
+    help="Serve GET /healthz and /stats on 127.0.0.1 at this port (0: any free port).",
+)
+@click.option(
+    "--health-host", default="127.0.0.1", show_default=True, envvar="SCANTRAIL_SINK_HEALTH_HOST"
+)
+def influx(group: str, idle_exit: float | None, health_port: int | None, health_host: str) -> None:
     """Write temperatures and alerts to InfluxDB (SCANTRAIL_INFLUX_*).
 
     Offsets are committed only after InfluxDB acknowledged the batch; while
-    InfluxDB is down the sink pauses and retries with backoff.
+    InfluxDB is down the sink pauses and retries with backoff. With
+    --health-port, /healthz answers 503 when the loop has stopped turning
+    (hung), for a liveness probe.
     """
     from scantrail.settings import InfluxSettings, KafkaSettings
+    from sinks.health import HealthServer
     from sinks.influx import InfluxSink
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     runner = InfluxSink(KafkaSettings(), InfluxSettings(), group_id=group)
+    if health_port is not None:
+        HealthServer(health_host, health_port, runner.health).start()
 
     def stop(signum: int, frame: FrameType | None) -> None:
         runner.stop()

@@ -17,6 +17,8 @@ import signal
 import subprocess
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -31,7 +33,7 @@ from scantrail import contract
 from sinks.influx import InfluxSink
 from sinks.sink_state import minute_of
 from tests.factories import SHANGHAI, make_quarantine, make_reading
-from tests.support import PrivateInflux, consume_all, service_env, start_scantrail
+from tests.support import PrivateInflux, consume_all, free_port, service_env, start_scantrail
 
 pytestmark = pytest.mark.integration
 
@@ -198,6 +200,15 @@ def wait_for(check: Any, expected: int, timeout_s: float, what: str, log: Path) 
 
 
 # --- counts --------------------------------------------------------------------------
+
+
+def get_json(port: int, path: str) -> tuple[int, Any]:
+    """GET a sink's health endpoint (sinks.health)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
 
 
 def test_counts_in_influx_match_what_was_produced(
@@ -686,7 +697,8 @@ def test_influx_down_for_30_s_loses_and_doubles_nothing(
         log = tmp_path / "sink.log"
         producer = Producer(kafka_settings, events, chunk=1000, pause_s=1.0)
         producer.start()
-        sink = start_scantrail("sink", "influx", env=env, log=log)
+        port = free_port()
+        sink = start_scantrail("sink", "influx", "--health-port", str(port), env=env, log=log)
         try:
             wait_for(
                 lambda: flux_total(influx, "temperature", "celsius", "count"),
@@ -700,6 +712,9 @@ def test_influx_down_for_30_s_loses_and_doubles_nothing(
             time.sleep(30)
             assert producer.sent > down_at, "events kept arriving during the outage"
             assert sink.poll() is None, "the sink must survive the outage"
+            # Waiting out an outage is healthy (a restart would not help), and says so.
+            status, health = get_json(port, "/healthz")
+            assert (status, health["ok"], health["retrying"]) == (200, True, True), health
             influxd.start()
             producer.join(timeout=180)
             assert producer.error is None and producer.sent == len(events)
@@ -717,6 +732,10 @@ def test_influx_down_for_30_s_loses_and_doubles_nothing(
                 "passages",
                 log,
             )
+            status, health = get_json(port, "/healthz")
+            assert (status, health["retrying"]) == (200, False), health
+            assert health["last_stored_age_s"] is not None
+            assert get_json(port, "/stats")[1]["temperature/1"] >= n_readings
         finally:
             stop_process(sink)
             producer.join(timeout=10)
