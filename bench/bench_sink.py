@@ -39,10 +39,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from influxdb_client import InfluxDBClient
 from influxdb_client.client.write_api import SYNCHRONOUS
-from kafka import KafkaAdminClient, KafkaProducer
+from kafka import KafkaProducer
 
 from scantrail import contract
-from scantrail.broker import ensure_topics
+from scantrail.broker import drop_namespaces, ensure_topics
 from scantrail.settings import InfluxSettings, KafkaSettings
 from sinks.influx import BATCH_LINES, InfluxSink
 from sinks.lines import temperature_line
@@ -263,11 +263,7 @@ def main() -> None:
             if found is not None:
                 buckets.delete_bucket(found)
         client.close()
-        admin = KafkaAdminClient(bootstrap_servers=kafka.servers)
-        try:
-            admin.delete_topics([kafka.topic(t) for t in contract.ALL_TOPICS])
-        finally:
-            admin.close()
+        drop_namespaces(kafka, [kafka.namespace])  # faust's own topics too
 
 
 if __name__ == "__main__":

@@ -53,7 +53,7 @@ from kafka.admin import KafkaAdminClient  # noqa: E402
 
 from ingest.simulate import GateWorld, simulate_events  # noqa: E402
 from scantrail import contract  # noqa: E402
-from scantrail.broker import ensure_topics  # noqa: E402
+from scantrail.broker import drop_namespaces, ensure_topics  # noqa: E402
 from scantrail.settings import KafkaSettings  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "stream.json"
@@ -77,15 +77,10 @@ def fresh_settings(base: KafkaSettings, tag: str) -> KafkaSettings:
 
 
 def delete_namespace(settings: KafkaSettings) -> None:
-    admin = KafkaAdminClient(bootstrap_servers=settings.servers, request_timeout_ms=30000)
     try:
-        doomed = [t for t in admin.list_topics() if t.startswith(settings.namespace)]
-        if doomed:
-            admin.delete_topics(doomed)
+        drop_namespaces(settings, [settings.namespace])
     except Exception as exc:  # cleanup must not hide the figures
         log(f"could not delete topics of {settings.namespace}: {exc}")
-    finally:
-        admin.close()
 
 
 # --- the worker subprocess ------------------------------------------------------------------

@@ -9,14 +9,15 @@ are kept as long as trails matter (28 days), quarantine orders are compacted
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from kafka import KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.errors import KafkaError, TopicAlreadyExistsError, UnknownTopicOrPartitionError
 
 from scantrail import contract
 from scantrail.errors import PublishError, ServiceError
@@ -91,7 +92,86 @@ def ensure_topics(settings: KafkaSettings, specs: Iterable[TopicSpec] | None = N
             admin.create_topics(wanted, validate_only=False)
         except TopicAlreadyExistsError:
             pass  # another process won the race; fine
-        return [t.name for t in wanted]
+        created = [t.name for t in wanted]
+        _await_metadata(admin, lambda names: set(created) <= names, "creation of", created)
+        return created
+    finally:
+        admin.close()
+
+
+def _await_metadata(
+    admin: KafkaAdminClient,
+    settled: Callable[[set[str]], bool],
+    what: str,
+    topics: list[str],
+    timeout_s: float = 30.0,
+) -> None:
+    """Wait until the broker's metadata shows a topic change.
+
+    The controller acknowledges a create or delete once it is committed, but
+    the broker answers metadata requests from a cache it updates a moment
+    later (after making or removing the partitions' log files), so a producer
+    or a listing straight after would still see the old world.
+    """
+    deadline = time.monotonic() + timeout_s
+    while not settled(set(admin.list_topics())):
+        if time.monotonic() > deadline:
+            raise ServiceError(
+                f"Kafka did not show the {what} {len(topics)} topics in {timeout_s:.0f} s"
+            )
+        time.sleep(0.05)
+
+
+def namespaces(settings: KafkaSettings) -> set[str]:
+    """The namespace prefixes ("demo-20261123064641.", ...) that topics on the broker carry.
+
+    Un-namespaced ScanTrail topics ("scantrail.scans") and Kafka's own
+    ("__consumer_offsets") are not namespaces and are never listed.
+    """
+    admin = admin_client(settings)
+    try:
+        return {
+            t[: t.index(".") + 1]
+            for t in admin.list_topics()
+            if "." in t and not t.startswith(("scantrail.", "__"))
+        }
+    finally:
+        admin.close()
+
+
+def drop_namespaces(settings: KafkaSettings, prefixes: Iterable[str]) -> list[str]:
+    """Delete every topic under the given namespace prefixes; returns the deleted names.
+
+    Namespaces are how tests and demo runs keep apart on one broker, and faust
+    puts its changelog and repartition topics under the same prefix. Left
+    behind, they pile up: a broker with ten thousand partitions spends minutes
+    loading its logs at start. An empty prefix would mean every topic, so it
+    is refused.
+    """
+    prefixes = tuple(prefixes)
+    if not prefixes:
+        return []
+    if any(not p for p in prefixes):
+        raise ValueError("refusing to drop the empty namespace (that is every topic)")
+    admin = admin_client(settings)
+    try:
+        doomed = sorted(t for t in admin.list_topics() if t.startswith(prefixes))
+        # Batches keep each request well inside the admin timeout.
+        for start in range(0, len(doomed), 200):
+            # raise_errors=False: a topic another cleaner deleted first is not a failure;
+            # any other error is.
+            result = admin.delete_topics(
+                doomed[start : start + 200], timeout_ms=30000, raise_errors=False
+            )
+            failed = {
+                t["name"]: t["error_message"] or t["error_code"]
+                for t in result["topics"]
+                if t["error_code"] not in (0, UnknownTopicOrPartitionError.errno)
+            }
+            if failed:
+                raise ServiceError(f"Kafka would not delete {len(failed)} topics: {failed}")
+        _await_metadata(admin, lambda names: not names & set(doomed), "deletion of", doomed)
+        return doomed
     finally:
         admin.close()
 

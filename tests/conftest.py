@@ -3,15 +3,19 @@
 Integration tests talk to the real Kafka broker and InfluxDB that `make up`
 starts (or those named by SCANTRAIL_KAFKA_BOOTSTRAP / SCANTRAIL_INFLUX_*).
 Each test gets its own topic namespace, consumer groups and InfluxDB bucket,
-so tests never see each other's data.
+so tests never see each other's data, and each cleans up after itself: a
+broker left with thousands of dead test partitions takes minutes to start.
 """
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 
 import pytest
+
+from tests.support import new_test_namespace, stale_test_namespaces
 
 
 @pytest.fixture(scope="session")
@@ -19,30 +23,38 @@ def kafka_settings_base():  # type: ignore[no-untyped-def]
     from kafka import KafkaAdminClient
     from kafka.errors import KafkaError
 
+    from scantrail.broker import drop_namespaces
     from scantrail.settings import KafkaSettings
 
     settings = KafkaSettings()
     try:
-        KafkaAdminClient(bootstrap_servers=settings.servers, request_timeout_ms=5000).close()
+        admin = KafkaAdminClient(bootstrap_servers=settings.servers, request_timeout_ms=5000)
     except KafkaError as exc:
         pytest.fail(f"Kafka at {settings.bootstrap} is not answering ({exc}): run `make up`")
+    try:
+        stale = stale_test_namespaces(admin.list_topics(), time.time())
+    finally:
+        admin.close()
+    drop_namespaces(settings, stale)
     return settings
 
 
 @pytest.fixture
 def namespace() -> str:
-    return f"t{uuid.uuid4().hex[:10]}."
+    return new_test_namespace(time.time())
 
 
 @pytest.fixture
 def kafka_settings(kafka_settings_base, namespace):  # type: ignore[no-untyped-def]
-    from scantrail.broker import ensure_topics
+    """Settings for this test's namespace; its topics (faust's too) are dropped afterwards."""
+    from scantrail.broker import drop_namespaces, ensure_topics
 
     # Tests replay February 2020; records are stamped with their event times, so
     # a 28-day retention would let the broker delete them mid-test. Keep forever.
     settings = kafka_settings_base.model_copy(update={"namespace": namespace, "retention_days": 0})
     ensure_topics(settings)
-    return settings
+    yield settings
+    drop_namespaces(settings, [namespace])
 
 
 @pytest.fixture(scope="session")

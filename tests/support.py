@@ -3,15 +3,39 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
+
+# A test namespace carries its creation time, so a run can tell the leftovers
+# of killed runs (older than STALE_AFTER_S) from those of a run going on now.
+STALE_AFTER_S = 3 * 3600
+_TEST_NAMESPACE = re.compile(r"^(t(?P<born>[0-9a-f]{8})[0-9a-f]{6}\.)")
+_OLD_TEST_NAMESPACE = re.compile(r"^(t[0-9a-f]{10}\.)")  # before names carried a time
+
+
+def new_test_namespace(now: float) -> str:
+    return f"t{int(now):08x}{uuid.uuid4().hex[:6]}."
+
+
+def stale_test_namespaces(topics: list[str], now: float) -> set[str]:
+    """The namespaces, among these topic names, that killed test runs left behind."""
+    stale = set()
+    for topic in topics:
+        if match := _TEST_NAMESPACE.match(topic):
+            if now - int(match["born"], 16) > STALE_AFTER_S:
+                stale.add(match[1])
+        elif match := _OLD_TEST_NAMESPACE.match(topic):
+            stale.add(match[1])
+    return stale
 
 
 def free_port() -> int:

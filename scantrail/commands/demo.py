@@ -13,6 +13,8 @@ from pathlib import Path
 
 import click
 
+KEEP_DEMO_RUNS = 3  # this run and the two before it keep their topics for a look afterwards
+
 
 def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     handle = log.open("ab")
@@ -31,7 +33,9 @@ def demo(duration: float, rate: float, kiosks: int, residents: int, seed: int) -
     """Run gates, worker and InfluxDB sink together on the local services.
 
     Each run gets its own topic namespace (demo-<time>.) so its summary counts
-    only its own events. Logs go to the state dir under demo/.
+    only its own events; the topics of all but the last few runs are dropped,
+    so repeated demos do not pile partitions onto the broker. Logs go to the
+    state dir under demo/.
     """
     from influxdb_client import InfluxDBClient
     from rich.console import Console
@@ -39,7 +43,7 @@ def demo(duration: float, rate: float, kiosks: int, residents: int, seed: int) -
 
     from ingest.simulate import GateWorld, simulate_events
     from scantrail import contract
-    from scantrail.broker import ensure_topics, make_producer
+    from scantrail.broker import drop_namespaces, ensure_topics, make_producer, namespaces
     from scantrail.settings import InfluxSettings, KafkaSettings, state_dir
 
     console = Console(stderr=True)
@@ -48,6 +52,10 @@ def demo(duration: float, rate: float, kiosks: int, residents: int, seed: int) -
     kafka = KafkaSettings(namespace=namespace)
     influx = InfluxSettings()
     ensure_topics(kafka)
+    earlier = sorted(n for n in namespaces(kafka) if n.startswith("demo-") and n != namespace)
+    if dropped := earlier[: max(0, len(earlier) - KEEP_DEMO_RUNS + 1)]:
+        drop_namespaces(kafka, dropped)
+        console.print(f"dropped the topics of {len(dropped)} older demo run(s)")
     logs = state_dir() / "demo" / run
     logs.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
