@@ -4,7 +4,7 @@
 #
 #   kafka.sh build    resolve the broker's jars once into the user cache
 #   kafka.sh start    format the log dir on first use, start, wait for metadata
-#   kafka.sh stop     stop the broker (SIGTERM, then SIGKILL after 30 s)
+#   kafka.sh stop     stop the broker (SIGTERM, then SIGKILL after 120 s)
 #   kafka.sh status   one line; exit 0 when running, 3 when stopped
 #   kafka.sh health   exit 0 when the broker answers a metadata request
 set -euo pipefail
@@ -87,6 +87,8 @@ transaction.state.log.min.isr=1
 group.initial.rebalance.delay.ms=0
 log.retention.hours=672
 log.segment.bytes=268435456
+# Load (and after a crash, recover) partition logs on every core at start.
+num.recovery.threads.per.data.dir=$(nproc 2>/dev/null || echo 2)
 PROPS
   cat > "$DIR/log4j.properties" <<'PROPS'
 log4j.rootLogger=INFO, stdout
@@ -117,6 +119,9 @@ start() {
   fi
   build >/dev/null
   write_config
+  # One log per run (the previous one kept beside it), so it cannot grow
+  # without bound and the start-up progress below reads only this run.
+  if [ -f "$LOG" ]; then mv -f "$LOG" "$LOG.1"; fi
   if [ ! -f "$DIR/data/meta.properties" ]; then
     local cluster_id
     cluster_id=$(java_cmd kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n 1)
@@ -126,14 +131,28 @@ start() {
   # shellcheck disable=SC2046
   nohup java $(java_args) -cp "$LIBS/*" kafka.Kafka "$DIR/server.properties" >>"$LOG" 2>&1 </dev/null &
   echo $! >"$PIDFILE"
-  local deadline=$((SECONDS + ${SCANTRAIL_KAFKA_START_TIMEOUT:-90}))
+  # A broker with many partitions spends a while loading their logs before it
+  # answers; while that count moves, it is working, not stuck, so the wait is
+  # extended (up to a hard cap) and the progress shown.
+  local patience=${SCANTRAIL_KAFKA_START_TIMEOUT:-90}
+  local deadline=$((SECONDS + patience)) cap=$((SECONDS + ${SCANTRAIL_KAFKA_START_CAP:-1200}))
+  local progress last_progress="" shown=$SECONDS
   until health; do
     if ! pid_alive; then
       log "the broker exited during start; last lines of $LOG:"
       tail -n 40 "$LOG" >&2
       exit 1
     fi
-    if [ $SECONDS -ge $deadline ]; then
+    progress=$( (grep -o '([0-9]*/[0-9]* completed in' "$LOG" || true) | tail -n 1 | tr -dc '0-9/')
+    if [ -n "$progress" ] && [ "$progress" != "$last_progress" ]; then
+      last_progress=$progress
+      deadline=$(( SECONDS + 30 > deadline ? SECONDS + 30 : deadline ))
+      if [ $((SECONDS - shown)) -ge 10 ]; then
+        log "loading partition logs: $progress"
+        shown=$SECONDS
+      fi
+    fi
+    if [ $SECONDS -ge $deadline ] || [ $SECONDS -ge $cap ]; then
       log "the broker did not answer a metadata request in time; last lines of $LOG:"
       tail -n 40 "$LOG" >&2
       exit 1
@@ -152,12 +171,15 @@ stop() {
   local pid
   pid=$(cat "$PIDFILE")
   kill "$pid"
-  for _ in $(seq 60); do
+  # A clean shutdown flushes every log; a killed broker must recover them all
+  # at its next start, so it is given time (and killed only when it hangs).
+  local grace=${SCANTRAIL_KAFKA_STOP_TIMEOUT:-120}
+  for _ in $(seq $((grace * 2))); do
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.5
   done
   if kill -0 "$pid" 2>/dev/null; then
-    log "no exit after 30 s; killing"
+    log "no exit after $grace s; killing"
     kill -9 "$pid" || true
   fi
   rm -f "$PIDFILE"
