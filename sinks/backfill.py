@@ -19,7 +19,8 @@ windows do not touch, the claim moves to the newer window (never claiming days
 nobody backfilled). Windows: a fever alert covers 14 days before its local day
 up to the end of the 28-day watch; a quarantine covers
 ``[max(starts_on, min(ends_on, today) - 14 days), ends_on)``. ``today`` is the
-wall clock, so a replayed old quarantine is backfilled up to its end.
+day the record was published (its Kafka timestamp), so replaying or catching up
+on an old quarantine backfills the same days the live sink did.
 
 The Flux shape (:func:`find_points_flux`, :func:`fetch_fields_flux`). The
 person id is a field in the main bucket (a tag would explode its cardinality),

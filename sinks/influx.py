@@ -350,7 +350,7 @@ class InfluxSink:
         out = Batch()
         offsets: dict[TopicPartition, OffsetAndMetadata] = {}
         events: list[contract.Event] = []
-        watches: list[contract.Event] = []
+        watches: list[tuple[contract.Event, int]] = []
         decode, append = self._decode, events.append
         for tp, messages in batch.items():
             for message in messages:
@@ -361,7 +361,7 @@ class InfluxSink:
                     continue
                 append(event)
                 if type(event) in _WATCH_KINDS:
-                    watches.append(event)
+                    watches.append((event, message.timestamp))
             offsets[tp] = OffsetAndMetadata(messages[-1].offset + 1, "", -1)
         self._watch_all(watches)  # first, so order inside the poll does not matter
         collect = self._collect
@@ -503,7 +503,7 @@ class InfluxSink:
                     return event
         return contract.decode(message.value)
 
-    def _watch_all(self, events: Sequence[contract.Event]) -> None:
+    def _watch_all(self, events: Sequence[tuple[contract.Event, int]]) -> None:
         """Apply the poll's watches to the registry, recording the backfills they need.
 
         Registry changes and backfill rows are one SQLite transaction, and
@@ -511,8 +511,8 @@ class InfluxSink:
         """
         changed: dict[str, Watch] = {}
         spans: list[tuple[str, date, date]] = []
-        for event in events:
-            window = self._watch_window(event)
+        for event, published_ms in events:
+            window = self._watch_window(event, published_ms)
             if window is None:
                 continue
             person_id, start, stop = window
@@ -526,10 +526,22 @@ class InfluxSink:
         self._backfills.extend(self.state.record_watches(changed, spans))
         self._watched.update(changed)
 
-    def _watch_window(self, event: contract.Event) -> tuple[str, date, date] | None:
-        """Whom an event puts under watch, and the days of the watch (or None)."""
+    def _watch_window(
+        self, event: contract.Event, published_ms: int
+    ) -> tuple[str, date, date] | None:
+        """Whom an event puts under watch, and the days of the watch (or None).
+
+        A quarantine's "today" is the day its record was published (the Kafka
+        record's timestamp), not the day the sink reads it, so a replay or a
+        sink catching up backfills the same days the live run did.
+        """
         if isinstance(event, contract.QuarantineRecord):
-            today = datetime.now(self.tz).date()
+            published = (
+                datetime.fromtimestamp(published_ms / 1000, UTC)
+                if published_ms is not None and published_ms >= 0
+                else datetime.now(UTC)  # a record without a timestamp (none from Kafka >= 0.10)
+            )
+            today = published.astimezone(self.tz).date()
             return (event.person_id, *quarantine_window(event.starts_on, event.ends_on, today))
         if isinstance(event, contract.Alert) and event.person_id:
             if event.kind.startswith("fever_"):

@@ -474,6 +474,45 @@ def test_a_quarantine_after_its_readings_backfills_the_quarantine_days(
 
 
 @pytest.mark.timeout(300)
+def test_an_old_quarantine_backfills_from_the_day_it_was_published(
+    kafka_settings: Any, influx_settings: Any, tmp_path: Path
+) -> None:
+    """Replayed years later, a quarantine still covers the 14 days before its issue.
+
+    Quarantined 1-29 February, the order published on 20 February: the watch
+    reaches back to 6 February. Judged by the sink's own clock (2026), it
+    would have reached back only to 15 February (14 days before the end).
+    """
+    from kafka import KafkaProducer
+
+    person = "p-quar-3"
+    readings = curve(person, [2, 5, 6, 10, 16, 19])
+    quarantine = make_quarantine(
+        person_id=person, starts_on=date(2020, 2, 1), ends_on=date(2020, 3, 1)
+    )
+    publish(kafka_settings, readings)
+    state = tmp_path / "sink.db"
+    drain(InfluxSink(kafka_settings, influx_settings, state_path=state), {"temperature/1": 12})
+
+    producer = KafkaProducer(bootstrap_servers=kafka_settings.servers, acks="all")
+    issued = datetime(2020, 2, 20, 9, tzinfo=SHANGHAI)
+    producer.send(
+        kafka_settings.topic(contract.QUARANTINE),
+        key=quarantine.key(),
+        value=contract.encode(quarantine),
+        timestamp_ms=int(issued.timestamp() * 1000),
+    )
+    producer.flush()
+    producer.close()
+    expected = in_days(readings, 6, 29)
+    assert len(expected) == 8
+    sink = InfluxSink(kafka_settings, influx_settings, state_path=state)
+    drain(sink, {"quarantine/1": 1, "backfilled_points": len(expected)})
+    watched = person_points(influx_settings, person, watched=True)
+    assert {p[2] for p in watched} == {r.event_id for r in expected}
+
+
+@pytest.mark.timeout(300)
 def test_a_watch_after_readings_in_the_same_poll_still_covers_them(
     kafka_settings: Any, influx_settings: Any, tmp_path: Path
 ) -> None:
