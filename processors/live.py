@@ -281,9 +281,16 @@ def install_screening(
             return
         outcomes.counts["temperature"] += 1
         state = kiosks.load(reading.kiosk_id)
+        window = (tuple(state.invalid), state.last_fault_at)
         alerts = judge_reading_for_kiosk(state, reading, policy)
         outcomes.counts["alert"] += await publish_alerts(topics, alerts)
-        kiosks.save(reading.kiosk_id, state)
+        # A valid reading changes only the kiosk's duplicate filter (a day of ids,
+        # the bulk of the state). That is written with the next change that
+        # matters, not per reading: what a restart forgets there, the person
+        # stage filters again, and an unidentified fever is written at once, so
+        # a repeat is at worst the same alert (same alert_id) a crash may repeat.
+        if alerts or (tuple(state.invalid), state.last_fault_at) != window:
+            kiosks.save(reading.kiosk_id, state)
         # Sent whatever the kiosk's duplicate filter says: a crash between the
         # state write and this send must not lose the reading downstream.
         owner = reading.person_id or f"~{reading.kiosk_id}"
