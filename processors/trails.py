@@ -112,16 +112,20 @@ def _order(times: array[int], event_ids: list[str]) -> list[int]:
     return order
 
 
-class Trail:
-    """One person's scans, in event-time order: the value of the per-person table."""
+class _TimeOrdered:
+    """Events as parallel columns in event-time order, with a horizon and a duplicate filter.
 
-    __slots__ = ("_dirty", "_dirs", "_ids", "_kiosks", "_sites", "_times", "event_ids", "horizon")
+    Shared by :class:`Trail` (per person) and :class:`SiteVisits` (per site):
+    they differ only in their other columns (``_COLUMNS``). Appends are cheap;
+    an event older than the last marks the columns for one sort before the
+    next read, so a mostly in-order stream rarely sorts.
+    """
+
+    __slots__ = ("_dirty", "_ids", "_times", "event_ids", "horizon")
+    _COLUMNS: tuple[str, ...] = ()  # the subclass's other per-event columns (lists or bytearray)
 
     def __init__(self, *, track_ids: bool = True) -> None:
         self._times: array[int] = array("q")
-        self._sites: list[str] = []
-        self._kiosks: list[str] = []
-        self._dirs = bytearray()
         self.event_ids: list[str] = []
         self._ids: set[str] | None = set() if track_ids else None
         self._dirty = False
@@ -130,8 +134,8 @@ class Trail:
     def __len__(self) -> int:
         return len(self._times)
 
-    def add(self, time: int, site_id: str, kiosk_id: str, direction: str, event_id: str) -> bool:
-        """Record a scan; False if its event id is already held or it is past retention."""
+    def _admit(self, time: int, event_id: str) -> bool:
+        """Append time and id, unless the id is already held or the time is past retention."""
         if time < self.horizon:
             return False
         ids = self._ids
@@ -143,27 +147,74 @@ class Trail:
         if times and time < times[-1]:
             self._dirty = True
         times.append(time)
-        self._sites.append(site_id)
-        self._kiosks.append(kiosk_id)
-        self._dirs.append(_OUT if direction == "out" else _IN)
         self.event_ids.append(event_id)
         return True
 
     def _sort(self) -> None:
         order = _order(self._times, self.event_ids)
         self._times = array("q", [self._times[i] for i in order])
-        self._sites = [self._sites[i] for i in order]
-        self._kiosks = [self._kiosks[i] for i in order]
-        self._dirs = bytearray(self._dirs[i] for i in order)
         self.event_ids = [self.event_ids[i] for i in order]
+        for name in self._COLUMNS:
+            column = getattr(self, name)
+            ordered = [column[i] for i in order]
+            setattr(self, name, bytearray(ordered) if isinstance(column, bytearray) else ordered)
         self._dirty = False
+
+    def _span(self, start: int, end: int) -> tuple[int, int]:
+        """Indexes of the events with ``start <= time <= end`` (microseconds)."""
+        if self._dirty:
+            self._sort()
+        return bisect_left(self._times, start), bisect_right(self._times, end)
+
+    def expire(self, before: int) -> list[str]:
+        """Forget events older than ``before``; return the dropped event ids."""
+        self.horizon = max(self.horizon, before)
+        if self._dirty:
+            self._sort()
+        cut = bisect_left(self._times, before)
+        dropped = self.event_ids[:cut]
+        if cut:
+            if self._ids is not None:
+                self._ids.difference_update(dropped)
+            del self._times[:cut]
+            del self.event_ids[:cut]
+            for name in self._COLUMNS:
+                del getattr(self, name)[:cut]
+        return dropped
+
+    def _columns_dict(self, **columns: list[Any]) -> dict[str, Any]:
+        return {
+            "times": self._times.tolist(),
+            **columns,
+            "event_ids": list(self.event_ids),
+            "horizon": None if self.horizon == _MIN_TIME else self.horizon,
+        }
+
+
+class Trail(_TimeOrdered):
+    """One person's scans, in event-time order: the value of the per-person table."""
+
+    __slots__ = ("_dirs", "_kiosks", "_sites")
+    _COLUMNS = ("_sites", "_kiosks", "_dirs")
+
+    def __init__(self, *, track_ids: bool = True) -> None:
+        super().__init__(track_ids=track_ids)
+        self._sites: list[str] = []
+        self._kiosks: list[str] = []
+        self._dirs = bytearray()
+
+    def add(self, time: int, site_id: str, kiosk_id: str, direction: str, event_id: str) -> bool:
+        """Record a scan; False if its event id is already held or it is past retention."""
+        if not self._admit(time, event_id):
+            return False
+        self._sites.append(site_id)
+        self._kiosks.append(kiosk_id)
+        self._dirs.append(_OUT if direction == "out" else _IN)
+        return True
 
     def between(self, start: int, end: int) -> TrailSlice:
         """The scans with ``start <= time <= end`` (microseconds), in time order."""
-        if self._dirty:
-            self._sort()
-        lo = bisect_left(self._times, start)
-        hi = bisect_right(self._times, end)
+        lo, hi = self._span(start, end)
         return TrailSlice(
             self._times[lo:hi].tolist(),
             self._sites[lo:hi],
@@ -184,35 +235,15 @@ class Trail:
                 self.event_ids[i],
             )
 
-    def expire(self, before: int) -> list[str]:
-        """Forget scans older than ``before``; return the dropped event ids."""
-        self.horizon = max(self.horizon, before)
-        if self._dirty:
-            self._sort()
-        cut = bisect_left(self._times, before)
-        dropped = self.event_ids[:cut]
-        if cut:
-            if self._ids is not None:
-                self._ids.difference_update(dropped)
-            del self._times[:cut]
-            del self._sites[:cut]
-            del self._kiosks[:cut]
-            del self._dirs[:cut]
-            del self.event_ids[:cut]
-        return dropped
-
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able value for a table keyed by person_id."""
         if self._dirty:
             self._sort()
-        return {
-            "times": self._times.tolist(),
-            "sites": list(self._sites),
-            "kiosks": list(self._kiosks),
-            "directions": [_DIRECTIONS[d] for d in self._dirs],
-            "event_ids": list(self.event_ids),
-            "horizon": None if self.horizon == _MIN_TIME else self.horizon,
-        }
+        return self._columns_dict(
+            sites=list(self._sites),
+            kiosks=list(self._kiosks),
+            directions=[_DIRECTIONS[d] for d in self._dirs],
+        )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Trail:
@@ -232,55 +263,28 @@ class Trail:
         return trail
 
 
-class SiteVisits:
+class SiteVisits(_TimeOrdered):
     """One site's visits, in event-time order: the value of the per-site table."""
 
-    __slots__ = ("_dirty", "_ids", "_kiosks", "_persons", "_times", "event_ids", "horizon")
+    __slots__ = ("_kiosks", "_persons")
+    _COLUMNS = ("_persons", "_kiosks")
 
     def __init__(self, *, track_ids: bool = True) -> None:
-        self._times: array[int] = array("q")
+        super().__init__(track_ids=track_ids)
         self._persons: list[str] = []
         self._kiosks: list[str] = []
-        self.event_ids: list[str] = []
-        self._ids: set[str] | None = set() if track_ids else None
-        self._dirty = False
-        self.horizon = _MIN_TIME
-
-    def __len__(self) -> int:
-        return len(self._times)
 
     def add(self, time: int, person_id: str, kiosk_id: str, event_id: str) -> bool:
         """Record a visit; False if its event id is already held or it is past retention."""
-        if time < self.horizon:
+        if not self._admit(time, event_id):
             return False
-        ids = self._ids
-        if ids is not None:
-            if event_id in ids:
-                return False
-            ids.add(event_id)
-        times = self._times
-        if times and time < times[-1]:
-            self._dirty = True
-        times.append(time)
         self._persons.append(person_id)
         self._kiosks.append(kiosk_id)
-        self.event_ids.append(event_id)
         return True
-
-    def _sort(self) -> None:
-        order = _order(self._times, self.event_ids)
-        self._times = array("q", [self._times[i] for i in order])
-        self._persons = [self._persons[i] for i in order]
-        self._kiosks = [self._kiosks[i] for i in order]
-        self.event_ids = [self.event_ids[i] for i in order]
-        self._dirty = False
 
     def between(self, start: int, end: int) -> VisitSlice:
         """The visits with ``start <= time <= end`` (microseconds), in time order."""
-        if self._dirty:
-            self._sort()
-        lo = bisect_left(self._times, start)
-        hi = bisect_right(self._times, end)
+        lo, hi = self._span(start, end)
         return VisitSlice(
             self._times[lo:hi].tolist(),
             self._persons[lo:hi],
@@ -288,33 +292,11 @@ class SiteVisits:
             self.event_ids[lo:hi],
         )
 
-    def expire(self, before: int) -> list[str]:
-        """Forget visits older than ``before``; return the dropped event ids."""
-        self.horizon = max(self.horizon, before)
-        if self._dirty:
-            self._sort()
-        cut = bisect_left(self._times, before)
-        dropped = self.event_ids[:cut]
-        if cut:
-            if self._ids is not None:
-                self._ids.difference_update(dropped)
-            del self._times[:cut]
-            del self._persons[:cut]
-            del self._kiosks[:cut]
-            del self.event_ids[:cut]
-        return dropped
-
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able value for a table keyed by site_id."""
         if self._dirty:
             self._sort()
-        return {
-            "times": self._times.tolist(),
-            "persons": list(self._persons),
-            "kiosks": list(self._kiosks),
-            "event_ids": list(self.event_ids),
-            "horizon": None if self.horizon == _MIN_TIME else self.horizon,
-        }
+        return self._columns_dict(persons=list(self._persons), kiosks=list(self._kiosks))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SiteVisits:
