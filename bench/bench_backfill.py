@@ -133,7 +133,7 @@ def main() -> None:
         "data": f"{RESIDENTS} residents x {PER_DAY}/day x {DAYS} days, {KIOSKS} kiosks",
         "runs": runs,
         "load_avg_at_end": os.getloadavg(),
-        "note": "shared 2-core machine: figures are noisy",
+        "note": "timings vary run to run: see the load averages",
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

@@ -246,7 +246,7 @@ def main() -> None:
             },
             "exact": stored_sink == n and stored_direct == n,
             "machine": {**info, "load_avg_at_end": os.getloadavg()},
-            "note": "shared 2-core machine with other test runs: figures are noisy",
+            "note": "timings vary run to run: compare the ratio, and see the load averages",
         }
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=2) + "\n")
