@@ -590,9 +590,13 @@ def main() -> None:
         met["events_per_second"] = bool(w["completed"]) and rate >= TARGETS["events_per_second"]
         met["share_of_ceiling"] = figures["throughput"]["share_of_ceiling"] >= 0.5
     if "latency" in figures:
-        u = figures["latency"]["fever_unidentified"]
-        met["p99_ms_at_2000_per_s"] = (
-            u["alerts_matched"] == u["alerts_expected"] and u.get("p99_ms", 1e9) < 500
+        # Met only at the target's load (a slower --rate measures, but cannot meet it),
+        # and for both paths: the kiosk shard and the person shard behind the reorder.
+        lat = figures["latency"]
+        met["p99_ms_at_2000_per_s"] = lat["offered_per_second"] >= 0.95 * 2000 and all(
+            lat[k]["alerts_matched"] == lat[k]["alerts_expected"]
+            and lat[k].get("p99_ms", 1e9) < TARGETS["p99_ms_at_2000_per_s"]
+            for k in ("fever_unidentified", "fever_suspected")
         )
     figures["targets_met"] = met
     args.out.parent.mkdir(parents=True, exist_ok=True)
