@@ -73,10 +73,13 @@ def _rfc3339(value: object) -> object:
     if not match:
         raise ValueError("not an RFC 3339 time with an offset")
     text = value
-    if match.group(1) and len(match.group(1)) > 7:  # more than microseconds: truncate
-        text = value.replace(match.group(1), match.group(1)[:7], 1)
+    fraction = match.group(1)
+    if fraction and len(fraction) > 7:  # more than microseconds: truncate
+        text = value.replace(fraction, fraction[:7], 1)
+    if "t" in text or "z" in text:  # fromisoformat wants the separators in upper case
+        text = text.replace("z", "Z").replace("t", "T")
     try:
-        return datetime.fromisoformat(text.replace("z", "Z").replace("t", "T"))
+        return datetime.fromisoformat(text)
     except ValueError as exc:
         raise ValueError(f"not a valid time: {exc}") from None
 

@@ -26,6 +26,8 @@ def _escape_key(value: str) -> str:
 
 
 def _escape_str(value: str) -> str:
+    if "\\" not in value and '"' not in value:  # every contract identifier (the hot path)
+        return value
     return value.replace("\\", "\\\\").replace('"', '\\"')
 
 

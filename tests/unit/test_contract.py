@@ -244,6 +244,22 @@ def test_times_compare_as_instants_whatever_their_offset() -> None:
     assert a.scanned_at.utcoffset() == timedelta(hours=8)
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2020-02-10t00:00:00z", datetime(2020, 2, 10, tzinfo=UTC)),
+        ("2020-02-10 08:00:00+08:00", datetime(2020, 2, 10, tzinfo=UTC)),
+        ("2020-02-10T00:00:00.123456789Z", datetime(2020, 2, 10, 0, 0, 0, 123456, tzinfo=UTC)),
+        ("2020-02-10T00:00:00.5+00:00", datetime(2020, 2, 10, 0, 0, 0, 500000, tzinfo=UTC)),
+    ],
+)
+def test_rfc3339_spellings_read_as_the_same_instant(text: str, expected: datetime) -> None:
+    obj = deepcopy(VALID["scan/1"])
+    obj["scanned_at"] = text
+    event = contract.decode(json.dumps(obj))
+    assert isinstance(event, contract.ScanEvent) and event.scanned_at == expected
+
+
 def test_integer_celsius_is_a_number() -> None:
     obj = deepcopy(VALID["temperature/1"])
     obj["celsius"] = 37
