@@ -6,8 +6,12 @@ Run with ``make bench-sink`` (``.venv/bin/python bench/bench_sink.py``), or
 1. N temperature readings (deterministic, seeded) are published to the
    temperatures topic of a fresh namespace (not timed).
 2. The ceiling: influxdb-client writes exactly the lines the sink would write
-   (``sinks.lines.temperature_line``), synchronous API, batches of 5000, gzip,
-   into a fresh bucket. Only the writes are timed.
+   (``sinks.lines.temperature_line``), synchronous API, batches of 5000, with
+   the sink's own client options (gzip as ``InfluxSettings.use_gzip`` decides:
+   off for a loopback server), into a fresh bucket. Only the writes are timed.
+   For scale, the same lines are also written by two writer threads at once
+   (the server's headroom: what InfluxDB here takes when one client is not
+   the limit).
 3. The sink: ``InfluxSink`` runs in-process with a fresh consumer group, state
    file and bucket until its stats say N points are stored (offsets committed
    after each write, as in production). Timed from the first batch handed to
@@ -31,6 +35,7 @@ import sys
 import tempfile
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -110,20 +115,37 @@ def count_points(client: InfluxDBClient, bucket: str) -> int:
     return sum(int(r.get_value()) for t in tables for r in t.records)
 
 
-def ceiling(influx: InfluxSettings, bucket: str, lines: list[str]) -> float:
-    """Seconds for influxdb-client to write the lines directly, 5000 per request, gzip."""
-    with InfluxDBClient(
-        url=influx.url,
-        token=influx.token.get_secret_value(),
-        org=influx.org,
-        timeout=60_000,
-        enable_gzip=True,
-    ) as client:
-        write = client.write_api(write_options=SYNCHRONOUS)
+def ceiling(influx: InfluxSettings, bucket: str, lines: list[str], writers: int = 1) -> float:
+    """Seconds for influxdb-client to write the lines directly, 5000 per request.
+
+    The client options are the sink's (``InfluxWriter``): synchronous writes,
+    gzip as the settings decide. ``writers`` > 1 sends that many requests at
+    once, one client per thread.
+    """
+    clients = [
+        InfluxDBClient(
+            url=influx.url,
+            token=influx.token.get_secret_value(),
+            org=influx.org,
+            timeout=60_000,
+            enable_gzip=influx.use_gzip,
+        )
+        for _ in range(writers)
+    ]
+    try:
+        apis = [client.write_api(write_options=SYNCHRONOUS) for client in clients]
+        chunks = [lines[i : i + BATCH_LINES] for i in range(0, len(lines), BATCH_LINES)]
+
+        def write(job: tuple[int, list[str]]) -> None:
+            apis[job[0] % writers].write(bucket=bucket, record=job[1])
+
         t0 = time.perf_counter()
-        for i in range(0, len(lines), BATCH_LINES):
-            write.write(bucket=bucket, record=lines[i : i + BATCH_LINES])
+        with ThreadPoolExecutor(max_workers=writers) as pool:
+            list(pool.map(write, enumerate(chunks)))
         return time.perf_counter() - t0
+    finally:
+        for client in clients:
+            client.close()
 
 
 def run_sink(kafka: KafkaSettings, influx: InfluxSettings, n: int, state: Path) -> dict[str, Any]:
@@ -194,6 +216,7 @@ def main() -> None:
     client = InfluxDBClient(url=base.url, token=base.token.get_secret_value(), org=base.org)
     buckets = client.buckets_api()
     direct = buckets.create_bucket(bucket_name=f"{bucket}_direct", org=base.org)
+    headroom = buckets.create_bucket(bucket_name=f"{bucket}_two", org=base.org)
 
     print(f"bench-sink: {n:,} temperature readings, namespace {ns}", flush=True)
     ensure_topics(kafka)
@@ -206,10 +229,14 @@ def main() -> None:
             temperature_line(contract.decode_as(v, contract.TemperatureReading)) for v in values
         ]
         del values
-        print("ceiling: influxdb-client, synchronous, 5000 lines per request, gzip", flush=True)
+        gzip = "gzip" if base.use_gzip else "no gzip"
+        print(f"ceiling: influxdb-client, synchronous, 5000 lines per request, {gzip}", flush=True)
         direct_s = ceiling(base, direct.name, lines)
         direct_rate = n / direct_s
         print(f"  {n:,} points in {direct_s:.1f} s = {direct_rate:,.0f} points/s", flush=True)
+        two_s = ceiling(base, headroom.name, lines, writers=2)
+        two_rate = n / two_s
+        print(f"  two writer threads: {two_rate:,.0f} points/s (the server's headroom)", flush=True)
 
         print("sink: InfluxSink from Kafka, commit after write", flush=True)
         with tempfile.TemporaryDirectory() as tmp:
@@ -220,6 +247,7 @@ def main() -> None:
         time.sleep(1)
         stored_sink = count_points(client, influx.bucket)
         stored_direct = count_points(client, direct.name)
+        stored_two = count_points(client, headroom.name)
         ratio = sink_rate / direct_rate
         result = {
             "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -237,6 +265,12 @@ def main() -> None:
                 "points_per_s": round(direct_rate),
                 "seconds": round(direct_s, 2),
                 "stored": stored_direct,
+                "gzip": base.use_gzip,
+            },
+            "influxdb_two_writers": {
+                "points_per_s": round(two_rate),
+                "seconds": round(two_s, 2),
+                "stored": stored_two,
             },
             "ratio": round(ratio, 3),
             "targets": {
@@ -244,7 +278,7 @@ def main() -> None:
                 "ratio": TARGET_RATIO,
                 "met": sink_rate >= TARGET_RATE and ratio >= TARGET_RATIO,
             },
-            "exact": stored_sink == n and stored_direct == n,
+            "exact": stored_sink == n and stored_direct == n and stored_two == n,
             "machine": {**info, "load_avg_at_end": os.getloadavg()},
             "note": "timings vary run to run: compare the ratio, and see the load averages",
         }
@@ -258,7 +292,7 @@ def main() -> None:
         )
         print(f"wrote {args.out}")
     finally:
-        for b in (direct.name, influx.bucket, influx.watched_bucket):
+        for b in (direct.name, headroom.name, influx.bucket, influx.watched_bucket):
             found = buckets.find_bucket_by_name(b)
             if found is not None:
                 buckets.delete_bucket(found)

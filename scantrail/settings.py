@@ -7,8 +7,10 @@ writes under the state directory, never from the repository.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -77,6 +79,26 @@ class InfluxSettings(BaseSettings):
     watched_bucket: str = "scantrail_watched"
     #: SCANTRAIL_INFLUX_TOKEN: an API token with write and read rights.
     token: SecretStr = SecretStr("")
+    #: SCANTRAIL_INFLUX_GZIP: compress write bodies. Unset means "only when the server is
+    #: not on this machine": over loopback gzip costs the writer CPU and saves nothing
+    #: (measured in bench/README.md, the sink section).
+    gzip: bool | None = None
+
+    @property
+    def use_gzip(self) -> bool:
+        """Whether writes are compressed: the explicit setting, else off for loopback."""
+        if self.gzip is not None:
+            return self.gzip
+        return not _is_loopback(urlsplit(self.url).hostname or "")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class WorkerSettings(BaseSettings):

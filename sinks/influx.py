@@ -53,11 +53,11 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from confluent_kafka import KafkaException
 from influxdb_client import InfluxDBClient
 from influxdb_client.client.write_api import SYNCHRONOUS
 from influxdb_client.rest import ApiException
-from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
-from kafka.errors import CommitFailedError, KafkaError
+from kafka.errors import KafkaError
 from pydantic import ValidationError
 from urllib3.exceptions import HTTPError
 
@@ -73,6 +73,13 @@ from sinks.backfill import (
     plan,
     quarantine_window,
     run_backfill,
+)
+from sinks.kafka_source import (
+    CommitRefused,
+    Partition,
+    SinkConsumer,
+    describe,
+    record_timestamp,
 )
 from sinks.lines import (
     alert_line,
@@ -140,7 +147,7 @@ class _Pending:
 
     future: Future[None]
     out: Batch
-    offsets: dict[TopicPartition, OffsetAndMetadata]
+    offsets: dict[Partition, int]
 
 
 class _Stopped(Exception):
@@ -199,7 +206,7 @@ class InfluxWriter:
             token=settings.token.get_secret_value(),
             org=settings.org,
             timeout=30_000,
-            enable_gzip=True,
+            enable_gzip=settings.use_gzip,
         )
         self.write_api = self.client.write_api(write_options=SYNCHRONOUS)
         self.query_api = self.client.query_api()
@@ -258,14 +265,12 @@ class InfluxSink:
         self.backoff = backoff
         self.rng = random.Random(seed)
         self.stats = SinkStats()
-        self.consumer = KafkaConsumer(
-            *[kafka.topic(t) for t in SINK_TOPICS],
-            bootstrap_servers=kafka.servers,
+        self.consumer = SinkConsumer(
+            kafka,
+            [kafka.topic(t) for t in SINK_TOPICS],
             group_id=f"{kafka.namespace}{group_id}",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_poll_records=batch_lines,
             client_id="scantrail-sink-influx",
+            max_records=batch_lines,
         )
         self.producer = make_producer(kafka, client_id="scantrail-sink-influx-dlq")
         # Each sink topic carries one kind of event: try that kind first (one
@@ -312,7 +317,7 @@ class InfluxSink:
             while not self._stop:
                 self._turned_at = time.monotonic()
                 with _collector_paused():  # a poll builds thousands of records, no cycles
-                    batch = self.consumer.poll(timeout_ms=500, max_records=self.batch_lines)
+                    batch = self.consumer.poll(timeout_s=0.5)
                 if not batch:
                     self._settle()  # nothing new: finish the write in flight, commit it
                     if self._backfills and self._pending is None and not self._abandoned:
@@ -326,7 +331,7 @@ class InfluxSink:
         finally:
             self.close()
 
-    def _handle(self, batch: dict[TopicPartition, list[Any]]) -> None:
+    def _handle(self, batch: dict[Partition, list[Any]]) -> None:
         """Turn a poll into lines, then hand them to the writer thread.
 
         Building batch N+1 overlaps with writing batch N; batch N's offsets are
@@ -343,14 +348,12 @@ class InfluxSink:
         out.backfills, self._backfills = self._backfills, []
         self._pending = _Pending(self._executor.submit(self._write_once, out), out, offsets)
 
-    def _build(
-        self, batch: dict[TopicPartition, list[Any]]
-    ) -> tuple[Batch, dict[TopicPartition, OffsetAndMetadata]]:
+    def _build(self, batch: dict[Partition, list[Any]]) -> tuple[Batch, dict[Partition, int]]:
         """Decode a poll (dead-lettering what fails), apply its watches, then collect its lines."""
         out = Batch()
-        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+        offsets: dict[Partition, int] = {}
         events: list[contract.Event] = []
-        watches: list[tuple[contract.Event, int]] = []
+        watches: list[tuple[contract.Event, int | None]] = []
         decode, append = self._decode, events.append
         for tp, messages in batch.items():
             for message in messages:
@@ -361,8 +364,8 @@ class InfluxSink:
                     continue
                 append(event)
                 if type(event) in _WATCH_KINDS:
-                    watches.append((event, message.timestamp))
-            offsets[tp] = OffsetAndMetadata(messages[-1].offset + 1, "", -1)
+                    watches.append((event, record_timestamp(message)))
+            offsets[tp] = messages[-1].offset() + 1
         self._watch_all(watches)  # first, so order inside the poll does not matter
         collect = self._collect
         for event in events:
@@ -436,7 +439,7 @@ class InfluxSink:
         if pending.offsets:
             try:
                 self.consumer.commit(pending.offsets)
-            except CommitFailedError:
+            except CommitRefused:
                 # Partitions moved to another member mid-batch: it re-reads them and
                 # rewrites the same points, which is harmless.
                 log.warning("commit refused after a rebalance; the new owner re-delivers")
@@ -449,7 +452,7 @@ class InfluxSink:
         """The writer thread's outcome; a long wait keeps polling (paused) to stay in the group."""
         done, _ = wait([future], timeout=self.quiet_wait_s)
         if not done:
-            self.consumer.pause(*self.consumer.assignment())
+            self.consumer.pause_all()
             try:
                 while not future.done():
                     if self._stop:
@@ -457,7 +460,7 @@ class InfluxSink:
                         break
                     self._sleep_polling(1.0)
             finally:
-                self.consumer.resume(*self.consumer.paused())
+                self.consumer.resume_all()
         future.result()
 
     def _count_stored(self, out: Batch) -> None:
@@ -490,20 +493,21 @@ class InfluxSink:
         The fast path accepts only what ``decode`` accepts: the same strict
         validation of the same class, and the schema field must be present.
         """
-        if message.value is None:  # a tombstone (compacted quarantine topic)
+        value = message.value()
+        if value is None:  # a tombstone (compacted quarantine topic)
             raise ContractError("no value (a tombstone); nothing to write")
-        validate = self._kinds.get(message.topic)
+        validate = self._kinds.get(message.topic())
         if validate is not None:
             try:
-                event: contract.Event = validate(message.value)
+                event: contract.Event = validate(value)
             except ValidationError:
                 pass
             else:
                 if "schema_" in event.model_fields_set:
                     return event
-        return contract.decode(message.value)
+        return contract.decode(value)
 
-    def _watch_all(self, events: Sequence[tuple[contract.Event, int]]) -> None:
+    def _watch_all(self, events: Sequence[tuple[contract.Event, int | None]]) -> None:
         """Apply the poll's watches to the registry, recording the backfills they need.
 
         Registry changes and backfill rows are one SQLite transaction, and
@@ -527,7 +531,7 @@ class InfluxSink:
         self._watched.update(changed)
 
     def _watch_window(
-        self, event: contract.Event, published_ms: int
+        self, event: contract.Event, published_ms: int | None
     ) -> tuple[str, date, date] | None:
         """Whom an event puts under watch, and the days of the watch (or None).
 
@@ -596,29 +600,25 @@ class InfluxSink:
                 self.stats.counts["write_retries"] += 1
                 log.warning("InfluxDB request failed (%s); retry %d in %.1f s", exc, attempt, delay)
                 if not paused:
-                    self.consumer.pause(*self.consumer.assignment())
+                    self.consumer.pause_all()
                     paused = True
                 self._retrying = True
                 self._sleep_polling(delay)
         self._retrying = False
         if paused:
-            self.consumer.resume(*self.consumer.paused())
+            self.consumer.resume_all()
 
     def _sleep_polling(self, seconds: float) -> None:
-        """Wait while keeping group membership alive; paused partitions yield nothing.
+        """Wait while keeping group membership alive (the consumer is paused, so it yields nothing).
 
-        A rebalance during the wait can assign a partition that is not paused,
-        and poll would return its records: rewind to them and pause it, or the
-        next commit of that partition would skip them.
+        Partitions assigned meanwhile are paused as they are assigned, and
+        records fetched just before the pause are held by the consumer for
+        the resume (sinks.kafka_source), so the next commit skips nothing.
         """
         deadline = time.monotonic() + seconds
         while (left := deadline - time.monotonic()) > 0 and not self._stop:
             self._turned_at = time.monotonic()
-            got = self.consumer.poll(timeout_ms=int(min(left, 1.0) * 1000) or 1)
-            for tp, messages in got.items():
-                self.consumer.seek(tp, messages[0].offset)
-            if got or self.consumer.assignment() - self.consumer.paused():
-                self.consumer.pause(*self.consumer.assignment())
+            self.consumer.poll(timeout_s=min(left, 1.0))
 
     def health(self, stale_after_s: float = STALE_AFTER_S) -> dict[str, Any]:
         """What ``GET /healthz`` reports (sinks.health): ``ok`` while the loop keeps turning.
@@ -644,11 +644,7 @@ class InfluxSink:
         send_dead_letter(
             self.producer,
             self.kafka.topic(contract.DEADLETTER),
-            topic=message.topic,
-            partition=message.partition,
-            offset=message.offset,
-            key=message.key,
-            value=message.value,
+            **describe(message),
             reason=reason,
             seen_at=datetime.now(UTC),
         )
@@ -659,8 +655,8 @@ class InfluxSink:
         try:
             self.producer.flush()
             self.producer.close()
-            self.consumer.close(autocommit=False)
-        except KafkaError as exc:  # pragma: no cover - shutdown path
+            self.consumer.close()
+        except (KafkaError, KafkaException) as exc:  # pragma: no cover - shutdown path
             log.warning("closing Kafka clients: %s", exc)
         self.writer.close()
         self.state.close()

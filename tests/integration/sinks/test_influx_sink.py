@@ -529,11 +529,11 @@ def test_a_watch_after_readings_in_the_same_poll_still_covers_them(
         deadline = time.monotonic() + 60
         while sum(map(len, polled.values())) < len(readings) + 1:
             assert time.monotonic() < deadline, f"polled only {polled}"
-            for tp, messages in sink.consumer.poll(timeout_ms=500).items():
+            for tp, messages in sink.consumer.poll(timeout_s=0.5).items():
                 polled.setdefault(tp, []).extend(messages)
         temperatures = kafka_settings.topic(contract.TEMPERATURES)
-        ordered = dict(sorted(polled.items(), key=lambda item: item[0].topic != temperatures))
-        assert next(iter(ordered)).topic == temperatures
+        ordered = dict(sorted(polled.items(), key=lambda item: item[0][0] != temperatures))
+        assert next(iter(ordered))[0] == temperatures
         sink._handle(ordered)
         sink._settle()
         counts = dict(sink.stats.counts)
