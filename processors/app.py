@@ -15,6 +15,7 @@ from typing import Any
 import faust
 
 from scantrail import contract
+from scantrail.broker import ssl_context
 from scantrail.settings import KafkaSettings, WorkerSettings
 
 
@@ -30,12 +31,28 @@ class Topics:
     gate: Any  # scans and quarantine together: both keyed by person_id
 
 
+def faust_credentials(kafka: KafkaSettings) -> Any:
+    """faust's broker credentials for the settings' TLS and SASL (None: plaintext)."""
+    context = ssl_context(kafka)
+    if kafka.uses_sasl:
+        return faust.SASLCredentials(
+            username=kafka.sasl_username,
+            password=kafka.sasl_password.get_secret_value(),
+            mechanism=kafka.sasl_mechanism,
+            ssl_context=context,
+        )
+    if context is not None:
+        return faust.SSLCredentials(context)
+    return None
+
+
 def create_app(kafka: KafkaSettings, worker: WorkerSettings) -> tuple[faust.App, Topics]:
     data_dir = worker.resolved_data_dir()
     data_dir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         worker.app_id,
         broker=[f"kafka://{server}" for server in kafka.servers],
+        broker_credentials=faust_credentials(kafka),
         store="rocksdb://",
         datadir=str(data_dir),
         processing_guarantee="at_least_once",

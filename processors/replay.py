@@ -22,6 +22,7 @@ from kafka import KafkaConsumer, TopicPartition
 
 from processors.trails import TrailIndex
 from scantrail import contract
+from scantrail.broker import connection
 from scantrail.errors import ContractError, ServiceError
 from scantrail.settings import KafkaSettings
 
@@ -50,7 +51,7 @@ def read_scans(
     """Yield every valid scan with ``since <= scanned_at <= until`` on the scans topic."""
     topic = kafka.topic(contract.SCANS)
     consumer = KafkaConsumer(
-        bootstrap_servers=kafka.servers,
+        **connection(kafka),
         enable_auto_commit=False,
         client_id="scantrail-replay",
         max_poll_records=5000,

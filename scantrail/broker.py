@@ -1,4 +1,4 @@
-"""Kafka plumbing shared by every role: topic layout, producers, dead letters.
+"""Kafka plumbing shared by every role: client settings, topic layout, producers, dead letters.
 
 Topic auto-creation is off on the broker, so the project declares its topics
 here, with partitions and retention chosen for their use: scans and readings
@@ -9,6 +9,7 @@ are kept as long as trails matter (28 days), quarantine orders are compacted
 from __future__ import annotations
 
 import logging
+import ssl
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -57,17 +58,71 @@ def topic_specs(settings: KafkaSettings) -> list[TopicSpec]:
     ]
 
 
+def connection(settings: KafkaSettings) -> dict[str, Any]:
+    """kafka-python keyword arguments that reach the brokers: servers, TLS and SASL.
+
+    Every kafka-python client of the project is built with these, so a
+    secured cluster needs only the ``SCANTRAIL_KAFKA_*`` settings.
+    """
+    config: dict[str, Any] = {
+        "bootstrap_servers": settings.servers,
+        "security_protocol": settings.security_protocol,
+    }
+    if settings.uses_tls:
+        config["ssl_check_hostname"] = True
+        if settings.ssl_cafile is not None:
+            config["ssl_cafile"] = str(settings.ssl_cafile)
+    if settings.uses_sasl:
+        config["sasl_mechanism"] = settings.sasl_mechanism
+        config["sasl_plain_username"] = settings.sasl_username
+        config["sasl_plain_password"] = settings.sasl_password.get_secret_value()
+    return config
+
+
+def librdkafka_connection(settings: KafkaSettings) -> dict[str, Any]:
+    """The same as :func:`connection`, in librdkafka's terms (confluent-kafka clients)."""
+    config: dict[str, Any] = {
+        "bootstrap.servers": ",".join(settings.servers),
+        "security.protocol": settings.security_protocol.lower(),
+    }
+    if settings.uses_tls and settings.ssl_cafile is not None:
+        config["ssl.ca.location"] = str(settings.ssl_cafile)
+    if settings.uses_sasl:
+        config["sasl.mechanisms"] = settings.sasl_mechanism
+        config["sasl.username"] = settings.sasl_username
+        config["sasl.password"] = settings.sasl_password.get_secret_value()
+    return config
+
+
+def ssl_context(settings: KafkaSettings) -> ssl.SSLContext | None:
+    """A verifying TLS context for aiokafka/faust, or None without TLS."""
+    if not settings.uses_tls:
+        return None
+    cafile = None if settings.ssl_cafile is None else str(settings.ssl_cafile)
+    return ssl.create_default_context(cafile=cafile)
+
+
+def unreachable(settings: KafkaSettings, exc: Exception) -> str:
+    """What to tell a user whose client could not bootstrap: a refused login looks the same."""
+    message = f"cannot reach Kafka at {settings.bootstrap} ({type(exc).__name__}: {exc})"
+    if settings.uses_sasl:
+        return (
+            f"{message}; is it running, and are SCANTRAIL_KAFKA_SASL_USERNAME and the password"
+            f" right? ({settings.sasl_mechanism} over {settings.security_protocol}: a refused"
+            " login also ends this way)"
+        )
+    return f"{message}; is it running? try `make up`"
+
+
 def admin_client(settings: KafkaSettings) -> KafkaAdminClient:
     try:
         return KafkaAdminClient(
-            bootstrap_servers=settings.servers,
+            **connection(settings),
             client_id="scantrail-admin",
             request_timeout_ms=15000,
         )
     except KafkaError as exc:
-        raise ServiceError(
-            f"cannot reach Kafka at {settings.bootstrap} ({exc}); is it running? try `make up`"
-        ) from None
+        raise ServiceError(unreachable(settings, exc)) from None
 
 
 def ensure_topics(settings: KafkaSettings, specs: Iterable[TopicSpec] | None = None) -> list[str]:
@@ -184,7 +239,7 @@ def make_producer(settings: KafkaSettings, **overrides: Any) -> KafkaProducer:
     the kiosk's small events into few requests.
     """
     config: dict[str, Any] = {
-        "bootstrap_servers": settings.servers,
+        **connection(settings),
         "acks": "all",
         "enable_idempotence": True,
         "retries": 2**31 - 1,
@@ -199,7 +254,7 @@ def make_producer(settings: KafkaSettings, **overrides: Any) -> KafkaProducer:
     try:
         return KafkaProducer(**config)
     except KafkaError as exc:
-        raise PublishError(f"cannot reach Kafka at {settings.bootstrap}: {exc}") from None
+        raise PublishError(unreachable(settings, exc)) from None
 
 
 def send_dead_letter(

@@ -10,9 +10,10 @@ from __future__ import annotations
 import ipaddress
 import os
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -50,6 +51,44 @@ class KafkaSettings(BaseSettings):
 
     #: SCANTRAIL_KAFKA_NAMESPACE: prefix for every topic name (isolates tests and trials).
     namespace: str = ""
+
+    #: SCANTRAIL_KAFKA_SECURITY_PROTOCOL: how clients reach the brokers. A district
+    #: cluster that kiosks reach over a network wants SASL_SSL.
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    #: SCANTRAIL_KAFKA_SASL_MECHANISM
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    #: SCANTRAIL_KAFKA_SASL_USERNAME
+    sasl_username: str = ""
+    #: SCANTRAIL_KAFKA_SASL_PASSWORD, or SCANTRAIL_KAFKA_SASL_PASSWORD_FILE: a file
+    #: holding it (a mounted secret), read once at start.
+    sasl_password: SecretStr = SecretStr("")
+    sasl_password_file: Path | None = None
+    #: SCANTRAIL_KAFKA_SSL_CAFILE: CA bundle that signed the brokers' certificates
+    #: (default: the system's trust store).
+    ssl_cafile: Path | None = None
+
+    @model_validator(mode="after")
+    def _credentials_present(self) -> KafkaSettings:
+        if self.sasl_password_file is not None and not self.sasl_password.get_secret_value():
+            try:
+                text = self.sasl_password_file.read_text().strip()
+            except OSError as exc:
+                raise ValueError(f"cannot read SCANTRAIL_KAFKA_SASL_PASSWORD_FILE: {exc}") from None
+            object.__setattr__(self, "sasl_password", SecretStr(text))
+        if self.uses_sasl and not (self.sasl_username and self.sasl_password.get_secret_value()):
+            raise ValueError(
+                f"security protocol {self.security_protocol} needs SCANTRAIL_KAFKA_SASL_USERNAME"
+                " and SCANTRAIL_KAFKA_SASL_PASSWORD (or _PASSWORD_FILE)"
+            )
+        return self
+
+    @property
+    def uses_sasl(self) -> bool:
+        return self.security_protocol.startswith("SASL_")
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.security_protocol in ("SSL", "SASL_SSL")
 
     def topic(self, name: str) -> str:
         """The concrete topic for a contract topic name, within this namespace."""

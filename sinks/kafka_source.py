@@ -34,6 +34,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from scantrail.broker import librdkafka_connection
 from scantrail.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -74,7 +75,7 @@ class SinkConsumer:
         self.max_records = max_records
         self._consumer = Consumer(
             {
-                "bootstrap.servers": ",".join(kafka.servers),
+                **librdkafka_connection(kafka),
                 "group.id": group_id,
                 "client.id": client_id,
                 "enable.auto.commit": False,

@@ -44,7 +44,7 @@ from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
 from kafka.errors import CommitFailedError, KafkaError
 
 from scantrail import contract
-from scantrail.broker import make_producer, send_dead_letter
+from scantrail.broker import connection, make_producer, send_dead_letter
 from scantrail.clock import Clock, SystemClock
 from scantrail.contract import Alert, PageRecord
 from scantrail.errors import ContractError, ServiceError
@@ -208,7 +208,7 @@ class Pager:
     def _read_journal(self) -> None:
         """Fold the whole pages topic into the ledger (runs on the Kafka thread)."""
         reader = KafkaConsumer(
-            bootstrap_servers=self.kafka.servers,
+            **connection(self.kafka),
             enable_auto_commit=False,
             client_id="scantrail-pager-journal",
         )
@@ -238,7 +238,7 @@ class Pager:
     def _make_consumer(self) -> KafkaConsumer:
         return KafkaConsumer(
             self.kafka.topic(contract.ALERTS),
-            bootstrap_servers=self.kafka.servers,
+            **connection(self.kafka),
             group_id=f"{self.kafka.namespace}{self.settings.group}",
             enable_auto_commit=False,
             auto_offset_reset="earliest",

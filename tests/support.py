@@ -71,6 +71,16 @@ def start_scantrail(*args: str, env: dict[str, str], log: Path) -> subprocess.Po
     )
 
 
+def drain_with_sink(env: dict[str, str], log: Path, idle_exit_s: int = 10) -> None:
+    """Run ``scantrail sink influx`` until it has been idle ``idle_exit_s`` and exits 0."""
+    sink = start_scantrail("sink", "influx", "--idle-exit", str(idle_exit_s), env=env, log=log)
+    try:
+        assert sink.wait(timeout=180) == 0, log.read_text()[-3000:]
+    finally:
+        if sink.poll() is None:
+            sink.kill()
+
+
 def consume_all(
     settings: Any, topic: str, *, expect: int | None = None, timeout_s: float = 60.0
 ) -> list[Any]:

@@ -43,7 +43,13 @@ def demo(duration: float, rate: float, kiosks: int, residents: int, seed: int) -
 
     from ingest.simulate import GateWorld, simulate_events
     from scantrail import contract
-    from scantrail.broker import drop_namespaces, ensure_topics, make_producer, namespaces
+    from scantrail.broker import (
+        connection,
+        drop_namespaces,
+        ensure_topics,
+        make_producer,
+        namespaces,
+    )
     from scantrail.settings import InfluxSettings, KafkaSettings, state_dir
 
     console = Console(stderr=True)
@@ -104,7 +110,7 @@ def demo(duration: float, rate: float, kiosks: int, residents: int, seed: int) -
 
             consumer = KafkaConsumer(
                 kafka.topic(contract.ALERTS),
-                bootstrap_servers=kafka.servers,
+                **connection(kafka),
                 auto_offset_reset="earliest",
                 consumer_timeout_ms=2000,
             )

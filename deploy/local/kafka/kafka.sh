@@ -7,6 +7,11 @@
 #   kafka.sh stop     stop the broker (SIGTERM, then SIGKILL after 120 s)
 #   kafka.sh status   one line; exit 0 when running, 3 when stopped
 #   kafka.sh health   exit 0 when the broker answers a metadata request
+#
+# Besides the plaintext listener the project uses by default, the broker has a
+# SASL/PLAIN listener (port + 2) so the clients' authenticated path is tested
+# for real. Its user and a password generated on first start are in
+# $STATE/kafka-sasl.env (mode 600), never in the repository.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -15,6 +20,8 @@ CACHE=${SCANTRAIL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/scantrail}
 STATE=${SCANTRAIL_STATE:-${XDG_STATE_HOME:-$HOME/.local/state}/scantrail}
 PORT=${SCANTRAIL_KAFKA_PORT:-9092}
 CONTROLLER_PORT=${SCANTRAIL_KAFKA_CONTROLLER_PORT:-$((PORT + 1))}
+SASL_PORT=${SCANTRAIL_KAFKA_SASL_PORT:-$((PORT + 2))}
+SASL_ENV="$STATE/kafka-sasl.env"
 LIBS="$CACHE/kafka/$KAFKA_VERSION/libs"
 DIR="$STATE/kafka"
 LOG="$DIR/server.log"
@@ -66,17 +73,36 @@ except OSError:
 PY
 }
 
+sasl_credentials() {
+  # One local user for the SASL listener; the password is made here, once.
+  if [ ! -f "$SASL_ENV" ]; then
+    mkdir -p "$STATE"
+    (
+      umask 077
+      printf 'SCANTRAIL_KAFKA_SASL_USERNAME=scantrail\nSCANTRAIL_KAFKA_SASL_PASSWORD=%s\n' \
+        "$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')" >"$SASL_ENV"
+    )
+    log "SASL credentials for 127.0.0.1:$SASL_PORT written to $SASL_ENV"
+  fi
+  sed -n 's/^SCANTRAIL_KAFKA_SASL_PASSWORD=//p' "$SASL_ENV"
+}
+
 write_config() {
   mkdir -p "$DIR/data"
+  local sasl_password
+  sasl_password=$(sasl_credentials)
+  touch "$DIR/server.properties" && chmod 600 "$DIR/server.properties"  # holds the password
   cat > "$DIR/server.properties" <<PROPS
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$PORT,CONTROLLER://127.0.0.1:$CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$PORT
+listeners=PLAINTEXT://127.0.0.1:$PORT,CONTROLLER://127.0.0.1:$CONTROLLER_PORT,SASL_PLAINTEXT://127.0.0.1:$SASL_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$PORT,SASL_PLAINTEXT://127.0.0.1:$SASL_PORT
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT
+sasl.enabled.mechanisms=PLAIN
+listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_scantrail="$sasl_password";
 log.dirs=$DIR/data
 num.partitions=1
 auto.create.topics.enable=false
