@@ -15,6 +15,25 @@ from scantrail.broker import ensure_topics
 from scantrail.settings import KafkaSettings, WorkerSettings
 
 
+def readiness(app: faust.App) -> dict[str, Any]:
+    """Whether this worker's answers are complete: its tables are restored and it owns partitions.
+
+    ``/stats`` answers as soon as the web server is up, while the tables may
+    still be restoring from their changelogs; a ``/trace`` then would miss
+    scans. A readiness probe on ``/ready`` keeps such a worker out of the
+    Service until faust's recovery has finished and no rebalance is running.
+    """
+    recovered = app.tables.recovery.completed.is_set()
+    recovering = bool(app.in_recovery)
+    rebalancing = bool(app.rebalancing)
+    return {
+        "ready": recovered and not recovering and not rebalancing,
+        "tables_recovered": recovered,
+        "in_recovery": recovering,
+        "rebalancing": rebalancing,
+    }
+
+
 def build_worker(loglevel: str = "info") -> faust.Worker:
     kafka = KafkaSettings()
     settings = WorkerSettings()
@@ -27,6 +46,11 @@ def build_worker(loglevel: str = "info") -> faust.Worker:
     @app.page("/stats")
     async def stats(web: Any, request: Any) -> Any:
         return web.json(outcomes.as_dict())
+
+    @app.page("/ready")
+    async def ready(web: Any, request: Any) -> Any:
+        state = readiness(app)
+        return web.json(state, status=200 if state["ready"] else 503)
 
     worker = faust.Worker(app, loglevel=loglevel)
     # No spinner: with one (at warning level on a terminal), faust sets the root

@@ -244,8 +244,12 @@ def test_probes_point_at_declared_ports() -> None:
             probed += 1
     assert probed >= 5
     worker = only_container(workload("StatefulSet", "scantrail-worker"))
-    for kind in ("readinessProbe", "livenessProbe"):
-        assert worker[kind]["httpGet"]["path"] == "/stats"
+    # Ready only once the tables are restored (/ready); alive while the web server answers.
+    assert worker["readinessProbe"]["httpGet"]["path"] == "/ready"
+    assert worker["livenessProbe"]["httpGet"]["path"] == "/stats"
+    served = (ROOT / "processors" / "worker.py").read_text(encoding="utf-8")
+    for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert f'@app.page("{worker[kind]["httpGet"]["path"]}")' in served, kind
 
 
 def test_container_ports_agree_with_the_settings() -> None:

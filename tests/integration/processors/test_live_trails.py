@@ -96,6 +96,13 @@ def test_live_trace_equals_offline_and_replay(
     try:
         stats = wait_for_stats(port, "visit", len(events))
         assert stats.get("trail") == len(events), stats
+        # Processing means recovery is over: the readiness probe agrees.
+        assert get_json(f"http://127.0.0.1:{port}/ready") == {
+            "ready": True,
+            "tables_recovered": True,
+            "in_recovery": False,
+            "rebalancing": False,
+        }
         query = f"person={person}&since={SINCE.isoformat()}&until={UNTIL.isoformat()}".replace(
             "+", "%2B"
         )
