@@ -439,10 +439,11 @@ class InfluxSink:
         if pending.offsets:
             try:
                 self.consumer.commit(pending.offsets)
-            except CommitRefused:
-                # Partitions moved to another member mid-batch: it re-reads them and
-                # rewrites the same points, which is harmless.
-                log.warning("commit refused after a rebalance; the new owner re-delivers")
+            except CommitRefused as exc:
+                # A rebalance moved the partitions, or the coordinator is out of reach:
+                # the records are read again and rewrite the same points (harmless).
+                self.stats.counts["commits_not_made"] += 1
+                log.warning("offsets not committed (%s); those records will be re-read", exc)
         self._count_stored(out)
         self._stored_at = time.monotonic()
         if self._on_batch is not None:

@@ -46,18 +46,31 @@ Partition = tuple[str, int]
 #: beside the one batch being written.
 PREFETCH_KB = 16 * 1024
 
-_REFUSED = {
+_NOT_MADE = {
     KafkaError.REBALANCE_IN_PROGRESS,
     KafkaError.ILLEGAL_GENERATION,
     KafkaError.UNKNOWN_MEMBER_ID,
     KafkaError._ASSIGNMENT_LOST,
     KafkaError._STATE,
     KafkaError._NO_OFFSET,
+    # the coordinator out of reach (a broker restart): nothing committed, nothing lost
+    KafkaError._TRANSPORT,
+    KafkaError._TIMED_OUT,
+    KafkaError._ALL_BROKERS_DOWN,
+    KafkaError._WAIT_COORD,
+    KafkaError.COORDINATOR_NOT_AVAILABLE,
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    KafkaError.NOT_COORDINATOR,
+    KafkaError.REQUEST_TIMED_OUT,
 }
 
 
 class CommitRefused(Exception):
-    """The group rebalanced before the commit: the partitions' new owner re-reads them."""
+    """The commit was not made: the group rebalanced, or the coordinator could not be reached.
+
+    Nothing is lost: the records stay uncommitted, so they are read again (by
+    this member or by the partition's new owner) and rewrite the same points.
+    """
 
 
 class SinkConsumer:
@@ -167,19 +180,24 @@ class SinkConsumer:
         try:
             done = self._consumer.commit(offsets=wanted, asynchronous=False)
         except KafkaException as exc:
-            if exc.args and exc.args[0].code() in _REFUSED:
-                raise CommitRefused(str(exc)) from exc
+            error = exc.args[0] if exc.args else None
+            if isinstance(error, KafkaError) and _not_made(error):
+                raise CommitRefused(str(error)) from exc
             raise
-        failed = [tp for tp in done or () if tp.error is not None]
+        failed = [tp.error for tp in done or () if tp.error is not None]
         if failed:
-            codes = [tp.error.code() for tp in failed if tp.error is not None]
-            if all(code in _REFUSED for code in codes):
-                raise CommitRefused(", ".join(str(tp.error) for tp in failed))
-            raise KafkaException(failed[0].error)
+            if all(_not_made(error) for error in failed):
+                raise CommitRefused(", ".join(str(error) for error in failed))
+            raise KafkaException(failed[0])
 
     def close(self) -> None:
         """Leave the group without committing (offsets are committed only after writes)."""
         self._consumer.close()
+
+
+def _not_made(error: KafkaError) -> bool:
+    """A commit failure that only means "not committed" (re-reading is harmless), not a fault."""
+    return error.code() in _NOT_MADE or (error.retriable() and not error.fatal())
 
 
 def _by_partition(messages: Iterable[Message]) -> dict[Partition, list[Message]]:

@@ -129,6 +129,7 @@ class PrivateKafka:
             SCANTRAIL_STATE=str(state),
             SCANTRAIL_KAFKA_PORT=str(self.port),
             SCANTRAIL_KAFKA_CONTROLLER_PORT=str(free_port()),
+            SCANTRAIL_KAFKA_SASL_PORT=str(free_port()),
             SCANTRAIL_PYTHON=sys.executable,
         )
         self.script = ROOT / "deploy" / "local" / "kafka" / "kafka.sh"

@@ -849,3 +849,58 @@ def test_sigterm_while_influx_is_down_stops_promptly_and_loses_nothing(
         assert flux_total(influx, "passages", "count", "sum") == n_scans
     finally:
         influxd.stop()
+
+
+@pytest.mark.timeout(420)
+def test_a_broker_restart_under_a_running_sink_loses_and_doubles_nothing(
+    influx_settings: Any, tmp_path: Path
+) -> None:
+    """The broker (a private one) stops for 15 s mid-stream and comes back.
+
+    The sink keeps running through it: nothing is lost, nothing doubled, and
+    its offsets end committed, so a restart of the sink reads nothing again.
+    """
+    from scantrail.broker import ensure_topics
+    from scantrail.settings import KafkaSettings
+    from tests.support import PrivateKafka
+
+    broker = PrivateKafka(tmp_path / "broker")
+    broker.start()
+    try:
+        kafka = KafkaSettings(bootstrap=broker.bootstrap, partitions=2, retention_days=0)
+        ensure_topics(kafka)
+        start = datetime(2020, 2, 10, 8, tzinfo=SHANGHAI)
+        readings = [
+            make_reading(measured_at=start + timedelta(seconds=i), celsius=36.0 + i / 10_000)
+            for i in range(3000)
+        ]
+        first, second = readings[:1500], readings[1500:]
+        publish(kafka, first)
+        sink = InfluxSink(kafka, influx_settings, state_path=tmp_path / "sink.db")
+        runner = threading.Thread(target=sink.run, kwargs={"idle_exit_s": 240}, daemon=True)
+        runner.start()
+        deadline = time.monotonic() + 120
+        while sink.stats.counts["points"] < len(first):
+            assert time.monotonic() < deadline and runner.is_alive(), dict(sink.stats.counts)
+            time.sleep(0.2)
+        broker.stop()
+        time.sleep(15)
+        assert runner.is_alive(), "the sink must ride out a broker restart"
+        broker.start()
+        publish(kafka, second)
+        deadline = time.monotonic() + 180
+        while sink.stats.counts["points"] < len(first) + len(second):
+            assert time.monotonic() < deadline and runner.is_alive(), dict(sink.stats.counts)
+            time.sleep(0.2)
+        sink.stop()
+        runner.join(timeout=60)
+        assert not runner.is_alive()
+        time.sleep(1)
+        stored = flux_total(influx_settings, "temperature", "celsius", "count")
+        assert stored == len(first) + len(second)
+        # Everything handled is committed: the same group starts with nothing to read.
+        again = InfluxSink(kafka, influx_settings, state_path=tmp_path / "sink.db")
+        again.run(idle_exit_s=10)
+        assert again.stats.counts["points"] == 0, dict(again.stats.counts)
+    finally:
+        broker.stop()

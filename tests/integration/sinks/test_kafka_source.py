@@ -134,3 +134,31 @@ def test_a_partition_assigned_during_a_pause_stays_paused(kafka_settings: Any) -
     finally:
         paused.close()
     assert taken == set(range(N))
+
+
+@pytest.mark.timeout(300)
+def test_a_commit_while_the_broker_is_down_is_reported_as_not_made(tmp_path: Any) -> None:
+    """The sink then goes on: the records stay uncommitted and are read again later."""
+    from scantrail.broker import ensure_topics
+    from scantrail.settings import KafkaSettings
+    from sinks.kafka_source import CommitRefused
+    from tests.support import PrivateKafka
+
+    broker = PrivateKafka(tmp_path / "broker")
+    broker.start()
+    try:
+        kafka = KafkaSettings(bootstrap=broker.bootstrap, partitions=2)
+        ensure_topics(kafka)
+        topic = publish_numbers(kafka, 100)
+        source = consumer(kafka, topic)
+        try:
+            got = poll_until(source, 100)
+            broker.stop()
+            began = time.monotonic()
+            with pytest.raises(CommitRefused):
+                source.commit({tp: ms[-1].offset() + 1 for tp, ms in got.items()})
+            assert time.monotonic() - began < 120
+        finally:
+            source.close()
+    finally:
+        broker.stop()
