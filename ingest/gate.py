@@ -137,12 +137,20 @@ class Gate:
 def run_gate(gate: Gate, frames: Iterable[Frame], heartbeat_s: float = 30.0) -> GateCounts:
     """Process every frame of a source; heartbeats on the way; flush held readings at the end."""
     heartbeat = HeartbeatTimer(gate.kiosk, gate.clock, heartbeat_s)
+
+    def note_dropped() -> None:  # a live camera counts the frames it had to skip
+        dropped = getattr(frames, "dropped", None)
+        if isinstance(dropped, int) and getattr(frames, "live", False):
+            gate.kiosk.frames_dropped = dropped
+
     try:
         for frame in frames:
+            note_dropped()
             heartbeat.tick()
             gate.on_frame(frame)
             gate.poll_thermometer()
     finally:
         gate.close()
+        note_dropped()
         gate.kiosk.heartbeat(gate.clock.now())
     return gate.counts

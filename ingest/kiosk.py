@@ -31,6 +31,7 @@ class Kiosk:
         self.spool = spool
         self.scans_since_start = 0
         self.decode_failures = 0
+        self.frames_dropped: int | None = None  # live sources only (ingest.camera)
         self.last_scan_at: datetime | None = None
 
     def record_scan(
@@ -138,6 +139,7 @@ class Kiosk:
             scans_since_start=self.scans_since_start,
             decode_failures=self.decode_failures,
             version=__version__,
+            frames_dropped=self.frames_dropped,
         )
         self.spool.append(event)
         return event

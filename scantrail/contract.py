@@ -255,6 +255,10 @@ class KioskHeartbeat(Event):
     scans_since_start: Annotated[int, Field(ge=0)]
     decode_failures: Annotated[int, Field(ge=0)]
     version: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    # Added within version 1 (optional, so every kiosk/1 reader still reads it):
+    # live camera frames skipped because the decoder was still busy. A number
+    # that keeps climbing means the gate sees the present only in snapshots.
+    frames_dropped: Annotated[int, Field(ge=0)] | None = None
 
     @property
     def time(self) -> datetime:

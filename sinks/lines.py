@@ -124,6 +124,7 @@ def kiosk_health_line(beat: KioskHeartbeat) -> str:
         "spool_depth": beat.spool_depth,
         "scans_since_start": beat.scans_since_start,
         "decode_failures": beat.decode_failures,
+        "frames_dropped": beat.frames_dropped,
         "version": beat.version,
         "last_scan_age_s": None
         if beat.last_scan_at is None

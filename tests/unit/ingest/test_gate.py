@@ -155,3 +155,54 @@ def test_a_reading_waiting_for_its_scan_survives_a_kiosk_crash(tmp_path: Path) -
         ("kiosk-1-t0000000002", 36.6, None),  # the number was not reused
     ]
     assert spool.held() == []
+
+
+class LiveFrames:
+    """A live source that skipped some frames before each one it hands out."""
+
+    live = True
+
+    def __init__(self, frames: list[Frame], skipped_before_each: int) -> None:
+        self.frames = frames
+        self.step = skipped_before_each
+        self.dropped = 0
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        for frame in self.frames:
+            self.dropped += self.step
+            yield frame
+
+
+def test_a_live_cameras_skipped_frames_reach_the_heartbeat(tmp_path: Path) -> None:
+    from ingest.gate import run_gate
+    from sinks.lines import kiosk_health_line
+
+    blank = np.full((72, 128, 3), 235, dtype=np.uint8)
+    frames = [Frame(image=blank, at=i / 10, name=f"cam#{i}") for i in range(3)]
+    spool = Spool(tmp_path / "spool.db")
+    gate = Gate(
+        Kiosk(GateIdentity("kiosk-1", "site-a"), spool),
+        PassVerifier(generate_key().public_key()),
+        FixedClock(NOW),
+    )
+    run_gate(gate, LiveFrames(frames, skipped_before_each=4), heartbeat_s=30.0)
+    beats = [e for e in spooled(spool) if isinstance(e, contract.KioskHeartbeat)]
+    assert beats and beats[-1].frames_dropped == 12
+    assert "frames_dropped=12i" in kiosk_health_line(beats[-1])
+
+
+def test_a_recording_reports_no_skipped_frames(tmp_path: Path) -> None:
+    from ingest.gate import run_gate
+    from sinks.lines import kiosk_health_line
+
+    blank = np.full((72, 128, 3), 235, dtype=np.uint8)
+    spool = Spool(tmp_path / "spool.db")
+    gate = Gate(
+        Kiosk(GateIdentity("kiosk-1", "site-a"), spool),
+        PassVerifier(generate_key().public_key()),
+        FixedClock(NOW),
+    )
+    run_gate(gate, [Frame(image=blank, at=0.0, name="f#0")], heartbeat_s=30.0)
+    beat = [e for e in spooled(spool) if isinstance(e, contract.KioskHeartbeat)][-1]
+    assert beat.frames_dropped is None
+    assert "frames_dropped" not in kiosk_health_line(beat)
