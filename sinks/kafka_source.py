@@ -14,8 +14,9 @@ What the sink needs, and how it is kept here:
 * **Batches** of at most ``max_records`` messages, grouped by partition in
   the order they were fetched.
 * **Commits of explicit offsets** only, synchronously, after the batch's
-  effect is stored. A commit refused because the group moved on raises
-  :class:`CommitRefused`; the new owner re-reads those records.
+  effect is stored. A commit that was not made, because the group moved on
+  or the coordinator was out of reach, raises :class:`CommitRefused`; those
+  records are read again later (here or by the new owner), which is harmless.
 * **Pausing every partition** while InfluxDB is down, so memory holds one
   batch. A partition assigned during a pause is paused as it is assigned;
   records that still arrive while paused (fetched just before the pause) are
