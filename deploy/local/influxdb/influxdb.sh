@@ -199,7 +199,9 @@ running_pid() {
   [ -f "$PID_FILE" ] || return 1
   pid=$(cat "$PID_FILE" 2>/dev/null || true)
   [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
-  grep -q influxd "/proc/$pid/cmdline" 2>/dev/null || return 1
+  # Ours only: an influxd on this state directory. A pid file left by a
+  # killed influxd may name any process by now, another influxd included.
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "--bolt-path $STATE/influxd.bolt" || return 1
   echo "$pid"
 }
 
@@ -249,6 +251,10 @@ cmd_start() {
     fi
     [ -x "$BIN" ] || cmd_build
     command -v curl >/dev/null || die "curl not found"
+    # No influxd of ours runs, so any pid file is stale (left by a process
+    # killed without `stop`). It must go before the start: the wait below
+    # takes the first pid file it sees as the new influxd's.
+    rm -f "$PID_FILE"
     mkdir -p "$STATE/engine" "$STATE/config"
     rm -f "$STATE/config/"* 2>/dev/null || true
     say "starting $BIN on $URL (data and log in $STATE)"
@@ -267,8 +273,9 @@ cmd_start() {
         --log-level info \
         </dev/null >>"$LOG_FILE" 2>&1
     )
-    for i in 1 2 3 4 5 6 7 8 9 10; do [ -s "$PID_FILE" ] && break; sleep 0.1; done
-    pid=$(cat "$PID_FILE" 2>/dev/null || echo '?')
+    for ((i = 0; i < 50; i++)); do [ -s "$PID_FILE" ] && break; sleep 0.1; done
+    pid=$(cat "$PID_FILE" 2>/dev/null || true)
+    [ -n "$pid" ] || die "influxd did not start within 5 s (no pid in $PID_FILE); see $LOG_FILE"
   fi
   for ((i = 0; i < 120; i++)); do
     healthy && break

@@ -45,7 +45,17 @@ build() {
   echo "$LIBS"
 }
 
-pid_alive() { [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; }
+# The pid file outlives a broker killed without `stop` (a machine or session
+# torn down); its number may since belong to another process. Only a live
+# kafka.Kafka on this state's server.properties counts, so a stale file is
+# never mistaken for a broker, and `stop` never signals a stranger.
+pid_alive() {
+  local pid
+  [ -f "$PIDFILE" ] || return 1
+  pid=$(cat "$PIDFILE" 2>/dev/null || true)
+  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "kafka.Kafka $DIR/server.properties"
+}
 
 health() {
   # A real metadata round trip, not just an open port.
