@@ -204,6 +204,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=300_000)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="cProfile the sink's consumer thread and print where its time goes (slower)",
+    )
     args = parser.parse_args()
     n = args.events
 
@@ -240,7 +245,15 @@ def main() -> None:
 
         print("sink: InfluxSink from Kafka, commit after write", flush=True)
         with tempfile.TemporaryDirectory() as tmp:
-            sink = run_sink(kafka, influx, n, Path(tmp))
+            if args.profile:
+                import cProfile
+                import pstats
+
+                profiler = cProfile.Profile()
+                sink = profiler.runcall(run_sink, kafka, influx, n, Path(tmp))
+                pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
+            else:
+                sink = run_sink(kafka, influx, n, Path(tmp))
         sink_rate = n / sink["seconds"]
         print(f"  {n:,} points in {sink['seconds']:.1f} s = {sink_rate:,.0f} points/s", flush=True)
 
@@ -282,6 +295,8 @@ def main() -> None:
             "machine": {**info, "load_avg_at_end": os.getloadavg()},
             "note": "timings vary run to run: compare the ratio, and see the load averages",
         }
+        if args.profile:  # the profiler slows the sink: its figures are not results
+            args.out = Path(tempfile.gettempdir()) / "bench-sink-profiled.json"
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=2) + "\n")
         print(
