@@ -42,7 +42,7 @@ import faust
 from processors.agents import Outcomes, run_guarded
 from processors.app import Topics
 from processors.contacts import ContactPolicy, trace
-from processors.live import partition_of
+from processors.live import StateTable, partition_of
 from processors.trails import RETENTION, SiteVisits, Trail, TrailSlice, VisitSlice, to_micros
 from scantrail import contract
 from scantrail.contract import decode_as
@@ -159,6 +159,18 @@ def install_trails(
     keep = to_micros_delta(retention)
     trail_sweep = RetentionSweep(trails, DAY_US, keep, partitions)
     visit_sweep = RetentionSweep(visits, SLOT_US, keep, partitions)
+    # The buckets this worker writes, decoded once: rebuilding a bucket from
+    # its table value on every scan was most of these agents' cost. A site
+    # slot holds many more visits than a person-day holds scans, hence the
+    # smaller bound (a few hours of slots for a district's sites).
+    person_days = StateTable(trails, Trail, limit=100_000)
+    site_slots = StateTable(visits, SiteVisits, limit=20_000)
+
+    @app.on_partitions_assigned.connect
+    async def forget_buckets(sender: Any, assigned: Any, **kwargs: Any) -> None:
+        """After a rebalance another worker may have written a bucket: the table is the truth."""
+        person_days.forget()
+        site_slots.forget()
 
     async def trail_persons_one(event: Any) -> None:
         try:
@@ -175,11 +187,10 @@ def install_trails(
             outcomes.counts["trail_expired"] += 1
             return
         trail_sweep.sweep(partition)
-        key = trail_key(scan.person_id, at)
-        raw = trails.get(key)
-        trail = Trail() if raw is None else Trail.from_dict(raw)
+        key = trail_key(scan.person_id, at).decode()
+        trail = person_days.load(key)
         if trail.add(at, scan.site_id, scan.kiosk_id, scan.direction, scan.event_id):
-            trails[key] = trail.to_dict()
+            person_days.save(key, trail)
             outcomes.counts["trail"] += 1
         await visits_topic.send(key=scan.site_id.encode(), value=event.value)
 
@@ -194,11 +205,10 @@ def install_trails(
         if visit_sweep.too_old(partition, at):
             return
         visit_sweep.sweep(partition)
-        key = visit_key(scan.site_id, at)
-        raw = visits.get(key)
-        bucket = SiteVisits() if raw is None else SiteVisits.from_dict(raw)
+        key = visit_key(scan.site_id, at).decode()
+        bucket = site_slots.load(key)
         if bucket.add(at, scan.person_id, scan.kiosk_id, scan.event_id):
-            visits[key] = bucket.to_dict()
+            site_slots.save(key, bucket)
             outcomes.counts["visit"] += 1
 
     @app.agent(visits_topic, name="trail-sites")
