@@ -69,7 +69,10 @@ class KafkaSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _credentials_present(self) -> KafkaSettings:
-        if self.sasl_password_file is not None and not self.sasl_password.get_secret_value():
+        # The file is read only when SASL is on: manifests mount an optional
+        # Secret for every pod, and a PLAINTEXT cluster has none to mount.
+        needs_file = self.uses_sasl and not self.sasl_password.get_secret_value()
+        if needs_file and self.sasl_password_file is not None:
             try:
                 text = self.sasl_password_file.read_text().strip()
             except OSError as exc:

@@ -139,6 +139,7 @@ def test_configmap_and_secret_references_resolve() -> None:
         "scantrail-pager-webhooks",
         "scantrail-pager-smtp",
         "scantrail-pager-ack",
+        "scantrail-kafka",
     }
 
     def check(kind: str, name: str, key: str | None, where: str) -> None:
@@ -176,7 +177,10 @@ def test_configmap_and_secret_references_resolve() -> None:
 def test_no_secret_value_is_written_down() -> None:
     assert "Secret" not in {o["kind"] for o in OBJECTS}, "Secrets are created by hand"
     for name, cm in by_kind("ConfigMap").items():
-        for key in cm.get("data", {}):
+        for key, value in cm.get("data", {}).items():
+            if key.endswith("_FILE"):  # where a mounted Secret's file is, not its value
+                assert value.startswith("/etc/scantrail/"), f"ConfigMap {name}: {key}={value}"
+                continue
             assert not SECRETISH.search(key), f"ConfigMap {name} holds {key}"
     for where, c, _ in containers():
         for env in c.get("env", []):
@@ -389,3 +393,27 @@ def test_topics_job_creates_replicated_topics() -> None:
     assert {"configMapRef": {"name": "scantrail-config"}} in container["envFrom"]
     assert config()["SCANTRAIL_KAFKA_REPLICATION"] == "3"
     assert job["spec"]["template"]["spec"]["restartPolicy"] in ("OnFailure", "Never")
+
+
+def test_every_kafka_client_pod_can_read_the_sasl_password_file() -> None:
+    """Switching the ConfigMap to SASL must be all a cluster needs, besides the Secret."""
+    password_file = Path(config()["SCANTRAIL_KAFKA_SASL_PASSWORD_FILE"])
+    kafka_pods = 0
+    for where, c, spec in containers():
+        sources = {s.get("configMapRef", {}).get("name") for s in c.get("envFrom", [])}
+        if "scantrail-config" not in sources:
+            continue
+        kafka_pods += 1
+        volumes = {v["name"]: v for v in spec.get("volumes", [])}
+        readable = {
+            Path(m["mountPath"]) / item["path"]
+            for m in c.get("volumeMounts", [])
+            if "secret" in volumes.get(m["name"], {})
+            and volumes[m["name"]]["secret"]["secretName"] == "scantrail-kafka"
+            for item in volumes[m["name"]]["secret"]["items"]
+        }
+        assert password_file in readable, f"{where} cannot read {password_file}"
+        for volume in volumes.values():
+            if volume.get("secret", {}).get("secretName") == "scantrail-kafka":
+                assert volume["secret"]["optional"] is True, f"{where}: PLAINTEXT needs no Secret"
+    assert kafka_pods == 4  # worker, sink-influx, pager, topics job

@@ -115,3 +115,12 @@ def test_faust_gets_sasl_credentials_only_when_asked() -> None:
     )
     assert isinstance(creds, faust.SASLCredentials)
     assert (creds.username, creds.password, creds.mechanism.value) == ("worker", "pw", "PLAIN")
+
+
+def test_a_password_file_is_not_read_without_sasl(tmp_path: Any) -> None:
+    """The cluster pods all name the file; under PLAINTEXT the optional Secret is absent."""
+    from scantrail.settings import KafkaSettings
+
+    settings = KafkaSettings(sasl_password_file=tmp_path / "absent")
+    assert settings.security_protocol == "PLAINTEXT"
+    assert settings.sasl_password.get_secret_value() == ""
