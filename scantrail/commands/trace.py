@@ -131,7 +131,7 @@ def trace(
         f"{bad} invalid lines skipped",
         err=True,
     )
-    if person not in index.trails:
+    if not index.knows(person):
         click.echo(f"warning: no scans of {person!r} in {scans_path}", err=True)
     result = run_trace(
         person,
