@@ -137,8 +137,7 @@ def trace(
         person,
         since,
         until,
-        trail_of=index.trail_between,
-        visits_at=index.visits_between,
+        stores=index,
         policy=policy,
     )
     if fmt == "csv":
