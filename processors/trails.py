@@ -46,11 +46,13 @@ Pure: standard library and :mod:`scantrail.contract` only; no clock, no I/O.
 
 from __future__ import annotations
 
+import gc
 import sys
 from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -597,7 +599,17 @@ class TrailIndex:
         if len(batch) < _SMALL_BATCH:
             added = sum(self._add_one(t, p, s, k, e) for t, p, s, k, _, e in batch)
         else:
-            added = self._add_batch(batch)
+            # The columns and dicts built here hold no cycles, but their
+            # allocations would start collections that re-scan the caller's
+            # rows and the index (a third of the build time at 5M scans).
+            paused = gc.isenabled()
+            if paused:
+                gc.disable()
+            try:
+                added = self._add_batch(batch)
+            finally:
+                if paused:
+                    gc.enable()
         self.added += added
         return added
 
@@ -623,7 +635,10 @@ class TrailIndex:
 
     def _add_batch(self, batch: Sequence[tuple[int, str, str, str, str, str]]) -> int:
         n = len(batch)
-        times_in, persons_in, sites_in, kiosks_in, _, events_in = zip(*batch, strict=True)
+        # One C-level pass per column: zip(*batch) would make an iterator per row.
+        times_in, persons_in, sites_in, kiosks_in, events_in = (
+            list(map(itemgetter(column), batch)) for column in (0, 1, 2, 3, 5)
+        )
         times = np.fromiter(times_in, np.int64, n)
         seen = self._seen
         # A row is kept if its id is new to the index and to the rows before it
