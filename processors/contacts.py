@@ -175,7 +175,9 @@ class Stores(Protocol):
 
     def trail_codes(self, person: int, start: int, end: int) -> CodedTrail: ...
 
-    def visit_codes(self, site: int, start: int, end: int) -> CodedVisits: ...
+    def visit_codes(self, site: int, starts: Codes, ends: Codes) -> CodedVisits:
+        """The site's visits in any of the sorted, disjoint spans ``[starts[i], ends[i]]``."""
+        ...
 
     def person_names(self, codes: Codes) -> list[str]: ...
 
@@ -234,13 +236,17 @@ class LookupStores:
             self._events.codes(found.event_ids),
         )
 
-    def visit_codes(self, site: int, start: int, end: int) -> CodedVisits:
-        found = self._visits_at(self._sites.ids[site], start, end)
+    def visit_codes(self, site: int, starts: Codes, ends: Codes) -> CodedVisits:
+        site_id = self._sites.ids[site]
+        found = [
+            self._visits_at(site_id, start, end)
+            for start, end in zip(starts.tolist(), ends.tolist(), strict=True)
+        ]
         return CodedVisits(
-            np.array(found.times, dtype=np.int64),
-            self._persons.codes(found.persons),
-            self._kiosks.codes(found.kiosks),
-            self._events.codes(found.event_ids),
+            np.array([t for part in found for t in part.times], dtype=np.int64),
+            self._persons.codes([p for part in found for p in part.persons]),
+            self._kiosks.codes([k for part in found for k in part.kiosks]),
+            self._events.codes([e for part in found for e in part.event_ids]),
         )
 
     def person_names(self, codes: Codes) -> list[str]:
@@ -304,11 +310,12 @@ def _spread(stores: Stores, src: _Scans, exclude: Codes, window: int, same_kiosk
         site = int(s_sites[a])
         times = s_times[a:b]
         gap = np.flatnonzero(times[1:] - times[:-1] > 2 * window) + 1
-        los = (times[np.concatenate(([0], gap))] - window).tolist()
-        his = (times[np.concatenate((gap - 1, [len(times) - 1]))] + window).tolist()
-        parts = [stores.visit_codes(site, lo, hi) for lo, hi in zip(los, his, strict=True)]
-        v_times = _concat([p.times for p in parts])
-        v_persons = _concat([p.persons for p in parts])
+        visits = stores.visit_codes(
+            site,
+            times[np.concatenate(([0], gap))] - window,
+            times[np.concatenate((gap - 1, [len(times) - 1]))] + window,
+        )
+        v_times, v_persons = visits.times, visits.persons
         if len(exclude):
             at = np.minimum(np.searchsorted(exclude, v_persons), len(exclude) - 1)
             keep = np.flatnonzero(exclude[at] != v_persons)
@@ -322,8 +329,7 @@ def _spread(stores: Stores, src: _Scans, exclude: Codes, window: int, same_kiosk
             continue
         visit = np.repeat(np.arange(len(v_times)), count)
         source = a + np.arange(total) - np.repeat(np.cumsum(count) - count - first, count)
-        v_kiosks = _concat([p.kiosks for p in parts])
-        v_events = _concat([p.events for p in parts])
+        v_kiosks, v_events = visits.kiosks, visits.events
         if keep is not None:
             v_kiosks, v_events = v_kiosks[keep], v_events[keep]
         if same_kiosk:
@@ -416,9 +422,9 @@ def _bounds(groups: Codes) -> Codes:
     )
 
 
-def _tuples(values: list[Any], bounds: Codes) -> list[tuple[Any, ...]]:
+def _tuples(values: Iterable[Any], bounds: Codes) -> list[tuple[Any, ...]]:
     """``values[bounds[i]:bounds[i + 1]]`` as a tuple, for each i (slicing a tuple, in C)."""
-    flat = tuple(values)
+    flat = values if isinstance(values, tuple) else tuple(values)
     return list(map(flat.__getitem__, map(slice, bounds[:-1].tolist(), bounds[1:].tolist())))
 
 
@@ -482,7 +488,7 @@ def _contacts(
     encounters = np.diff(k_bounds)
     names = np.array(src_names, dtype=object)
     flat = zip(names[sources[kept]].tolist(), stores.event_names(events[kept]), strict=True)
-    evidence = _tuples(list(flat), k_bounds)
+    evidence = _tuples(flat, k_bounds)
 
     site_rank, site_count = _string_rank(src.sites, stores.site_names)
     site_by_rank = np.empty(site_count, dtype=np.int64)

@@ -493,6 +493,20 @@ class _Keyed:
             np.frombuffer(self.rows[key][lo:hi], dtype=np.int64),
         )
 
+    def spans(
+        self, key: int, starts: Codes, ends: Codes, event_ids: EventIds
+    ) -> tuple[Codes, Codes]:
+        """Times and rows of the key's scans in any of the sorted, disjoint spans (inclusive)."""
+        if key in self.dirty:
+            self._sort(key, event_ids)
+        # Views of the arrays live only in this call (an array exporting its
+        # buffer cannot grow); the fancy indexing below copies.
+        times = np.frombuffer(self.times[key], dtype=np.int64)
+        lo = np.searchsorted(times, starts, side="left")
+        count = np.searchsorted(times, ends, side="right") - lo
+        at = np.arange(int(count.sum())) + np.repeat(lo - (np.cumsum(count) - count), count)
+        return times[at], np.frombuffer(self.rows[key], dtype=np.int64)[at]
+
     def _sort(self, key: int, event_ids: EventIds) -> None:
         rows = self.rows[key]
         order = _order(self.times[key], [event_ids[row] for row in rows])
@@ -727,10 +741,10 @@ class TrailIndex:
         times, rows = self._trails.span(person, start, end, self._events.data)
         return CodedTrail(times, self._site.data[rows], self._kiosk.data[rows], rows)
 
-    def visit_codes(self, site: int, start: int, end: int) -> CodedVisits:
+    def visit_codes(self, site: int, starts: Codes, ends: Codes) -> CodedVisits:
         if not 0 <= site < len(self._visits.times):
             return _NO_VISITS
-        times, rows = self._visits.span(site, start, end, self._events.data)
+        times, rows = self._visits.spans(site, starts, ends, self._events.data)
         return CodedVisits(times, self._person.data[rows], self._kiosk.data[rows], rows)
 
     def person_names(self, codes: Codes) -> list[str]:
@@ -766,7 +780,7 @@ class TrailIndex:
         code = self._sites.codes.get(site_id)
         if code is None:
             return _EMPTY_VISITS
-        found = self.visit_codes(code, start, end)
+        found = self.visit_codes(code, np.array([start]), np.array([end]))
         return VisitSlice(
             found.times.tolist(),
             self._persons.names(found.persons),
