@@ -262,8 +262,7 @@ def main() -> None:
                 person,
                 since,
                 until,
-                trail_of=index.trail_between,
-                visits_at=index.visits_between,
+                stores=index,
                 policy=policy,
             )
             ours.append(time.perf_counter() - began)

@@ -22,27 +22,49 @@ visitors around them::
     trail_of(person_id, start, end) -> TrailSlice   # the per-person store
     visits_at(site_id, start, end)  -> VisitSlice   # the per-site store
 
-:class:`processors.trails.TrailIndex` provides both over in-memory dicts
-(``index.trail_between``, ``index.visits_between``); the live worker passes
-lookups over its faust tables keyed by ``person_id`` and ``site_id``. Pure and
-deterministic: the same stores give the same :class:`Trace`, byte for byte.
+The live worker passes these over its faust tables keyed by ``person_id`` and
+``site_id``. :class:`processors.trails.TrailIndex` is passed whole
+(``stores=index``): it answers the same questions with int codes
+(:class:`Stores`), and string lookups are coded on the fly by
+:class:`LookupStores`, so both run the one search below.
+
+Why the search works on int columns: a depth-2 trace can match a hundred
+thousand visits and return tens of thousands of contacts. Matching,
+excluding and grouping are numpy operations on codes; strings are touched
+only for the answer, and string order (evidence, sites, ``via``, ties between
+persons) is taken from the few source scans or from ranks, never by sorting a
+hundred thousand strings. Pure and deterministic: the same stores give the
+same :class:`Trace`, byte for byte, whichever way they are passed.
 """
 
 from __future__ import annotations
 
 import gc
-from bisect import bisect_left, bisect_right
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, NamedTuple
+from functools import partial
+from itertools import repeat
+from typing import Any, NamedTuple, Protocol
 
-from processors.trails import TrailSlice, VisitSlice, from_micros, to_micros
+import numpy as np
+
+from processors.trails import (
+    CodedTrail,
+    CodedVisits,
+    Codes,
+    TrailSlice,
+    VisitSlice,
+    from_micros,
+    to_micros,
+)
 
 TrailLookup = Callable[[str, int, int], TrailSlice]
 VisitLookup = Callable[[str, int, int], VisitSlice]
 
 DEFAULT_WINDOW = timedelta(minutes=15)
+
+_NO_CODES: Codes = np.zeros(0, dtype=np.int64)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -141,130 +163,378 @@ class Trace:
         return [c for c in self.contacts if c.degree == degree]
 
 
-class _Found:
-    """Evidence gathered for one person while searching (mutable, private)."""
+class Stores(Protocol):
+    """The coded view of both stores that the search runs on.
 
-    __slots__ = ("first", "pairs", "sites", "times", "via")
+    :class:`processors.trails.TrailIndex` is one; :class:`LookupStores` makes
+    one of two string lookups (the live tables). Codes are dense ints per kind
+    (persons, sites, kiosks, scans); only the ``*_names`` methods give strings.
+    """
 
-    def __init__(self, first: int) -> None:
-        self.first = first
-        self.pairs: list[tuple[str, str]] = []
-        self.sites: set[str] = set()
-        self.times: list[int] = []
-        self.via: set[str] = set()
+    def person_code(self, person_id: str) -> int: ...
+
+    def trail_codes(self, person: int, start: int, end: int) -> CodedTrail: ...
+
+    def visit_codes(self, site: int, starts: Codes, ends: Codes) -> CodedVisits:
+        """The site's visits in any of the sorted, disjoint spans ``[starts[i], ends[i]]``."""
+        ...
+
+    def person_names(self, codes: Codes) -> list[str]: ...
+
+    def person_order(self, codes: Codes) -> Codes:
+        """Non-negative int sort keys in the order of the persons' strings."""
+        ...
+
+    def site_names(self, codes: Codes) -> list[str]: ...
+
+    def event_names(self, codes: Codes) -> list[str]: ...
 
 
-class _Sources:
-    """The scans to search from at one site, in time order (parallel lists)."""
-
-    __slots__ = ("event_ids", "kiosks", "persons", "times")
+class _Vocabulary(dict[str, int]):
+    """Codes for the strings one trace meets, given on first sight."""
 
     def __init__(self) -> None:
-        self.times: list[int] = []
-        self.event_ids: list[str] = []
-        self.kiosks: list[str] = []
-        self.persons: list[str] = []
+        super().__init__()
+        self.ids: list[str] = []
 
-    def sort(self) -> None:
-        order = sorted(range(len(self.times)), key=lambda i: (self.times[i], self.event_ids[i]))
-        self.times = [self.times[i] for i in order]
-        self.event_ids = [self.event_ids[i] for i in order]
-        self.kiosks = [self.kiosks[i] for i in order]
-        self.persons = [self.persons[i] for i in order]
+    def __missing__(self, name: str) -> int:
+        code = self[name] = len(self.ids)
+        self.ids.append(name)
+        return code
 
+    def codes(self, names: list[str]) -> Codes:
+        return np.fromiter(map(self.__getitem__, names), np.int64, len(names))
 
-def _group(person: str, scans: TrailSlice, by_site: dict[str, _Sources]) -> None:
-    for t, site, kiosk, event in zip(
-        scans.times, scans.sites, scans.kiosks, scans.event_ids, strict=True
-    ):
-        group = by_site.get(site)
-        if group is None:
-            group = by_site[site] = _Sources()
-        group.times.append(t)
-        group.event_ids.append(event)
-        group.kiosks.append(kiosk)
-        group.persons.append(person)
+    def names(self, codes: Codes) -> list[str]:
+        return list(map(self.ids.__getitem__, codes.tolist()))
 
 
-def _spread(
-    by_site: dict[str, _Sources],
-    exclude: set[str],
-    visits_at: VisitLookup,
-    window: int,
-    same_kiosk: bool,
-    found: dict[str, _Found],
-) -> None:
-    """Add to ``found`` every person, not in ``exclude``, met by the source scans.
+class LookupStores:
+    """:class:`Stores` over the two string lookups, with codes made up for one trace.
+
+    The live worker's tables hold strings (JSON values), so their slices are
+    coded here as they are read; the search is then the same as over the index.
+    """
+
+    def __init__(self, trail_of: TrailLookup, visits_at: VisitLookup) -> None:
+        self._trail_of = trail_of
+        self._visits_at = visits_at
+        self._persons = _Vocabulary()
+        self._sites = _Vocabulary()
+        self._kiosks = _Vocabulary()
+        self._events = _Vocabulary()
+
+    def person_code(self, person_id: str) -> int:
+        return self._persons[person_id]
+
+    def trail_codes(self, person: int, start: int, end: int) -> CodedTrail:
+        found = self._trail_of(self._persons.ids[person], start, end)
+        return CodedTrail(
+            np.array(found.times, dtype=np.int64),
+            self._sites.codes(found.sites),
+            self._kiosks.codes(found.kiosks),
+            self._events.codes(found.event_ids),
+        )
+
+    def visit_codes(self, site: int, starts: Codes, ends: Codes) -> CodedVisits:
+        site_id = self._sites.ids[site]
+        found = [
+            self._visits_at(site_id, start, end)
+            for start, end in zip(starts.tolist(), ends.tolist(), strict=True)
+        ]
+        return CodedVisits(
+            np.array([t for part in found for t in part.times], dtype=np.int64),
+            self._persons.codes([p for part in found for p in part.persons]),
+            self._kiosks.codes([k for part in found for k in part.kiosks]),
+            self._events.codes([e for part in found for e in part.event_ids]),
+        )
+
+    def person_names(self, codes: Codes) -> list[str]:
+        return self._persons.names(codes)
+
+    def person_order(self, codes: Codes) -> Codes:
+        return _string_rank(codes, self.person_names)[0]
+
+    def site_names(self, codes: Codes) -> list[str]:
+        return self._sites.names(codes)
+
+    def event_names(self, codes: Codes) -> list[str]:
+        return self._events.names(codes)
+
+
+class _Scans(NamedTuple):
+    """Scans to search from, as parallel int columns (any order)."""
+
+    times: Codes
+    sites: Codes
+    kiosks: Codes
+    events: Codes
+    persons: Codes
+
+
+class _Pairs(NamedTuple):
+    """Every (source scan, contact scan) match, as parallel int columns.
+
+    ``sources`` are positions in the :class:`_Scans` searched from; the rest
+    describe the contact's scan.
+    """
+
+    sources: Codes
+    persons: Codes
+    events: Codes
+    times: Codes
+
+
+def _concat(parts: list[Codes]) -> Codes:
+    return np.concatenate(parts) if parts else _NO_CODES
+
+
+def _spread(stores: Stores, src: _Scans, exclude: Codes, window: int, same_kiosk: bool) -> _Pairs:
+    """Every visit, by a person not in ``exclude`` (sorted codes), within ``window`` of a source.
 
     Per site, the sources' windows are merged into disjoint spans and each span
-    is fetched once; each visit then finds its matching sources by bisecting
-    the time-sorted sources. A visit by an excluded person (at depth 2, the
-    many neighbours who are first-degree contacts already) costs one set
-    lookup, however many sources it is near, so a trace costs the visits
-    around the sources plus the evidence it returns.
+    is fetched once, so every visit is seen at most once; the sources matching
+    each visit are then a contiguous run of the time-sorted sources
+    (``searchsorted``), and the runs are expanded into pairs with
+    ``repeat``/``cumsum``. Nothing here builds a Python object per visit.
     """
-    for site in sorted(by_site):
-        src = by_site[site]
-        src.sort()
-        s_times, s_events, s_kiosks, s_persons = src.times, src.event_ids, src.kiosks, src.persons
-        spans: list[list[int]] = []
-        for t in s_times:
-            if spans and t - window <= spans[-1][1]:
-                spans[-1][1] = t + window
-            else:
-                spans.append([t - window, t + window])
-        for lo, hi in spans:
-            visits = visits_at(site, lo, hi)
-            for vt, person, vkiosk, event in zip(
-                visits.times, visits.persons, visits.kiosks, visits.event_ids, strict=True
-            ):
-                if person in exclude:
-                    continue
-                first = bisect_left(s_times, vt - window)
-                last = bisect_right(s_times, vt + window)
-                hit = found.get(person)
-                matched = False
-                for i in range(first, last):
-                    if same_kiosk and s_kiosks[i] != vkiosk:
-                        continue
-                    if hit is None:
-                        hit = found[person] = _Found(vt)
-                    hit.pairs.append((s_events[i], event))
-                    hit.via.add(s_persons[i])
-                    matched = True
-                if matched and hit is not None:
-                    if vt < hit.first:
-                        hit.first = vt
-                    hit.sites.add(site)
-                    hit.times.append(vt)
-
-
-def _contact(person: str, degree: int, hit: _Found) -> Contact:
-    # Positional, and no sorting of one-element lists: most second-degree
-    # contacts have a single encounter, and there can be tens of thousands.
-    pairs = hit.pairs
-    if len(pairs) == 1:
-        return Contact(
-            person,
-            degree,
-            hit.first,
-            1,
-            tuple(hit.sites),
-            (pairs[0],),
-            tuple(hit.via) if degree > 1 else (),
-            (hit.times[0],),
+    if not len(src.times):
+        return _Pairs(*(_NO_CODES for _ in _Pairs._fields))
+    order = np.lexsort((src.times, src.sites))
+    s_sites, s_times = src.sites[order], src.times[order]
+    s_kiosks = src.kiosks[order]
+    cut = np.flatnonzero(s_sites[1:] != s_sites[:-1]) + 1
+    starts, ends = np.concatenate(([0], cut)).tolist(), np.concatenate((cut, [len(order)])).tolist()
+    out: dict[str, list[Codes]] = {name: [] for name in _Pairs._fields}
+    for a, b in zip(starts, ends, strict=True):
+        site = int(s_sites[a])
+        times = s_times[a:b]
+        gap = np.flatnonzero(times[1:] - times[:-1] > 2 * window) + 1
+        visits = stores.visit_codes(
+            site,
+            times[np.concatenate(([0], gap))] - window,
+            times[np.concatenate((gap - 1, [len(times) - 1]))] + window,
         )
-    evidence = tuple(sorted(set(pairs)))
-    return Contact(
-        person,
-        degree,
-        hit.first,
-        len(evidence),
-        tuple(sorted(hit.sites)),
-        evidence,
-        tuple(sorted(hit.via)) if degree > 1 else (),
-        tuple(sorted(set(hit.times))),
+        v_times, v_persons = visits.times, visits.persons
+        if len(exclude):
+            at = np.minimum(np.searchsorted(exclude, v_persons), len(exclude) - 1)
+            keep = np.flatnonzero(exclude[at] != v_persons)
+            v_times, v_persons = v_times[keep], v_persons[keep]
+        else:
+            keep = None
+        first = np.searchsorted(times, v_times - window, side="left")
+        count = np.searchsorted(times, v_times + window, side="right") - first
+        total = int(count.sum())
+        if not total:
+            continue
+        visit = np.repeat(np.arange(len(v_times)), count)
+        source = a + np.arange(total) - np.repeat(np.cumsum(count) - count - first, count)
+        v_kiosks, v_events = visits.kiosks, visits.events
+        if keep is not None:
+            v_kiosks, v_events = v_kiosks[keep], v_events[keep]
+        if same_kiosk:
+            same = np.flatnonzero(s_kiosks[source] == v_kiosks[visit])
+            source, visit = source[same], visit[same]
+        out["sources"].append(order[source])
+        out["persons"].append(v_persons[visit])
+        out["events"].append(v_events[visit])
+        out["times"].append(v_times[visit])
+    return _Pairs(*(_concat(out[name]) for name in _Pairs._fields))
+
+
+def _string_rank(codes: Codes, names: Callable[[Codes], list[str]]) -> tuple[Codes, int]:
+    """For each code, the rank of its string among the distinct strings given; and their count."""
+    distinct, inverse = np.unique(codes, return_inverse=True)
+    strings = names(distinct)
+    rank = np.empty(len(distinct), dtype=np.int64)
+    rank[sorted(range(len(strings)), key=strings.__getitem__)] = np.arange(len(distinct))
+    return rank[inverse], len(distinct)
+
+
+def _runs(keys: list[Codes]) -> tuple[Codes, Codes]:
+    """For rows sorted by ``keys``: a run number per row, and whether its run has company."""
+    n = len(keys[0])
+    new = np.ones(n, dtype=bool)
+    if n:
+        new[1:] = False
+        for key in keys:
+            new[1:] |= key[1:] != key[:-1]
+    shared = ~new
+    shared[:-1] |= ~new[1:]
+    return np.cumsum(new), shared
+
+
+def _by_string_within(
+    order: Codes, keys: list[Codes], codes: Codes, names: Callable[[Codes], list[str]]
+) -> Codes:
+    """``order`` (sorted by ``keys``) with ties put in the string order of ``codes``.
+
+    Only the tied rows are ranked by string: the strings of a hundred thousand
+    scans would cost more to sort than everything else in a trace.
+    """
+    run, shared = _runs([key[order] for key in keys])
+    tied = np.flatnonzero(shared)
+    if not len(tied):
+        return order
+    rank = _string_rank(codes[order[tied]], names)[0]
+    # Runs are contiguous, so reordering the tied rows among themselves is enough.
+    order = order.copy()
+    order[tied] = order[tied][np.lexsort((rank, run[tied]))]
+    return order
+
+
+_KEY_LIMIT = 2**62
+
+
+def _sort_pairs(major: Codes, minor: Codes, minor_size: int) -> Codes:
+    """The order by (major, minor), both non-negative: one int64 argsort when the key fits.
+
+    Not stable: callers order ties themselves, or have none.
+    """
+    if len(major) and (int(major.max()) + 1) * minor_size < _KEY_LIMIT:
+        return np.argsort(major * minor_size + minor)
+    return np.lexsort((minor, major))
+
+
+def _distinct(group: Codes, value: Codes, size: int) -> tuple[Codes, Codes]:
+    """Per group (ints from 0, each present), its distinct ``value``s (ints below ``size``), sorted.
+
+    Returns the values, flat, and where each group's values start (plus the
+    end). One int64 sort of ``group * size + value`` when that fits, which is
+    several times faster than a two-key ``lexsort``.
+    """
+    if len(group) and (int(group.max()) + 1) * size < _KEY_LIMIT:
+        keys = np.sort(group * size + value)
+        keys = keys[np.concatenate(([True], keys[1:] != keys[:-1]))]
+        groups, values = keys // size, keys % size
+    else:
+        order = np.lexsort((value, group))
+        groups, values = group[order], value[order]
+        fresh = np.concatenate(([True], (groups[1:] != groups[:-1]) | (values[1:] != values[:-1])))
+        groups, values = groups[fresh], values[fresh]
+    return values, _bounds(groups)
+
+
+def _bounds(groups: Codes) -> Codes:
+    """Where each run of equal (sorted) ``groups`` starts, and the end."""
+    return np.append(
+        np.flatnonzero(np.concatenate(([True], groups[1:] != groups[:-1]))), len(groups)
     )
+
+
+def _tuples(values: Iterable[Any], bounds: Codes) -> list[tuple[Any, ...]]:
+    """``values[bounds[i]:bounds[i + 1]]`` as a tuple, for each i (slicing a tuple, in C)."""
+    flat = values if isinstance(values, tuple) else tuple(values)
+    return list(map(flat.__getitem__, map(slice, bounds[:-1].tolist(), bounds[1:].tolist())))
+
+
+def _few_tuples(names: list[str], ranks: Codes, bounds: Codes) -> list[tuple[str, ...]]:
+    """Like :func:`_tuples` for values drawn from a few ``names`` (by rank).
+
+    Most contacts have one site, and many one first-degree contact in
+    ``via``: those share one 1-tuple per name instead of each getting its own.
+    """
+    ones = np.fromiter(zip(names), dtype=object, count=len(names))
+    starts = bounds[:-1]
+    out = ones[ranks[starts]]
+    larger = np.flatnonzero(np.diff(bounds) > 1)
+    if len(larger):
+        flat = tuple(np.array(names, dtype=object)[ranks].tolist())
+        out[larger] = np.fromiter(
+            map(flat.__getitem__, map(slice, starts[larger].tolist(), bounds[larger + 1].tolist())),
+            dtype=object,
+            count=len(larger),
+        )
+    tuples: list[tuple[str, ...]] = out.tolist()
+    return tuples
+
+
+_new_contact: Callable[[tuple[Any, ...]], Contact] = partial(tuple.__new__, Contact)
+"""Builds a :class:`Contact` from one tuple in C: tens of thousands per trace."""
+
+
+def _contacts(
+    stores: Stores, degree: int, src: _Scans, pairs: _Pairs
+) -> tuple[list[Contact], Codes, Codes]:
+    """The contacts found in ``pairs``; also their person codes and first contact times.
+
+    Everything a contact's fields need a string order for (source events,
+    sites, first-degree persons) comes from the sources, which are few: their
+    strings are ranked once and the pairs take the ranks by source.
+    """
+    if not len(pairs.persons):
+        return [], _NO_CODES, _NO_CODES
+    src_names = stores.event_names(src.events)
+    src_rank = np.empty(len(src_names), dtype=np.int64)
+    src_rank[sorted(range(len(src_names)), key=src_names.__getitem__)] = np.arange(len(src_names))
+    # Evidence order: by contact, then source event id, then contact event id.
+    order = _sort_pairs(pairs.persons, src_rank[pairs.sources], len(src_names))
+    order = _by_string_within(
+        order, [pairs.persons, src_rank[pairs.sources]], pairs.events, stores.event_names
+    )
+    persons, sources, events = pairs.persons[order], pairs.sources[order], pairs.events[order]
+    new = np.concatenate(([True], persons[1:] != persons[:-1]))
+    starts = np.flatnonzero(new)
+    group = np.cumsum(new) - 1
+    codes = persons[starts]
+    times = pairs.times[order]
+    firsts = np.minimum.reduceat(times, starts)
+    # The same pair twice (a scan held twice by the live tables) is one encounter.
+    src_events = src.events[sources]
+    once = new.copy()
+    once[1:] |= (src_events[1:] != src_events[:-1]) | (events[1:] != events[:-1])
+    kept = np.flatnonzero(once)
+    k_bounds = np.append(np.flatnonzero(new[kept]), len(kept))
+    encounters = np.diff(k_bounds)
+    names = np.array(src_names, dtype=object)
+    flat = zip(names[sources[kept]].tolist(), stores.event_names(events[kept]), strict=True)
+    evidence = _tuples(flat, k_bounds)
+
+    site_rank, site_count = _string_rank(src.sites, stores.site_names)
+    site_by_rank = np.empty(site_count, dtype=np.int64)
+    site_by_rank[site_rank] = src.sites
+    ranks, bounds = _distinct(group, site_rank[sources], site_count)
+    sites = _few_tuples(stores.site_names(site_by_rank), ranks, bounds)
+    base = int(times.min())
+    offsets, bounds = _distinct(group, times - base, int(times.max()) - base + 1)
+    seen_at = _tuples((offsets + base).tolist(), bounds)
+    if degree > 1:
+        via_rank, via_count = _string_rank(src.persons, stores.person_names)
+        via_by_rank = np.empty(via_count, dtype=np.int64)
+        via_by_rank[via_rank] = src.persons
+        ranks, bounds = _distinct(group, via_rank[sources], via_count)
+        via: Iterable[tuple[str, ...]] = _few_tuples(
+            stores.person_names(via_by_rank), ranks, bounds
+        )
+    else:
+        via = repeat(())
+    found = list(
+        map(
+            _new_contact,
+            zip(
+                stores.person_names(codes),
+                repeat(degree),
+                firsts.tolist(),
+                encounters.tolist(),
+                sites,
+                evidence,
+                via,
+                seen_at,
+            ),
+        )
+    )
+    return found, codes, firsts
+
+
+def _in_order(
+    stores: Stores, contacts: list[Contact], codes: Codes, firsts: Codes
+) -> list[Contact]:
+    """One degree's contacts by first contact, then person id."""
+    if not contacts:
+        return contacts
+    keys = stores.person_order(codes)
+    order = _sort_pairs(firsts - int(firsts.min()), keys, int(keys.max()) + 1)
+    return list(map(contacts.__getitem__, order.tolist()))
 
 
 def trace(
@@ -272,26 +542,32 @@ def trace(
     since: datetime,
     until: datetime,
     *,
-    trail_of: TrailLookup,
-    visits_at: VisitLookup,
+    trail_of: TrailLookup | None = None,
+    visits_at: VisitLookup | None = None,
+    stores: Stores | None = None,
     policy: ContactPolicy = ContactPolicy(),
 ) -> Trace:
     """Find the contacts of ``person_id`` over ``[since, until]`` (inclusive).
 
-    ``trail_of`` and ``visits_at`` are the per-person and per-site lookups
-    described in the module docstring.
+    Give either ``stores`` (a :class:`~processors.trails.TrailIndex`) or the
+    two string lookups ``trail_of`` and ``visits_at`` described in the module
+    docstring; both give the same trace.
     """
     if since > until:
         raise ValueError(f"since ({since.isoformat()}) is after until ({until.isoformat()})")
+    if stores is None:
+        if trail_of is None or visits_at is None:
+            raise ValueError("give either stores or both trail_of and visits_at")
+        stores = LookupStores(trail_of, visits_at)
     # A depth-2 trace allocates tens of thousands of small containers and no
     # reference cycles; CPython's collector would re-scan the growing result
-    # again and again (about a third of the time in the bench), so it is
-    # paused for the search and restored as it was, whatever happens.
+    # again and again, so it is paused for the search and restored as it was,
+    # whatever happens.
     paused = gc.isenabled()
     if paused:
         gc.disable()
     try:
-        return _trace(person_id, since, until, trail_of, visits_at, policy)
+        return _trace(person_id, since, until, stores, policy)
     finally:
         if paused:
             gc.enable()
@@ -301,36 +577,42 @@ def _trace(
     person_id: str,
     since: datetime,
     until: datetime,
-    trail_of: TrailLookup,
-    visits_at: VisitLookup,
+    stores: Stores,
     policy: ContactPolicy,
 ) -> Trace:
     start, end = to_micros(since), to_micros(until)
     window = policy.window // timedelta(microseconds=1)
 
-    index_scans = trail_of(person_id, start, end)
-    by_site: dict[str, _Sources] = {}
-    _group(person_id, index_scans, by_site)
-    first: dict[str, _Found] = {}
-    _spread(by_site, {person_id}, visits_at, window, policy.same_kiosk, first)
-    contacts = [_contact(p, 1, hit) for p, hit in first.items()]
+    me = stores.person_code(person_id)
+    own = stores.trail_codes(me, start, end)
+    index_scans = _Scans(*own, np.full(len(own.times), me, dtype=np.int64))
+    excluded = np.array([me], dtype=np.int64)
+    pairs = _spread(stores, index_scans, excluded, window, policy.same_kiosk)
+    first, codes, firsts = _contacts(stores, 1, index_scans, pairs)
+    contacts = _in_order(stores, first, codes, firsts)
 
-    if policy.depth >= 2:
-        by_site = {}
-        for person in sorted(first):
-            _group(person, trail_of(person, first[person].first, end), by_site)
-        exclude = set(first)
-        exclude.add(person_id)
-        second: dict[str, _Found] = {}
-        _spread(by_site, exclude, visits_at, window, policy.same_kiosk, second)
-        contacts.extend(_contact(p, 2, hit) for p, hit in second.items())
+    if policy.depth >= 2 and len(codes):
+        scans = [
+            stores.trail_codes(p, f, end)
+            for p, f in zip(codes.tolist(), firsts.tolist(), strict=True)
+        ]
+        sources = _Scans(
+            _concat([s.times for s in scans]),
+            _concat([s.sites for s in scans]),
+            _concat([s.kiosks for s in scans]),
+            _concat([s.events for s in scans]),
+            np.repeat(codes, [len(s.times) for s in scans]),
+        )
+        excluded = np.unique(np.append(codes, me))
+        pairs = _spread(stores, sources, excluded, window, policy.same_kiosk)
+        second, codes2, firsts2 = _contacts(stores, 2, sources, pairs)
+        contacts.extend(_in_order(stores, second, codes2, firsts2))
 
-    contacts.sort(key=lambda c: (c.degree, c.first_contact, c.person_id))
     return Trace(
         index=person_id,
         since=since,
         until=until,
         policy=policy,
         contacts=tuple(contacts),
-        index_times=tuple(index_scans.times),
+        index_times=tuple(own.times.tolist()),
     )

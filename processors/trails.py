@@ -46,12 +46,17 @@ Pure: standard library and :mod:`scantrail.contract` only; no clock, no I/O.
 
 from __future__ import annotations
 
+import gc
 import sys
 from array import array
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
+from operator import itemgetter
 from typing import Any, NamedTuple
+
+import numpy as np
+import numpy.typing as npt
 
 from scantrail.contract import ScanEvent
 
@@ -314,26 +319,261 @@ class SiteVisits(_TimeOrdered):
 _EMPTY_TRAIL = TrailSlice([], [], [], [])
 _EMPTY_VISITS = VisitSlice([], [], [], [])
 
+Codes = npt.NDArray[np.int64]
+"""Int codes (of persons, sites, kiosks or scans), or times, as a numpy column."""
+
+_NO_CODES: Codes = np.zeros(0, dtype=np.int64)
+
+
+class CodedTrail(NamedTuple):
+    """One person's scans in a time range, as int columns in time order (``event_ids`` are rows)."""
+
+    times: Codes
+    sites: Codes
+    kiosks: Codes
+    events: Codes
+
+
+class CodedVisits(NamedTuple):
+    """One site's visits in a time range, as int columns in time order."""
+
+    times: Codes
+    persons: Codes
+    kiosks: Codes
+    events: Codes
+
+
+_NO_TRAIL = CodedTrail(_NO_CODES, _NO_CODES, _NO_CODES, _NO_CODES)
+_NO_VISITS = CodedVisits(_NO_CODES, _NO_CODES, _NO_CODES, _NO_CODES)
+
+
+EventIds = npt.NDArray[np.object_]
+"""Event id strings by row: a numpy object column, so a trace gathers its evidence in C."""
+
+
+class _Column:
+    """A growable numpy column (amortised doubling), indexed by row."""
+
+    __slots__ = ("data", "size")
+
+    def __init__(self, dtype: type = np.int64) -> None:
+        self.data: Any = np.zeros(1024, dtype=dtype)
+        self.size = 0
+
+    def _reserve(self, size: int) -> None:
+        if size > len(self.data):
+            grown = np.zeros(max(size, 2 * len(self.data)), dtype=self.data.dtype)
+            grown[: self.size] = self.data[: self.size]
+            self.data = grown
+
+    def append(self, value: int | str) -> None:
+        self._reserve(self.size + 1)
+        self.data[self.size] = value
+        self.size += 1
+
+    def extend(self, values: Codes | Sequence[str]) -> None:
+        end = self.size + len(values)
+        self._reserve(end)
+        self.data[self.size : end] = values
+        self.size = end
+
+
+class Names:
+    """Ids and their dense int codes, in the order first seen.
+
+    The index stores a person, site or kiosk as an int and its string once, so
+    a trace can match, exclude and group scans as numpy columns and turn codes
+    back into strings only for the contacts it returns (a gather from an
+    object column, in C).
+    """
+
+    __slots__ = ("_ids", "_rank", "codes")
+
+    def __init__(self) -> None:
+        self._ids = _Column(object)
+        self.codes: dict[str, int] = {}
+        self._rank: Codes = _NO_CODES
+
+    def __len__(self) -> int:
+        return self._ids.size
+
+    def code(self, name: str) -> int:
+        code = self.codes.get(name)
+        if code is None:
+            code = self.codes[name] = self._ids.size
+            self._ids.append(name)
+        return code
+
+    def code_all(self, names: Sequence[str]) -> Codes:
+        # New names are found among the distinct ones (a C-level dedupe), so the
+        # per-name work is one dict lookup done by map, not a Python loop.
+        codes = self.codes
+        new = [name for name in dict.fromkeys(names) if name not in codes]
+        if new:
+            size = self._ids.size
+            codes.update(zip(new, range(size, size + len(new)), strict=True))
+            self._ids.extend(new)
+        return np.fromiter(map(codes.__getitem__, names), np.int64, len(names))
+
+    def names(self, codes: Codes) -> list[str]:
+        names: list[str] = self._ids.data[codes].tolist()
+        return names
+
+    def rank(self, codes: Codes) -> Codes:
+        """Sort keys in the ids' string order (all ids are ranked once, again after new ones)."""
+        if len(self._rank) != self._ids.size:
+            ids: list[str] = self._ids.data[: self._ids.size].tolist()
+            rank = np.empty(len(ids), dtype=np.int64)
+            rank[sorted(range(len(ids)), key=ids.__getitem__)] = np.arange(len(ids))
+            self._rank = rank
+        return self._rank[codes]
+
+
+class _Keyed:
+    """Per key (a person or a site code): its scans' times and rows, kept in (time, event id) order.
+
+    Two ``array('q')`` per key rather than objects per scan: they are not
+    tracked by the garbage collector and hold 16 bytes a scan. A key that got a
+    scan older than its last is *dirty* and is sorted before its next read.
+    """
+
+    __slots__ = ("dirty", "rows", "times")
+
+    def __init__(self) -> None:
+        self.times: list[array[int]] = []
+        self.rows: list[array[int]] = []
+        self.dirty: set[int] = set()
+
+    def grow(self, keys: int) -> None:
+        while len(self.times) < keys:
+            self.times.append(array("q"))
+            self.rows.append(array("q"))
+
+    def append(self, key: int, time: int, row: int) -> None:
+        times = self.times[key]
+        if times and time < times[-1]:
+            self.dirty.add(key)
+        times.append(time)
+        self.rows[key].append(row)
+
+    def extend(self, keys: Codes, times: Codes, rows: Codes) -> None:
+        """Append scans given in arrival order, grouped by key with one stable sort."""
+        order = np.argsort(keys, kind="stable")
+        keys, times, rows = keys[order], times[order], rows[order]
+        cut = np.flatnonzero(keys[1:] != keys[:-1]) + 1
+        starts = np.concatenate(([0], cut))
+        ends = np.concatenate((cut, [len(keys)]))
+        late = np.flatnonzero((times[1:] < times[:-1]) & (keys[1:] == keys[:-1]))
+        self.dirty.update(keys[late].tolist())
+        all_times, all_rows = self.times, self.rows
+        dirty = self.dirty
+        time_bytes = memoryview(times.tobytes())
+        row_bytes = memoryview(rows.tobytes())
+        for key, start, end, first in zip(
+            keys[starts].tolist(),
+            (starts * 8).tolist(),
+            (ends * 8).tolist(),
+            times[starts].tolist(),
+            strict=True,
+        ):
+            held = all_times[key]
+            if held and first < held[-1]:
+                dirty.add(key)
+            held.frombytes(time_bytes[start:end])
+            all_rows[key].frombytes(row_bytes[start:end])
+
+    def span(self, key: int, start: int, end: int, event_ids: EventIds) -> tuple[Codes, Codes]:
+        """Times and rows of the key's scans with ``start <= time <= end``."""
+        if key in self.dirty:
+            self._sort(key, event_ids)
+        times = self.times[key]
+        lo, hi = bisect_left(times, start), bisect_right(times, end)
+        return (
+            np.frombuffer(times[lo:hi], dtype=np.int64),
+            np.frombuffer(self.rows[key][lo:hi], dtype=np.int64),
+        )
+
+    def spans(
+        self, key: int, starts: Codes, ends: Codes, event_ids: EventIds
+    ) -> tuple[Codes, Codes]:
+        """Times and rows of the key's scans in any of the sorted, disjoint spans (inclusive)."""
+        if key in self.dirty:
+            self._sort(key, event_ids)
+        # Views of the arrays live only in this call (an array exporting its
+        # buffer cannot grow); the fancy indexing below copies.
+        times = np.frombuffer(self.times[key], dtype=np.int64)
+        lo = np.searchsorted(times, starts, side="left")
+        count = np.searchsorted(times, ends, side="right") - lo
+        at = np.arange(int(count.sum())) + np.repeat(lo - (np.cumsum(count) - count), count)
+        return times[at], np.frombuffer(self.rows[key], dtype=np.int64)[at]
+
+    def _sort(self, key: int, event_ids: EventIds) -> None:
+        rows = self.rows[key]
+        order = _order(self.times[key], [event_ids[row] for row in rows])
+        self.times[key] = array("q", [self.times[key][i] for i in order])
+        self.rows[key] = array("q", [rows[i] for i in order])
+        self.dirty.discard(key)
+
+    def settle(self, event_ids: EventIds) -> None:
+        for key in sorted(self.dirty):
+            self._sort(key, event_ids)
+
+    def expire(self, key: int, before: int, event_ids: EventIds) -> list[int]:
+        """Drop the key's scans older than ``before``; return their rows."""
+        if key in self.dirty:
+            self._sort(key, event_ids)
+        cut = bisect_left(self.times[key], before)
+        rows = self.rows[key][:cut].tolist()
+        del self.times[key][:cut]
+        del self.rows[key][:cut]
+        return rows
+
+
+_SMALL_BATCH = 32
+"""Below this many rows, ``add_many`` adds row by row: numpy's per-call cost would dominate."""
+
 
 class TrailIndex:
-    """Both stores in memory: ``trails[person_id]`` and ``sites[site_id]``.
+    """Both stores in memory, as int-coded columns: per person and per site.
 
-    Duplicates are recognised by one index-wide set of event ids (so the
-    per-key stores need none of their own); ``trail_between`` and
-    ``visits_between`` are the two lookups :func:`processors.contacts.trace`
-    takes.
+    A scan is a *row*: its time, person, site and kiosk codes are numpy
+    columns, and so is its event id (an object column). Each person and each site
+    keeps its rows in time order (:class:`_Keyed`). The trace reads these codes
+    directly (``person_code``, ``trail_codes``, ``visit_codes`` and the
+    ``*_names`` methods, :class:`processors.contacts.Stores`): a depth-2 trace
+    touches a hundred thousand visits, and as ints they are matched and
+    grouped in numpy instead of one Python object at a time. ``trail_between``
+    and ``visits_between`` give the same data as string slices, like the live
+    tables do.
+
+    Duplicates are recognised by one index-wide set of event ids. An expired
+    scan leaves its row in the columns (unreferenced), as renumbering would
+    cost more than the 40 bytes it keeps.
     """
 
     def __init__(self) -> None:
-        self.trails: dict[str, Trail] = {}
-        self.sites: dict[str, SiteVisits] = {}
         self.horizon = _MIN_TIME
         self.added = 0
         self.ignored = 0
+        self._events = _Column(object)
         self._seen: set[str] = set()
+        self._persons = Names()
+        self._sites = Names()
+        self._kiosks = Names()
+        self._time = _Column()
+        self._person = _Column()
+        self._site = _Column()
+        self._kiosk = _Column()
+        self._trails = _Keyed()
+        self._visits = _Keyed()
 
     def __len__(self) -> int:
         return self.added
+
+    def knows(self, person_id: str) -> bool:
+        """Whether the index holds any scan of ``person_id``."""
+        code = self._persons.codes.get(person_id)
+        return code is not None and len(self._trails.times[code]) > 0
 
     def add(
         self,
@@ -344,7 +584,10 @@ class TrailIndex:
         direction: str,
         event_id: str,
     ) -> bool:
-        """Record one scan (time in epoch microseconds); False if a duplicate or expired."""
+        """Record one scan (time in epoch microseconds); False if a duplicate or expired.
+
+        The direction is accepted for the row's shape but not kept: no query reads it.
+        """
         return self.add_many(((time, person_id, site_id, kiosk_id, direction, event_id),)) == 1
 
     def add_event(self, event: ScanEvent) -> bool:
@@ -361,49 +604,100 @@ class TrailIndex:
     def add_many(self, rows: Iterable[tuple[int, str, str, str, str, str]]) -> int:
         """Record ``(time, person, site, kiosk, direction, event_id)`` rows; return the new count.
 
-        The hot path of a build, so it is one flat loop: the appends are
-        inlined rather than going through ``Trail.add`` and ``SiteVisits.add``
-        (same effect, about half the time), as the index-wide set has already
-        ruled out duplicates.
+        The hot path of a build. A large batch is taken apart column by column
+        (the duplicate check and the id coding are C-level maps over the
+        columns) and appended to each person and site with one numpy grouping,
+        so no Python code runs per scan; a small one goes row by row.
         """
-        seen = self._seen
-        horizon = self.horizon
-        intern = sys.intern
-        trails = self.trails
-        sites = self.sites
-        added = 0
-        for time, person_id, site_id, kiosk_id, direction, event_id in rows:
-            if event_id in seen or time < horizon:
-                self.ignored += 1
-                continue
-            seen.add(event_id)
-            person_id = intern(person_id)
-            site_id = intern(site_id)
-            kiosk_id = intern(kiosk_id)
-            trail = trails.get(person_id)
-            if trail is None:
-                trail = trails[person_id] = Trail(track_ids=False)
-            times = trail._times
-            if times and time < times[-1]:
-                trail._dirty = True
-            times.append(time)
-            trail._sites.append(site_id)
-            trail._kiosks.append(kiosk_id)
-            trail._dirs.append(_OUT if direction == "out" else _IN)
-            trail.event_ids.append(event_id)
-            visits = sites.get(site_id)
-            if visits is None:
-                visits = sites[site_id] = SiteVisits(track_ids=False)
-            times = visits._times
-            if times and time < times[-1]:
-                visits._dirty = True
-            times.append(time)
-            visits._persons.append(person_id)
-            visits._kiosks.append(kiosk_id)
-            visits.event_ids.append(event_id)
-            added += 1
+        batch = rows if isinstance(rows, (list, tuple)) else list(rows)
+        if len(batch) < _SMALL_BATCH:
+            added = sum(self._add_one(t, p, s, k, e) for t, p, s, k, _, e in batch)
+        else:
+            # The columns and dicts built here hold no cycles, but their
+            # allocations would start collections that re-scan the caller's
+            # rows and the index (a third of the build time at 5M scans).
+            paused = gc.isenabled()
+            if paused:
+                gc.disable()
+            try:
+                added = self._add_batch(batch)
+            finally:
+                if paused:
+                    gc.enable()
         self.added += added
         return added
+
+    def _add_one(self, time: int, person_id: str, site_id: str, kiosk_id: str, event: str) -> bool:
+        if event in self._seen or time < self.horizon:
+            self.ignored += 1
+            return False
+        self._seen.add(event)
+        row = self._events.size
+        self._events.append(event)
+        person = self._persons.code(person_id)
+        site = self._sites.code(site_id)
+        kiosk = self._kiosks.code(kiosk_id)
+        self._time.append(time)
+        self._person.append(person)
+        self._site.append(site)
+        self._kiosk.append(kiosk)
+        self._trails.grow(len(self._persons))
+        self._visits.grow(len(self._sites))
+        self._trails.append(person, time, row)
+        self._visits.append(site, time, row)
+        return True
+
+    def _add_batch(self, batch: Sequence[tuple[int, str, str, str, str, str]]) -> int:
+        n = len(batch)
+        # One C-level pass per column: zip(*batch) would make an iterator per row.
+        times_in, persons_in, sites_in, kiosks_in, events_in = (
+            list(map(itemgetter(column), batch)) for column in (0, 1, 2, 3, 5)
+        )
+        times = np.fromiter(times_in, np.int64, n)
+        seen = self._seen
+        # A row is kept if its id is new to the index and to the rows before it
+        # in this batch, and it is within retention (a refused row's id stays unseen).
+        fresh = ~np.fromiter(map(seen.__contains__, events_in), bool, n) & (times >= self.horizon)
+        candidates = np.flatnonzero(fresh)
+        cand_events = (
+            events_in
+            if len(candidates) == n
+            else tuple(map(events_in.__getitem__, candidates.tolist()))
+        )
+        first_at = dict(
+            zip(reversed(cand_events), range(len(cand_events) - 1, -1, -1), strict=True)
+        )
+        if len(first_at) < len(cand_events):
+            firsts = np.fromiter(map(first_at.__getitem__, cand_events), np.int64, len(cand_events))
+            keep = candidates[firsts == np.arange(len(cand_events))]
+        else:
+            keep = candidates
+        kept = len(keep)
+        self.ignored += n - kept
+        if not kept:
+            return 0
+        events = (
+            cand_events
+            if kept == len(cand_events)
+            else tuple(map(events_in.__getitem__, keep.tolist()))
+        )
+        seen.update(events)
+        first_row = self._events.size
+        self._events.extend(events)
+        rows = np.arange(first_row, first_row + kept, dtype=np.int64)
+        persons = self._persons.code_all(persons_in)[keep]
+        sites = self._sites.code_all(sites_in)[keep]
+        kiosks = self._kiosks.code_all(kiosks_in)[keep]
+        times = times[keep]
+        self._time.extend(times)
+        self._person.extend(persons)
+        self._site.extend(sites)
+        self._kiosk.extend(kiosks)
+        self._trails.grow(len(self._persons))
+        self._visits.grow(len(self._sites))
+        self._trails.extend(persons, times, rows)
+        self._visits.extend(sites, times, rows)
+        return kept
 
     def expire(self, before: datetime | int) -> int:
         """Forget every scan older than ``before`` (retention); return how many.
@@ -414,18 +708,12 @@ class TrailIndex:
         cut = before if isinstance(before, int) else to_micros(before)
         self.horizon = max(self.horizon, cut)
         dropped = 0
-        for person in list(self.trails):
-            trail = self.trails[person]
-            gone = trail.expire(cut)
-            self._seen.difference_update(gone)
-            dropped += len(gone)
-            if not trail:
-                del self.trails[person]
-        for site in list(self.sites):
-            visits = self.sites[site]
-            visits.expire(cut)
-            if not visits:
-                del self.sites[site]
+        for person in range(len(self._trails.times)):
+            rows = self._trails.expire(person, cut, self._events.data)
+            self._seen.difference_update(self._events.data[rows].tolist())
+            dropped += len(rows)
+        for site in range(len(self._visits.times)):
+            self._visits.expire(site, cut, self._events.data)
         self.added -= dropped
         return dropped
 
@@ -435,21 +723,67 @@ class TrailIndex:
         For a process that loads a whole file or topic and then answers many
         traces: after ``settle()`` the stores no longer change, so the caller
         can ``gc.freeze()`` them and the garbage collector stops re-scanning
-        millions of references on every collection (bench/README.md).
+        them on every collection (bench/README.md).
         """
-        for trail in self.trails.values():
-            if trail._dirty:
-                trail._sort()
-        for visits in self.sites.values():
-            if visits._dirty:
-                visits._sort()
+        self._trails.settle(self._events.data)
+        self._visits.settle(self._events.data)
+        self._persons.rank(_NO_CODES)
+
+    # The coded lookups that processors.contacts.trace searches.
+
+    def person_code(self, person_id: str) -> int:
+        code = self._persons.codes.get(person_id)
+        return -1 if code is None else code
+
+    def trail_codes(self, person: int, start: int, end: int) -> CodedTrail:
+        if not 0 <= person < len(self._trails.times):
+            return _NO_TRAIL
+        times, rows = self._trails.span(person, start, end, self._events.data)
+        return CodedTrail(times, self._site.data[rows], self._kiosk.data[rows], rows)
+
+    def visit_codes(self, site: int, starts: Codes, ends: Codes) -> CodedVisits:
+        if not 0 <= site < len(self._visits.times):
+            return _NO_VISITS
+        times, rows = self._visits.spans(site, starts, ends, self._events.data)
+        return CodedVisits(times, self._person.data[rows], self._kiosk.data[rows], rows)
+
+    def person_names(self, codes: Codes) -> list[str]:
+        return self._persons.names(codes)
+
+    def person_order(self, codes: Codes) -> Codes:
+        return self._persons.rank(codes)
+
+    def site_names(self, codes: Codes) -> list[str]:
+        return self._sites.names(codes)
+
+    def event_names(self, codes: Codes) -> list[str]:
+        names: list[str] = self._events.data[codes].tolist()
+        return names
+
+    # The string lookups, as the live tables give them.
 
     def trail_between(self, person_id: str, start: int, end: int) -> TrailSlice:
-        """Lookup for :func:`processors.contacts.trace`: a person's scans in a range."""
-        trail = self.trails.get(person_id)
-        return _EMPTY_TRAIL if trail is None else trail.between(start, end)
+        """A person's scans in a range, as strings."""
+        code = self._persons.codes.get(person_id)
+        if code is None:
+            return _EMPTY_TRAIL
+        found = self.trail_codes(code, start, end)
+        return TrailSlice(
+            found.times.tolist(),
+            self._sites.names(found.sites),
+            self._kiosks.names(found.kiosks),
+            self.event_names(found.events),
+        )
 
     def visits_between(self, site_id: str, start: int, end: int) -> VisitSlice:
-        """Lookup for :func:`processors.contacts.trace`: a site's visits in a range."""
-        visits = self.sites.get(site_id)
-        return _EMPTY_VISITS if visits is None else visits.between(start, end)
+        """A site's visits in a range, as strings."""
+        code = self._sites.codes.get(site_id)
+        if code is None:
+            return _EMPTY_VISITS
+        found = self.visit_codes(code, np.array([start]), np.array([end]))
+        return VisitSlice(
+            found.times.tolist(),
+            self._persons.names(found.persons),
+            self._kiosks.names(found.kiosks),
+            self.event_names(found.events),
+        )

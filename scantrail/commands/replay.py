@@ -83,8 +83,7 @@ def replay(
             person,
             since,
             until,
-            trail_of=index.trail_between,
-            visits_at=index.visits_between,
+            stores=index,
             policy=policy,
         )
         (traces_dir / f"{person}.json").write_text(

@@ -131,14 +131,13 @@ def trace(
         f"{bad} invalid lines skipped",
         err=True,
     )
-    if person not in index.trails:
+    if not index.knows(person):
         click.echo(f"warning: no scans of {person!r} in {scans_path}", err=True)
     result = run_trace(
         person,
         since,
         until,
-        trail_of=index.trail_between,
-        visits_at=index.visits_between,
+        stores=index,
         policy=policy,
     )
     if fmt == "csv":

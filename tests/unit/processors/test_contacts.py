@@ -26,15 +26,20 @@ def build(rows: list[Row]) -> TrailIndex:
 
 
 def run(rows: list[Row], person: str, since: datetime, until: datetime, **kw: Any) -> Trace:
+    """The trace over the index's coded stores, checked against its string lookups."""
     index = build(rows)
-    return trace(
+    policy = ContactPolicy(**kw)
+    coded = trace(person, since, until, stores=index, policy=policy)
+    plain = trace(
         person,
         since,
         until,
         trail_of=index.trail_between,
         visits_at=index.visits_between,
-        policy=ContactPolicy(**kw),
+        policy=policy,
     )
+    assert coded == plain
+    return coded
 
 
 def brute(rows: list[Row], person: str, since: datetime, until: datetime, **kw: Any) -> list[dict]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -72,7 +73,7 @@ def test_expire_forgets_old_scans_and_refuses_late_old_ones() -> None:
     index.add(T0, "old", "s1", "k1", "in", "e1")
     index.add(T0 + 100 * S, "new", "s1", "k1", "in", "e2")
     assert index.expire(T0 + 50 * S) == 1
-    assert "old" not in index.trails
+    assert not index.knows("old")
     assert index.visits_between("s1", T0, T0 + 200 * S).persons == ["new"]
     # An expired event id is no longer remembered, so an old re-send is refused by time.
     assert not index.add(T0, "old", "s1", "k1", "in", "e1")
@@ -126,3 +127,28 @@ def test_index_interns_ids() -> None:
     index.add(T0 + S, b, "s1", "k1", "in", "e2")
     persons = index.visits_between("s1", T0, T0 + S).persons
     assert persons[0] is persons[1]
+
+
+def test_a_large_batch_gives_the_same_index_as_one_row_at_a_time() -> None:
+    """add_many takes big batches apart by column; it must agree with add, row by row."""
+    rng = random.Random(7)
+    rows = []
+    for i in range(400):
+        at = T0 + rng.randrange(0, 3600) * S
+        rows.append((at, f"p{rng.randrange(15)}", f"s{rng.randrange(3)}", "k1", "in", f"e{i}"))
+    rows += rng.sample(rows, 40)  # re-sent within the batch
+    rows.append((T0 - 10 * S, "p99", "s9", "k9", "in", "e-old"))  # refused by the horizon
+    rows.append((T0 + 5 * S, "p98", "s9", "k9", "in", "e-old"))  # same id, in time: kept
+    rng.shuffle(rows)
+    batched, single = TrailIndex(), TrailIndex()
+    batched.horizon = single.horizon = T0
+    assert batched.add_many(rows) == sum(single.add(*row) for row in rows)
+    assert (batched.added, batched.ignored) == (single.added, single.ignored)
+    for person in [f"p{i}" for i in range(15)] + ["p98", "p99"]:
+        assert batched.trail_between(person, T0, T0 + 3600 * S) == single.trail_between(
+            person, T0, T0 + 3600 * S
+        )
+    for site in ["s0", "s1", "s2", "s9"]:
+        assert batched.visits_between(site, T0, T0 + 3600 * S) == single.visits_between(
+            site, T0, T0 + 3600 * S
+        )
