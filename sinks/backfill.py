@@ -136,9 +136,12 @@ def plan(current: Watch | None, start: date, stop: date) -> tuple[Watch, list[tu
     """
     if current is None:
         current = Watch(until=stop, covered_from=stop)
-    until = max(current.until, stop)
     if start >= stop:
-        return current._replace(until=until), []
+        # An empty window watches no day. Moving ``until`` here would stretch
+        # the coverage claim over days nobody backfilled, and a later window
+        # over them would then plan nothing (found by the property test).
+        return current, []
+    until = max(current.until, stop)
     low, high = current.covered_from, current.until
     if low >= high:  # nothing covered yet (new, or watched before backfills existed)
         return Watch(until, start), [(start, until)]

@@ -80,6 +80,15 @@ def test_an_empty_window_watches_without_a_backfill() -> None:
     assert plan(None, day(5), day(5)) == (Watch(day(5), day(5)), [])
 
 
+def test_an_empty_window_does_not_stretch_the_claim() -> None:
+    # Hypothesis found it: an empty window after an empty window claimed [0, 1)
+    # unbackfilled, and the real window [0, 1) then backfilled nothing.
+    watch, _ = plan(None, day(0), day(0))
+    watch, spans = plan(watch, day(1), day(1))
+    assert spans == [] and watch == Watch(day(0), day(0))
+    assert plan(watch, day(0), day(1)) == (Watch(day(1), day(0)), [(day(0), day(1))])
+
+
 @given(
     st.lists(
         st.one_of(
