@@ -41,13 +41,18 @@ def stranger() -> Iterator[subprocess.Popen[bytes]]:
         proc.wait()
 
 
+def leave_pid_file(path: Path, pid: int) -> Path:
+    """What a torn-down session leaves: the service's pid file, naming ``pid``."""
+    path.parent.mkdir(parents=True)
+    path.write_text(f"{pid}\n")
+    return path
+
+
 def test_influx_starts_over_a_stale_pid_file_of_a_dead_process(
     tmp_path: Path, dead_pid: int
 ) -> None:
     influxd = PrivateInflux(tmp_path / "influx")
-    pid_file = tmp_path / "influx" / "influxdb" / "influxd.pid"
-    pid_file.parent.mkdir(parents=True)
-    pid_file.write_text(f"{dead_pid}\n")
+    pid_file = leave_pid_file(tmp_path / "influx" / "influxdb" / "influxd.pid", dead_pid)
     try:
         influxd.start()
         new_pid = int(pid_file.read_text())
@@ -65,9 +70,7 @@ def test_influx_never_takes_a_stranger_for_its_server(
     tmp_path: Path, stranger: subprocess.Popen[bytes]
 ) -> None:
     influxd = PrivateInflux(tmp_path / "influx")
-    pid_file = tmp_path / "influx" / "influxdb" / "influxd.pid"
-    pid_file.parent.mkdir(parents=True)
-    pid_file.write_text(f"{stranger.pid}\n")
+    pid_file = leave_pid_file(tmp_path / "influx" / "influxdb" / "influxd.pid", stranger.pid)
 
     influxd.stop()
 
@@ -84,9 +87,7 @@ def test_kafka_stop_and_status_ignore_a_stranger_in_the_pid_file(
     tmp_path: Path, stranger: subprocess.Popen[bytes]
 ) -> None:
     broker = PrivateKafka(tmp_path / "broker")
-    pid_file = tmp_path / "broker" / "kafka" / "kafka.pid"
-    pid_file.parent.mkdir(parents=True)
-    pid_file.write_text(f"{stranger.pid}\n")
+    pid_file = leave_pid_file(tmp_path / "broker" / "kafka" / "kafka.pid", stranger.pid)
     script = str(broker.script)
 
     status = subprocess.run(
