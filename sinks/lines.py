@@ -19,6 +19,7 @@ from datetime import datetime
 from scantrail.contract import Alert, KioskHeartbeat, TemperatureReading
 
 VALID_RANGE_C = (34.0, 42.0)
+_VALID_LOW, _VALID_HIGH = VALID_RANGE_C
 
 
 def _escape_key(value: str) -> str:
@@ -41,10 +42,13 @@ def _field(value: object) -> str:
     return f'"{_escape_str(str(value))}"'
 
 
+_blake2b = hashlib.blake2b
+
+
 def timestamp_ns(at: datetime, event_id: str) -> int:
     """Event time in ns, with sub-microsecond jitter fixed by the event id."""
     micros = int(at.timestamp()) * 1_000_000 + at.microsecond
-    jitter = int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=2).digest()) % 1000
+    jitter = int.from_bytes(_blake2b(event_id.encode(), digest_size=2).digest()) % 1000
     return micros * 1000 + jitter
 
 
@@ -90,16 +94,19 @@ def temperature_line(reading: TemperatureReading) -> str:
         )
         if len(_TEMPERATURE_PREFIXES) < 100_000:
             _TEMPERATURE_PREFIXES[key] = prefix
-    low, high = VALID_RANGE_C
-    celsius = float(reading.celsius)
-    parts = [] if reading.ambient_c is None else [f"ambient_c={float(reading.ambient_c)!r}"]
-    parts.append(f"celsius={celsius!r}")
-    parts.append(f'event_id="{_escape_str(reading.event_id)}"')
-    if reading.person_id is not None:
-        parts.append(f'person_id="{_escape_str(reading.person_id)}"')
-    parts.append("valid=true" if low <= reading.celsius <= high else "valid=false")
-    ts = timestamp_ns(reading.measured_at, reading.event_id)
-    return f"{prefix} {','.join(parts)} {ts}"
+    # One f-string, no list and join: this runs once per reading the sink stores.
+    celsius = reading.celsius
+    ambient = reading.ambient_c
+    person = reading.person_id
+    event_id = reading.event_id
+    ambient_part = "" if ambient is None else f"ambient_c={float(ambient)!r},"
+    person_part = "" if person is None else f'person_id="{_escape_str(person)}",'
+    valid = "true" if _VALID_LOW <= celsius <= _VALID_HIGH else "false"
+    return (
+        f"{prefix} {ambient_part}celsius={float(celsius)!r},"
+        f'event_id="{_escape_str(event_id)}",{person_part}valid={valid} '
+        f"{timestamp_ns(reading.measured_at, event_id)}"
+    )
 
 
 def alert_line(alert: Alert) -> str:
