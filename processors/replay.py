@@ -22,7 +22,7 @@ from kafka import KafkaConsumer, TopicPartition
 
 from processors.trails import TrailIndex
 from scantrail import contract
-from scantrail.broker import connection
+from scantrail.broker import check_login, connection
 from scantrail.errors import ContractError, ServiceError
 from scantrail.settings import KafkaSettings
 
@@ -50,6 +50,7 @@ def read_scans(
 ) -> Iterator[contract.ScanEvent]:
     """Yield every valid scan with ``since <= scanned_at <= until`` on the scans topic."""
     topic = kafka.topic(contract.SCANS)
+    check_login(kafka)
     consumer = KafkaConsumer(
         **connection(kafka),
         enable_auto_commit=False,

@@ -114,7 +114,66 @@ def unreachable(settings: KafkaSettings, exc: Exception) -> str:
     return f"{message}; is it running? try `make up`"
 
 
+class LoginRefused(ServiceError):
+    """The brokers answered, and refused the SASL login."""
+
+
+def check_login(settings: KafkaSettings, timeout_s: float = 10.0) -> None:
+    """Under SASL, fail within a second or so when the brokers refuse the login.
+
+    kafka-python retries a refused login as if the connection had dropped,
+    until its 30 s bootstrap timeout, and then reports only a timeout. A kiosk
+    or pager started with a wrong password should say so at once, so the
+    kafka-python entry points log in once with librdkafka first, which
+    reports the refusal itself. Anything else (brokers down, slow) is left to
+    the client that follows and its own message, and costs the check about
+    half a second (a kiosk starting during an outage spools on). Without
+    SASL: nothing to do.
+    """
+    if not settings.uses_sasl:
+        return
+    from confluent_kafka import KafkaError as RdKafkaError
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    refused: list[str] = []
+    down: list[int] = []
+
+    def on_error(error: Any) -> None:
+        if error.code() == RdKafkaError._AUTHENTICATION:
+            refused.append(error.str())
+        elif error.code() in (RdKafkaError._ALL_BROKERS_DOWN, RdKafkaError._TRANSPORT):
+            down.append(error.code())
+
+    config: dict[str, Any] = {
+        **librdkafka_connection(settings),
+        "client.id": "scantrail-login-check",
+        "error_cb": on_error,
+        "log_level": 0,  # the refusal is reported below, once
+    }
+    probe = AdminClient(config)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            probe.list_topics(timeout=0.5)
+            return
+        except KafkaException:
+            probe.poll(0)  # serves error_cb
+            if down and not refused:
+                probe.poll(0.2)  # a refusal is reported before "all brokers down"
+                if not refused:
+                    return  # unreachable, not refused: a kiosk spools on at once
+            if refused:
+                raise LoginRefused(
+                    f"Kafka at {settings.bootstrap} refused the login of"
+                    f" {settings.sasl_username!r} ({settings.sasl_mechanism} over"
+                    f" {settings.security_protocol}): check SCANTRAIL_KAFKA_SASL_USERNAME and"
+                    f" the password ({refused[0]})"
+                ) from None
+
+
 def admin_client(settings: KafkaSettings) -> KafkaAdminClient:
+    check_login(settings)
     try:
         return KafkaAdminClient(
             **connection(settings),
@@ -251,6 +310,7 @@ def make_producer(settings: KafkaSettings, **overrides: Any) -> KafkaProducer:
         "client_id": "scantrail",
     }
     config.update(overrides)
+    check_login(settings)
     try:
         return KafkaProducer(**config)
     except KafkaError as exc:

@@ -44,7 +44,7 @@ from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
 from kafka.errors import CommitFailedError, KafkaError
 
 from scantrail import contract
-from scantrail.broker import connection, make_producer, send_dead_letter
+from scantrail.broker import check_login, connection, make_producer, send_dead_letter
 from scantrail.clock import Clock, SystemClock
 from scantrail.contract import Alert, PageRecord
 from scantrail.errors import ContractError, ServiceError
@@ -207,6 +207,7 @@ class Pager:
 
     def _read_journal(self) -> None:
         """Fold the whole pages topic into the ledger (runs on the Kafka thread)."""
+        check_login(self.kafka)
         reader = KafkaConsumer(
             **connection(self.kafka),
             enable_auto_commit=False,

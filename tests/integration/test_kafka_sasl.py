@@ -19,8 +19,14 @@ from kafka import KafkaConsumer
 from pydantic import SecretStr
 
 from scantrail import contract
-from scantrail.broker import admin_client, connection, ensure_topics, make_producer
-from scantrail.errors import ServiceError
+from scantrail.broker import (
+    LoginRefused,
+    admin_client,
+    check_login,
+    connection,
+    ensure_topics,
+    make_producer,
+)
 from scantrail.settings import KafkaSettings, state_dir
 from tests.factories import make_reading
 from tests.support import drain_with_sink, free_port, service_env, start_scantrail
@@ -120,13 +126,32 @@ def test_the_worker_and_the_sink_log_in_and_process(
 
 
 @pytest.mark.timeout(120)
-def test_a_wrong_password_is_refused_with_a_message_that_says_so(kafka_settings: Any) -> None:
+def test_a_wrong_password_is_refused_at_once_with_a_message_that_says_so(
+    kafka_settings: Any,
+) -> None:
+    """kafka-python alone would retry the refused login for 30 s and report a timeout."""
     sasl = sasl_settings(kafka_settings)
     wrong = sasl.model_copy(update={"sasl_password": SecretStr("not-the-password")})
-    with pytest.raises(ServiceError, match="SASL_USERNAME and the password"):
-        admin_client(wrong)
-    admin = admin_client(sasl)  # the right one still logs in
+    for open_client in (admin_client, make_producer):  # every role starts through one
+        began = time.monotonic()
+        with pytest.raises(LoginRefused, match="refused the login of 'scantrail'") as refused:
+            open_client(wrong)
+        assert time.monotonic() - began < 10
+        assert "Invalid username or password" in str(refused.value)
+        assert "not-the-password" not in str(refused.value)
+    check_login(sasl)  # the right password passes
+    admin = admin_client(sasl)
     try:
         assert sasl.topic(contract.SCANS) in admin.list_topics()
     finally:
         admin.close()
+
+
+def test_an_unreachable_broker_is_not_called_a_refused_login(kafka_settings: Any) -> None:
+    """Nobody listens: the check gives up at once and leaves the outage to the client."""
+    nobody = sasl_settings(kafka_settings).model_copy(
+        update={"bootstrap": f"127.0.0.1:{free_port()}"}
+    )
+    began = time.monotonic()
+    check_login(nobody)  # no LoginRefused
+    assert time.monotonic() - began < 3
