@@ -374,6 +374,30 @@ def bare_consumer(settings: KafkaSettings, n: int, timeout_s: float) -> dict[str
     }
 
 
+def faust_floor(settings: KafkaSettings, n: int, timeout_s: float, logs: Path) -> dict[str, Any]:
+    """The framework's limit: a faust agent that only decodes (``bench/faust_floor.py``)."""
+    out = logs / "faust-floor.json"
+    out.unlink(missing_ok=True)
+    cmd = [
+        sys.executable,
+        str(ROOT / "bench" / "faust_floor.py"),
+        settings.bootstrap,
+        settings.topic(contract.TEMPERATURES),
+        str(n),
+        str(out),
+    ]
+    with (logs / "faust-floor.log").open("ab") as log_file:
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT)
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    if not out.exists():
+        return {"completed": False, "timeout_s": timeout_s}
+    return {"completed": True, **json.loads(out.read_text())}
+
+
 def throughput(base: KafkaSettings, args: argparse.Namespace, logs: Path) -> dict[str, Any]:
     settings = fresh_settings(base, "t")
     log(f"throughput: namespace {settings.namespace}, generating and pre-loading")
@@ -387,6 +411,9 @@ def throughput(base: KafkaSettings, args: argparse.Namespace, logs: Path) -> dic
         log("throughput: bare consumer (fetch + contract.decode)")
         ceiling = bare_consumer(settings, n, args.timeout)
         log(f"  ceiling: {ceiling['events_per_second']:,} temperatures/s")
+        log("throughput: faust floor (a faust agent that only decodes)")
+        floor = faust_floor(settings, n, args.timeout, logs)
+        log(f"  faust floor: {floor.get('events_per_second', 'not finished')} temperatures/s")
         log(f"throughput: scantrail worker (timeout {args.timeout:.0f} s)")
         profile = logs / "worker.prof" if args.profile else None
         worker = Worker(settings, logs, profile=profile, extra_env=args.worker_env)
@@ -409,6 +436,10 @@ def throughput(base: KafkaSettings, args: argparse.Namespace, logs: Path) -> dic
             "worker": result,
             "bare_consumer": ceiling,
             "share_of_ceiling": round(rate / ceiling["events_per_second"], 4),
+            "faust_floor": floor,
+            "share_of_faust_floor": (
+                round(rate / floor["events_per_second"], 4) if floor["completed"] else None
+            ),
         }
     finally:
         if not args.keep_topics:
@@ -665,6 +696,12 @@ def summarise(figures: dict[str, Any]) -> None:
         print(f"first stage   {first:>9,} temperatures/s  (the kiosk shard alone)")
         print(f"bare consumer {c['events_per_second']:>9,} temperatures/s  (fetch + decode)")
         print(f"ratio         {t['share_of_ceiling']:>9.3f}   target >= 0.5, >= 20,000/s")
+        floor = t.get("faust_floor", {})
+        if floor.get("completed"):
+            print(
+                f"faust floor   {floor['events_per_second']:>9,} temperatures/s"
+                f"  (decode only; the worker is {t['share_of_faust_floor']:.3f} of it)"
+            )
     if "latency" in figures:
         lat = figures["latency"]
         for kind in ("fever_unidentified", "fever_suspected"):

@@ -27,30 +27,37 @@ source partition of how far it has certainly delivered). A reading that
 arrives behind the watermark (a kiosk catching up after an outage) is judged
 on arrival.
 
-Delivery is at-least-once and every effect idempotent: alerts and
-confirmations are acknowledged by the broker before the state that remembers
-them is written, so a crash may repeat an alert (same ``alert_id``) but never
-lose one; every shard drops event ids it has already seen.
+Every agent works in batches (:mod:`processors.batching`): it judges a batch
+event by event, forwards one message per target partition, and writes each
+changed state once. Delivery is at-least-once and every effect idempotent:
+alerts and forwards are acknowledged by the broker before the state that
+remembers them is written, so a crash may repeat an alert (same ``alert_id``)
+but never lose one; every shard drops event ids it has already seen.
 """
 
 from __future__ import annotations
 
-import heapq
 import json
 import logging
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import faust
 from faust.types import TP
-from kafka.partitioner.default import murmur2
 
-from processors.agents import Outcomes, dead_letter, publish_alerts, run_guarded
+from processors.agents import Outcomes
 from processors.app import Topics
 from processors.baselines import judge_confirmation_for_site, judge_reading_for_site_drift
+from processors.batching import Batching, Effects, one_line, run_batched, split_records
+from processors.live_state import (
+    PendingIndex,
+    ReorderBuffer,
+    StateTable,
+    partition_of,
+    time_key,
+)
 from processors.screening import (
     apply_quarantine,
     expire_pending,
@@ -81,127 +88,19 @@ TICK_EVERY_S = 0.1
 """At most one watermark tick per stage this often: one per record was most of the traffic."""
 
 
-def partition_of(key: bytes, partitions: int) -> int:
-    """Kafka's default partitioner (murmur2), as both kafka-python and aiokafka use it."""
-    return int(murmur2(key) & 0x7FFFFFFF) % partitions
-
-
-class ReorderBuffer:
-    """Items waiting for the watermark, one table row each (changelogged, crash-safe).
-
-    Rows are keyed ``buf:<partition>:<sort key>`` so a partition's rows stay in
-    that partition's changelog; an in-memory heap indexes them and is rebuilt
-    from the table after a restart or a rebalance.
-    """
-
-    def __init__(self, table: Any) -> None:
-        self.table = table
-        self.heaps: dict[int, list[tuple[str, bytes]]] = defaultdict(list)
-        self.indexed: set[int] = set()
-
-    def _index(self, partition: int) -> None:
-        if partition in self.indexed:
-            return
-        self.indexed.add(partition)
-        prefix = f"buf:{partition}:".encode()
-        for key in list(self.table.keys()):
-            if isinstance(key, bytes) and key.startswith(prefix):
-                heapq.heappush(self.heaps[partition], (key[len(prefix) :].decode(), key))
-
-    def forget(self) -> None:
-        """After a rebalance the table is the truth: rebuild each heap on next use."""
-        self.heaps.clear()
-        self.indexed.clear()
-
-    def add(self, partition: int, sort_key: str, value: Any) -> None:
-        self._index(partition)
-        key = f"buf:{partition}:{sort_key}".encode()
-        if self.table.get(key) is None:
-            heapq.heappush(self.heaps[partition], (sort_key, key))
-        self.table[key] = value
-
-    def take_until(self, partition: int, bound: str) -> list[Any]:
-        """Remove and return, in order, the rows whose sort key is <= ``bound``."""
-        self._index(partition)
-        heap = self.heaps[partition]
-        out: list[Any] = []
-        while heap and heap[0][0] <= bound:
-            _, key = heapq.heappop(heap)
-            value = self.table.get(key)
-            if value is not None:
-                out.append(value)
-                del self.table[key]
-        return out
-
-
-class StateTable:
-    """Decoded shard states by key, written through to a changelogged faust table.
-
-    Decoding a state on every record cost more than the rules themselves (a
-    kiosk's duplicate filter holds a day of event ids). The table stays the
-    truth: every change is written to it at once, and the cache is dropped
-    after a rebalance, when partitions may have changed hands.
-    """
-
-    def __init__(self, table: Any, cls: Any, limit: int = 200_000) -> None:
-        self.table = table
-        self.cls = cls
-        self.limit = limit
-        self.cache: dict[str, Any] = {}
-
-    def load(self, key: str) -> Any:
-        state = self.cache.get(key)
-        if state is None:
-            raw = self.table.get(key.encode())
-            state = self.cls() if raw is None else self.cls.from_dict(raw)
-            if len(self.cache) >= self.limit:
-                self.cache.clear()
-            self.cache[key] = state
-        return state
-
-    def save(self, key: str, state: Any) -> None:
-        self.table[key.encode()] = state.to_dict()
-        self.cache[key] = state
-
-    def forget(self) -> None:
-        self.cache.clear()
-
-
-def time_key(at: datetime) -> str:
-    """A sortable text for an instant: UTC microseconds, zero-padded."""
-    return f"{int(at.timestamp() * 1_000_000):020d}"
-
-
 def reading_sort_key(reading: contract.TemperatureReading, rank: int) -> str:
     # The offline Screener orders by (time, event_id) and, for one reading,
     # judges its confirmation (rank 0) before its drift (rank 1).
     return f"{time_key(reading.measured_at)}|{reading.event_id}|{rank}"
 
 
-@dataclass
-class PendingIndex:
-    """Re-measure deadlines of the persons on this worker, per person partition."""
-
-    heaps: dict[int, list[tuple[datetime, str]]] = field(default_factory=lambda: defaultdict(list))
-    indexed: set[int] = field(default_factory=set)
-
-    def forget(self) -> None:
-        self.heaps.clear()
-        self.indexed.clear()
-
-    def push(self, partition: int, deadline: datetime, person_id: str) -> None:
-        heapq.heappush(self.heaps[partition], (deadline, person_id))
-
-    def due(self, partition: int, before: datetime) -> list[str]:
-        heap = self.heaps[partition]
-        out: list[str] = []
-        while heap and heap[0][0] < before:
-            out.append(heapq.heappop(heap)[1])
-        return out
-
-
 def install_screening(
-    app: faust.App, topics: Topics, policy: PolicyLike, outcomes: Outcomes, partitions: int
+    app: faust.App,
+    topics: Topics,
+    policy: PolicyLike,
+    outcomes: Outcomes,
+    partitions: int,
+    batching: Batching,
 ) -> None:
     """Create the internal topics, tables and agents of the live screening."""
     app_id = app.conf.id
@@ -252,13 +151,13 @@ def install_screening(
         due_site_marks.clear()
         source.reset(time.monotonic())
 
-    async def refused_for_skew(event: Any, moment: datetime) -> bool:
+    def refused_for_skew(event: Any, moment: datetime, effects: Effects) -> bool:
         """Dead-letter an event stamped too far in the future (see processors.skew)."""
         skew = clock_skew_reason(moment, datetime.now(UTC))
         if skew is None:
             return False
         outcomes.counts["clock_skew"] += 1
-        await dead_letter(topics, event, skew)
+        effects.dead_letter(event, skew)
         return True
 
     async def broadcast(topic: Any, payload: dict[str, Any]) -> None:
@@ -268,41 +167,52 @@ def install_screening(
 
     # --- kiosks: validity, unidentified fevers; fan out by person ------------------------
 
-    async def screen_kiosks_one(event: Any) -> None:
+    def screen_kiosk(event: Any, effects: Effects) -> None:
         message = event.message
-        source.delivered(message.partition, message.offset, None, time.monotonic())
+        partition, offset = message.partition, message.offset
+        # The offset counts as delivered once the batch is durable, in offset
+        # order, and with the reading's time only if the reading went on.
+        moment: list[datetime | None] = [None]
+        effects.then(lambda: source.delivered(partition, offset, moment[0], time.monotonic()))
         try:
-            reading = decode_as(event.value, contract.TemperatureReading)
+            reading = decode_as(message.value, contract.TemperatureReading)
         except ContractError as exc:
             outcomes.counts["deadletter"] += 1
-            await dead_letter(topics, event, str(exc))
+            effects.dead_letter(event, str(exc))
             return
-        if await refused_for_skew(event, reading.measured_at):
+        if refused_for_skew(event, reading.measured_at, effects):
             return
         outcomes.counts["temperature"] += 1
         state = kiosks.load(reading.kiosk_id)
         window = (tuple(state.invalid), state.last_fault_at)
         alerts = judge_reading_for_kiosk(state, reading, policy)
-        outcomes.counts["alert"] += await publish_alerts(topics, alerts)
+        effects.alert(alerts)
         # A valid reading changes only the kiosk's duplicate filter (a day of ids,
         # the bulk of the state). That is written with the next change that
         # matters, not per reading: what a restart forgets there, the person
         # stage filters again, and an unidentified fever is written at once, so
         # a repeat is at worst the same alert (same alert_id) a crash may repeat.
         if alerts or (tuple(state.invalid), state.last_fault_at) != window:
-            kiosks.save(reading.kiosk_id, state)
-        # Sent whatever the kiosk's duplicate filter says: a crash between the
-        # state write and this send must not lose the reading downstream.
-        owner = reading.person_id or f"~{reading.kiosk_id}"
-        await by_person.send(key=owner.encode(), value=event.value)
-        # Only now, with the reading on its way, may a tick cover its time.
-        at = reading.measured_at
-        source.delivered(message.partition, message.offset, at, time.monotonic())
-        await advance_watermark()
+            kiosks.save(effects, event, reading.kiosk_id, state)
+        # Forwarded whatever the kiosk's duplicate filter says: a crash between
+        # the state write and the send must not lose the reading downstream.
+        owner = (reading.person_id or f"~{reading.kiosk_id}").encode()
+        record = one_line(message.value, lambda: contract.encode(reading))
+        effects.forward(by_person, partition_of(owner, partitions), record)
+        moment[0] = reading.measured_at
 
     @app.agent(topics.temperatures, name="screen-kiosks")
     async def screen_kiosks(stream: Any) -> None:
-        await run_guarded(stream, screen_kiosks_one, topics, outcomes, "screen-kiosks")
+        await run_batched(
+            stream,
+            screen_kiosk,
+            topics,
+            outcomes,
+            "screen-kiosks",
+            batching,
+            after=advance_watermark,
+            trim=(kiosks,),
+        )
 
     def highwater(partition: int) -> int | None:
         try:
@@ -336,7 +246,7 @@ def install_screening(
             tick_sent_at["source"] = wall
             await broadcast(by_person, {"marks": encode_marks(sent_marks)})
 
-    async def tell_sites(throttled: bool) -> None:
+    async def tell_sites(throttled: bool = True) -> None:
         """Tell the site shards how far person partitions have judged (and forwarded)."""
         wall = time.monotonic()
         if not due_site_marks or throttled and wall - tick_sent_at["person"] < TICK_EVERY_S:
@@ -386,34 +296,38 @@ def install_screening(
 
     # --- persons: re-measure and baselines, in event-time order ---------------------------
 
-    async def judge_person_reading(partition: int, reading: contract.TemperatureReading) -> None:
+    def judge_person_reading(
+        event: Any, effects: Effects, reading: contract.TemperatureReading, record: bytes
+    ) -> None:
+        partition = event.message.partition
         for person_id in pending.due(partition, reading.measured_at):
-            await expire_person(partition, person_id, reading.measured_at)
+            expire_person(event, effects, person_id, reading.measured_at)
+        site_partition = partition_of(reading.site_id.encode(), partitions)
         if reading.person_id is not None:
             state = persons.load(reading.person_id)
             alerts, confirmations = judge_reading_for_person(state, reading, policy)
-            outcomes.counts["alert"] += await publish_alerts(topics, alerts)
+            effects.alert(alerts)
             for confirmation in confirmations:
-                await (
-                    await by_site.send(
-                        key=confirmation.site_id.encode(),
-                        value=json.dumps({"confirmation": confirmation.to_dict()}).encode(),
-                    )
-                )
+                item = {"confirmation": confirmation.to_dict()}
+                effects.forward(by_site, site_partition, json.dumps(item).encode())
             deadline = pending_deadline(state, policy)
             if deadline is not None:
                 pending.push(partition, deadline, reading.person_id)
-            persons.save(reading.person_id, state)
-        await by_site.send(key=reading.site_id.encode(), value=contract.encode(reading))
+            persons.save(effects, event, reading.person_id, state)
+        effects.forward(by_site, site_partition, record)
 
-    async def expire_person(partition: int, person_id: str, now: datetime) -> None:
+    def expire_person(event: Any, effects: Effects, person_id: str, now: datetime) -> None:
         state = persons.load(person_id)
         alerts = expire_pending(state, now, policy)
         if alerts:
-            outcomes.counts["alert"] += await publish_alerts(topics, alerts)
-            persons.save(person_id, state)
+            effects.alert(alerts)
+            persons.save(effects, event, person_id, state)
 
-    async def screen_persons_one(event: Any) -> None:
+    def expire_due(event: Any, effects: Effects, now: datetime) -> None:
+        for person_id in pending.due(event.message.partition, now):
+            expire_person(event, effects, person_id, now)
+
+    def screen_person_message(event: Any, effects: Effects) -> None:
         partition = event.message.partition
         if partition not in pending.indexed:
             _index_pending(persons_table, pending, policy, partition, partitions)
@@ -424,77 +338,103 @@ def install_screening(
             mark = person_marks[partition].update(decode_marks(marks))
             if mark is None:
                 return
-            for raw in person_buffer.take_until(partition, f"{time_key(mark)}|~"):
-                await judge_person_reading(partition, decode_as(raw, contract.TemperatureReading))
-            for person_id in pending.due(partition, mark):
-                await expire_person(partition, person_id, mark)
-            due_site_marks[partition] = mark
-            await tell_sites(throttled=True)
+            for text in person_buffer.take_until(effects, event, f"{time_key(mark)}|~"):
+                record = text.encode()
+                reading = decode_as(record, contract.TemperatureReading)
+                judge_person_reading(event, effects, reading, record)
+            expire_due(event, effects, mark)
+            # Told only once what was judged up to the mark has been forwarded.
+            effects.then(lambda: due_site_marks.__setitem__(partition, mark))
             return
-        reading = decode_as(event.value, contract.TemperatureReading)
         passed = person_marks[partition].passed
-        if passed is not None and reading.measured_at <= passed:
-            outcomes.counts["late"] += 1
-            await judge_person_reading(partition, reading)
-            for person_id in pending.due(partition, passed):
-                await expire_person(partition, person_id, passed)
-        else:
-            person_buffer.add(partition, reading_sort_key(reading, 0), event.value.decode())
+        rows: list[tuple[str, str]] = []
+        for record in split_records(event.value):
+            reading = decode_as(record, contract.TemperatureReading)
+            if passed is not None and reading.measured_at <= passed:
+                outcomes.counts["late"] += 1
+                judge_person_reading(event, effects, reading, record)
+                expire_due(event, effects, passed)
+            else:
+                rows.append((reading_sort_key(reading, 0), record.decode()))
+        if rows:
+            person_buffer.add(effects, event, rows)
 
     @app.agent(by_person, name="screen-persons")
     async def screen_persons(stream: Any) -> None:
-        await run_guarded(stream, screen_persons_one, topics, outcomes, "screen-persons")
+        await run_batched(
+            stream,
+            screen_person_message,
+            topics,
+            outcomes,
+            "screen-persons",
+            batching,
+            after=tell_sites,
+            trim=(persons,),
+        )
 
     # --- sites: clusters of confirmed fevers, kiosk drift -----------------------------------
 
-    async def judge_site_item(item: dict[str, Any]) -> None:
+    def judge_site_item(event: Any, effects: Effects, item: dict[str, Any]) -> None:
         if "confirmation" in item:
             confirmation = Confirmation.from_dict(item["confirmation"])
             cluster = clusters.load(confirmation.site_id)
-            alerts = judge_confirmation_for_site(cluster, confirmation, policy)
-            outcomes.counts["alert"] += await publish_alerts(topics, alerts)
-            clusters.save(confirmation.site_id, cluster)
+            effects.alert(judge_confirmation_for_site(cluster, confirmation, policy))
+            clusters.save(effects, event, confirmation.site_id, cluster)
             return
         reading = contract.from_dict(item)
         if not isinstance(reading, contract.TemperatureReading):
             return
         drift = drifts.load(reading.site_id)
-        alerts = judge_reading_for_site_drift(drift, reading, policy)
-        outcomes.counts["alert"] += await publish_alerts(topics, alerts)
-        drifts.save(reading.site_id, drift)
+        effects.alert(judge_reading_for_site_drift(drift, reading, policy))
+        drifts.save(effects, event, reading.site_id, drift)
 
-    async def screen_sites_one(event: Any) -> None:
+    def screen_site_message(event: Any, effects: Effects) -> None:
         partition = event.message.partition
-        item = json.loads(event.value)
         if event.key == TICK_KEY:
-            if not isinstance(item.get("marks"), dict):
+            marks = json.loads(event.value).get("marks")
+            if not isinstance(marks, dict):
                 return  # a tick of an older release
             # The watermark is complete only once every person partition reported.
-            before = site_marks[partition].update(decode_marks(item["marks"]))
+            before = site_marks[partition].update(decode_marks(marks))
             if before is not None:
-                for row in site_buffer.take_until(partition, f"{time_key(before)}|~"):
-                    await judge_site_item(row)
+                for text in site_buffer.take_until(effects, event, f"{time_key(before)}|~"):
+                    judge_site_item(event, effects, json.loads(text))
             return
-        if "confirmation" in item:
-            second = item["confirmation"]["second"]
-            sort_key = f"{time_key(datetime.fromisoformat(second['time']))}|{second['event_id']}|0"
-        else:
-            reading = decode_as(event.value, contract.TemperatureReading)
-            sort_key = reading_sort_key(reading, 1)
         done = site_marks[partition].passed
-        if done is not None and sort_key <= f"{time_key(done)}|~":
-            outcomes.counts["late"] += 1
-            await judge_site_item(item)
-        else:
-            site_buffer.add(partition, sort_key, item)
+        bound = None if done is None else f"{time_key(done)}|~"
+        rows: list[tuple[str, str]] = []
+        for record in split_records(event.value):
+            item = json.loads(record)
+            if "confirmation" in item:
+                second = item["confirmation"]["second"]
+                at = datetime.fromisoformat(second["time"])
+                sort_key = f"{time_key(at)}|{second['event_id']}|0"
+            else:
+                reading = decode_as(record, contract.TemperatureReading)
+                sort_key = reading_sort_key(reading, 1)
+            if bound is not None and sort_key <= bound:
+                outcomes.counts["late"] += 1
+                judge_site_item(event, effects, item)
+            else:
+                rows.append((sort_key, record.decode()))
+        if rows:
+            site_buffer.add(effects, event, rows)
 
     @app.agent(by_site, name="screen-sites")
     async def screen_sites(stream: Any) -> None:
-        await run_guarded(stream, screen_sites_one, topics, outcomes, "screen-sites")
+        await run_batched(
+            stream,
+            screen_site_message,
+            topics,
+            outcomes,
+            "screen-sites",
+            batching,
+            trim=(clusters, drifts),
+        )
 
     # --- gates: quarantine breaches and pass problems (already keyed by person) ---------------
 
-    async def screen_gates_one(event: Any) -> None:
+    def screen_gate(event: Any, effects: Effects) -> None:
         is_quarantine = event.message.topic.endswith(contract.QUARANTINE)
         expect: type[contract.Event] = (
             contract.QuarantineRecord if is_quarantine else contract.ScanEvent
@@ -503,25 +443,26 @@ def install_screening(
             decoded = decode_as(event.value, expect)
         except ContractError as exc:
             outcomes.counts["deadletter"] += 1
-            await dead_letter(topics, event, str(exc))
+            effects.dead_letter(event, str(exc))
             return
         if isinstance(decoded, contract.QuarantineRecord):
             outcomes.counts["quarantine"] += 1
             state = gates.load(decoded.person_id)
             apply_quarantine(state, decoded)
-            gates.save(decoded.person_id, state)
+            gates.save(effects, event, decoded.person_id, state)
         elif isinstance(decoded, contract.ScanEvent):
-            if await refused_for_skew(event, decoded.scanned_at):
+            if refused_for_skew(event, decoded.scanned_at, effects):
                 return
             outcomes.counts["scan"] += 1
             state = gates.load(decoded.person_id)
-            alerts = judge_scan(state, decoded, policy)
-            outcomes.counts["alert"] += await publish_alerts(topics, alerts)
-            gates.save(decoded.person_id, state)
+            effects.alert(judge_scan(state, decoded, policy))
+            gates.save(effects, event, decoded.person_id, state)
 
     @app.agent(topics.gate, name="screen-gates")
     async def screen_gates(stream: Any) -> None:
-        await run_guarded(stream, screen_gates_one, topics, outcomes, "screen-gates")
+        await run_batched(
+            stream, screen_gate, topics, outcomes, "screen-gates", batching, trim=(gates,)
+        )
 
 
 def _index_pending(

@@ -39,10 +39,11 @@ from typing import Any, TypeVar
 
 import faust
 
-from processors.agents import Outcomes, run_guarded
+from processors.agents import Outcomes
 from processors.app import Topics
+from processors.batching import Batching, Effects, one_line, run_batched, split_records
 from processors.contacts import ContactPolicy, trace
-from processors.live import StateTable, partition_of
+from processors.live_state import StateTable, partition_of
 from processors.trails import RETENTION, SiteVisits, Trail, TrailSlice, VisitSlice, to_micros
 from scantrail import contract
 from scantrail.contract import decode_as
@@ -143,6 +144,7 @@ def install_trails(
     topics: Topics,
     outcomes: Outcomes,
     partitions: int,
+    batching: Batching,
     retention: timedelta = RETENTION,
 ) -> TableIndex:
     app_id = app.conf.id
@@ -172,9 +174,10 @@ def install_trails(
         person_days.forget()
         site_slots.forget()
 
-    async def trail_persons_one(event: Any) -> None:
+    def trail_person_scan(event: Any, effects: Effects) -> None:
+        message = event.message
         try:
-            scan = decode_as(event.value, contract.ScanEvent)
+            scan = decode_as(message.value, contract.ScanEvent)
         except ContractError as exc:
             # The gate agent reads the same topic and dead-letters it once;
             # here it is only counted.
@@ -182,7 +185,7 @@ def install_trails(
             log.debug("trail: skipping invalid scan: %s", exc)
             return
         at = to_micros(scan.scanned_at)
-        partition = event.message.partition
+        partition = message.partition
         if trail_sweep.too_old(partition, at):
             outcomes.counts["trail_expired"] += 1
             return
@@ -190,30 +193,48 @@ def install_trails(
         key = trail_key(scan.person_id, at).decode()
         trail = person_days.load(key)
         if trail.add(at, scan.site_id, scan.kiosk_id, scan.direction, scan.event_id):
-            person_days.save(key, trail)
+            person_days.save(effects, event, key, trail)
             outcomes.counts["trail"] += 1
-        await visits_topic.send(key=scan.site_id.encode(), value=event.value)
+        record = one_line(message.value, lambda: contract.encode(scan))
+        effects.forward(visits_topic, partition_of(scan.site_id.encode(), partitions), record)
 
     @app.agent(topics.scans, name="trail-persons")
     async def trail_persons(stream: Any) -> None:
-        await run_guarded(stream, trail_persons_one, topics, outcomes, "trail-persons")
+        await run_batched(
+            stream,
+            trail_person_scan,
+            topics,
+            outcomes,
+            "trail-persons",
+            batching,
+            trim=(person_days,),
+        )
 
-    async def trail_sites_one(event: Any) -> None:
-        scan = decode_as(event.value, contract.ScanEvent)
-        at = to_micros(scan.scanned_at)
+    def trail_site_visits(event: Any, effects: Effects) -> None:
         partition = event.message.partition
-        if visit_sweep.too_old(partition, at):
-            return
-        visit_sweep.sweep(partition)
-        key = visit_key(scan.site_id, at).decode()
-        bucket = site_slots.load(key)
-        if bucket.add(at, scan.person_id, scan.kiosk_id, scan.event_id):
-            site_slots.save(key, bucket)
-            outcomes.counts["visit"] += 1
+        for record in split_records(event.value):
+            scan = decode_as(record, contract.ScanEvent)
+            at = to_micros(scan.scanned_at)
+            if visit_sweep.too_old(partition, at):
+                continue
+            visit_sweep.sweep(partition)
+            key = visit_key(scan.site_id, at).decode()
+            bucket = site_slots.load(key)
+            if bucket.add(at, scan.person_id, scan.kiosk_id, scan.event_id):
+                site_slots.save(effects, event, key, bucket)
+                outcomes.counts["visit"] += 1
 
     @app.agent(visits_topic, name="trail-sites")
     async def trail_sites(stream: Any) -> None:
-        await run_guarded(stream, trail_sites_one, topics, outcomes, "trail-sites")
+        await run_batched(
+            stream,
+            trail_site_visits,
+            topics,
+            outcomes,
+            "trail-sites",
+            batching,
+            trim=(site_slots,),
+        )
 
     @app.page("/trace")
     async def trace_view(web: Any, request: Any) -> Any:

@@ -8,6 +8,7 @@ import faust
 
 from processors.agents import Outcomes
 from processors.app import create_app
+from processors.batching import Batching
 from processors.live import install_screening
 from processors.live_trails import install_trails
 from processors.screening_policy import SitePolicies
@@ -40,8 +41,9 @@ def build_worker(loglevel: str = "info") -> faust.Worker:
     ensure_topics(kafka)
     app, topics = create_app(kafka, settings)
     outcomes = Outcomes()
-    install_screening(app, topics, SitePolicies(), outcomes, kafka.partitions)
-    install_trails(app, topics, outcomes, kafka.partitions)
+    batching = Batching(settings.batch_max_events, settings.batch_wait_ms / 1000)
+    install_screening(app, topics, SitePolicies(), outcomes, kafka.partitions, batching)
+    install_trails(app, topics, outcomes, kafka.partitions, batching=batching)
 
     @app.page("/stats")
     async def stats(web: Any, request: Any) -> Any:

@@ -156,6 +156,12 @@ class WorkerSettings(BaseSettings):
     data_dir: Path | None = None
     #: SCANTRAIL_WORKER_TIMEZONE: local dates for rules (quarantine, baselines).
     timezone: str = "Asia/Shanghai"
+    #: SCANTRAIL_WORKER_BATCH_MAX_EVENTS: events an agent takes at once
+    #: (each changed state is written once per batch).
+    batch_max_events: int = Field(default=2000, ge=1)
+    #: SCANTRAIL_WORKER_BATCH_WAIT_MS: how long an agent waits to fill a batch
+    #: (latency added when traffic is light).
+    batch_wait_ms: float = Field(default=20.0, gt=0)
 
     def resolved_data_dir(self) -> Path:
         return self.data_dir or state_dir() / "worker" / self.app_id

@@ -1,7 +1,8 @@
-"""The agent guard: a failing event is dead-lettered or ends the worker, never dropped.
+"""The batch loop: a failing event is dead-lettered or ends the worker, never dropped.
 
-The stream and topic here are stand-ins for faust's, only to drive the control
-flow; the real path (a poisoned internal topic on a real broker) is in
+The stream and topics here are stand-ins for faust's, only to drive the control
+flow and the order of effects; the real path (a poisoned internal topic on a
+real broker, a SIGKILL mid-stream) is in
 tests/integration/processors/test_live_screening.py.
 """
 
@@ -9,11 +10,22 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka.errors import KafkaTimeoutError
 
-from processors.agents import EXIT_BROKER_LOST, Outcomes, run_guarded
+from processors.agents import EXIT_BROKER_LOST, Outcomes
+from processors.batching import (
+    BATCH_KEY,
+    EXIT_SOFTWARE,
+    Batching,
+    Effects,
+    one_line,
+    run_batched,
+    split_records,
+)
+from processors.live_state import ReorderBuffer, StateTable
 from scantrail import contract
 
 
@@ -32,77 +44,229 @@ class Event:
 
 
 class Stream:
-    def __init__(self, count: int) -> None:
-        self.items = [Event(Message(offset=i)) for i in range(count)]
+    """Yields its events in batches of ``size``, as ``Stream.take_events`` does."""
 
-    async def events(self) -> Any:
-        for item in self.items:
-            yield item
+    def __init__(self, count: int, size: int = 2) -> None:
+        self.items = [Event(Message(offset=i)) for i in range(count)]
+        self.size = size
+
+    async def take_events(self, max_events: int, within: float) -> Any:
+        for start in range(0, len(self.items), self.size):
+            yield self.items[start : start + self.size]
 
 
 @dataclass
-class DeadLetters:
-    sent: list[contract.DeadLetter] = field(default_factory=list)
+class Topic:
+    """Records what was sent, in order, into a journal shared with the tables."""
+
+    name: str
+    journal: list[tuple[str, Any]]
     broken: bool = False
 
-    async def send(self, key: bytes, value: bytes) -> Any:
+    async def send(self, key: bytes, value: bytes, partition: int | None = None) -> Any:
         if self.broken:
             raise KafkaTimeoutError()
-        self.sent.append(contract.decode_as(value, contract.DeadLetter))
+        self.journal.append((self.name, (key, value, partition)))
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         done.set_result(None)
         return done
 
 
+class Table(dict[Any, Any]):
+    def __init__(self, journal: list[tuple[str, Any]]) -> None:
+        super().__init__()
+        self.journal = journal
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self.journal.append(("table", key))
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key: Any) -> None:
+        self.journal.append(("table-del", key))
+        super().__delitem__(key)
+
+
 @dataclass
 class Topics:
-    deadletter: DeadLetters
+    journal: list[tuple[str, Any]] = field(default_factory=list)
+    broken: bool = False
+
+    def __post_init__(self) -> None:
+        self.alerts = Topic("alerts", self.journal)
+        self.deadletter = Topic("deadletter", self.journal, broken=self.broken)
+        self.forward = Topic("forward", self.journal)
+
+    def letters(self) -> list[contract.DeadLetter]:
+        return [
+            contract.decode_as(value, contract.DeadLetter)
+            for name, (_, value, _) in self.journal
+            if name == "deadletter"
+        ]
 
 
 def run(
-    handle: Any, count: int = 3, broken: bool = False
-) -> tuple[DeadLetters, Outcomes, list[int]]:
-    letters, outcomes, exits = DeadLetters(broken=broken), Outcomes(), []
+    handle: Any, count: int = 3, broken: bool = False, size: int = 2
+) -> tuple[Topics, Outcomes, list[int]]:
+    topics, outcomes, exits = Topics(broken=broken), Outcomes(), []
     asyncio.run(
-        run_guarded(
-            Stream(count),
+        run_batched(
+            Stream(count, size),
             handle,
-            Topics(letters),
+            topics,  # type: ignore[arg-type]
             outcomes,
             "screen-x",
+            Batching(),
             fatal=exits.append,  # type: ignore[arg-type]
         )
     )
-    return letters, outcomes, exits
+    return topics, outcomes, exits
 
 
-def test_a_bug_on_one_event_dead_letters_it_and_the_stream_goes_on() -> None:
+def test_a_bug_on_one_event_dead_letters_it_and_the_batch_goes_on() -> None:
     handled: list[int] = []
 
-    async def handle(event: Event) -> None:
+    def handle(event: Event, effects: Effects) -> None:
         if event.message.offset == 1:
             raise KeyError("no such field")
         handled.append(event.message.offset)
 
-    letters, outcomes, exits = run(handle)
+    topics, outcomes, exits = run(handle)
     assert handled == [0, 2]
-    assert [(d.offset, d.reason) for d in letters.sent] == [
+    assert [(d.offset, d.reason) for d in topics.letters()] == [
         (1, "screen-x: internal error KeyError: 'no such field'")
     ]
     assert outcomes.counts["screen-x_error"] == 1 and exits == []
 
 
-def test_a_broker_failure_ends_the_worker_instead_of_acking_the_event() -> None:
-    async def handle(event: Event) -> None:
+def test_a_broker_failure_ends_the_worker_instead_of_acking_the_batch() -> None:
+    def handle(event: Event, effects: Effects) -> None:
         raise KafkaTimeoutError()
 
-    letters, outcomes, exits = run(handle, count=1)
-    assert exits == [EXIT_BROKER_LOST] and letters.sent == []
+    topics, outcomes, exits = run(handle, count=1)
+    assert exits == [EXIT_BROKER_LOST] and topics.letters() == []
 
 
 def test_when_even_the_dead_letter_fails_the_worker_ends() -> None:
-    async def handle(event: Event) -> None:
+    def handle(event: Event, effects: Effects) -> None:
         raise ValueError("bug")
 
-    letters, outcomes, exits = run(handle, count=1, broken=True)
+    topics, outcomes, exits = run(handle, count=1, broken=True)
     assert exits == [EXIT_BROKER_LOST] and outcomes.counts["screen-x_error"] == 1
+
+
+def test_a_failure_while_writing_a_batch_ends_the_worker() -> None:
+    class Broken:
+        def __setitem__(self, key: Any, value: Any) -> None:
+            raise RuntimeError("disk full")
+
+    def handle(event: Event, effects: Effects) -> None:
+        effects.write(event, Broken(), b"k", lambda: Broken().__setitem__(b"k", 1))
+
+    topics, outcomes, exits = run(handle, count=1)
+    assert exits == [EXIT_SOFTWARE]
+
+
+class Count:
+    """A state for StateTable: counts what it was told."""
+
+    def __init__(self, n: int = 0) -> None:
+        self.n = n
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, int]) -> Count:
+        return cls(raw["n"])
+
+    def to_dict(self) -> dict[str, int]:
+        return {"n": self.n}
+
+
+def alert(event_id: str) -> contract.Alert:
+    moment = datetime(2020, 2, 10, tzinfo=UTC)
+    return contract.Alert(
+        alert_id=contract.alert_id("fever_unidentified", [event_id]),
+        kind="fever_unidentified",
+        severity="critical",
+        site_id="s1",
+        event_time=moment,
+        raised_at=moment,
+        evidence=[event_id],
+    )
+
+
+def test_sends_are_acked_before_any_write_and_each_key_is_written_once_per_batch() -> None:
+    topics = Topics()
+    table = Table(topics.journal)
+    states = StateTable(table, Count)
+
+    def handle(event: Event, effects: Effects) -> None:
+        state = states.load("kiosk-1")
+        state.n += 1
+        states.save(effects, event, "kiosk-1", state)
+        effects.alert([alert(f"e{event.message.offset}")])
+        effects.forward(topics.forward, event.message.offset % 2, b'{"n": 1}')
+
+    asyncio.run(
+        run_batched(
+            Stream(4, size=4),
+            handle,
+            topics,
+            Outcomes(),
+            "x",
+            Batching(),
+            fatal=print,  # type: ignore[arg-type]
+        )
+    )
+    names = [name for name, _ in topics.journal]
+    # Four alerts, one forward per target partition, then one write of the key.
+    assert names == ["alerts"] * 4 + ["forward"] * 2 + ["table"]
+    forwards = [detail for name, detail in topics.journal if name == "forward"]
+    assert [(key, split_records(value), p) for key, value, p in forwards] == [
+        (BATCH_KEY, [b'{"n": 1}', b'{"n": 1}'], 0),
+        (BATCH_KEY, [b'{"n": 1}', b'{"n": 1}'], 1),
+    ]
+    assert table[b"kiosk-1"] == {"n": 4}
+
+
+def test_a_reorder_row_taken_in_its_own_batch_is_never_written() -> None:
+    topics = Topics()
+    table = Table(topics.journal)
+    buffer = ReorderBuffer(table)
+    event = Event(Message(partition=3, offset=7))
+    effects = Effects(topics, Outcomes())  # type: ignore[arg-type]
+    buffer.add(effects, event, [("002", "b"), ("001", "a"), ("003", "c")])
+    assert buffer.take_until(effects, event, "002") == ["a", "b"]
+    asyncio.run(effects.flush())
+    assert table == {b"buf:3:7": [["002", "b"], ["001", "a"], ["003", "c"]]}
+
+    # The next batch takes the last record: the row goes, once.
+    later = Effects(topics, Outcomes())  # type: ignore[arg-type]
+    assert buffer.take_until(later, event, "999") == ["c"]
+    asyncio.run(later.flush())
+    assert table == {} and topics.journal[-1] == ("table-del", b"buf:3:7")
+
+    # A row added and fully taken within one batch costs no write at all.
+    writes = len(topics.journal)
+    third = Effects(topics, Outcomes())  # type: ignore[arg-type]
+    buffer.add(third, Event(Message(partition=3, offset=8)), [("004", "d")])
+    assert buffer.take_until(third, event, "999") == ["d"]
+    asyncio.run(third.flush())
+    assert len(topics.journal) == writes and table == {}
+
+
+def test_a_reorder_buffer_rebuilt_after_a_restart_gives_back_what_was_not_taken() -> None:
+    topics = Topics()
+    table = Table(topics.journal)
+    event = Event(Message(partition=1, offset=5))
+    first = ReorderBuffer(table)
+    effects = Effects(topics, Outcomes())  # type: ignore[arg-type]
+    first.add(effects, event, [("001", "a"), ("002", "b")])
+    asyncio.run(effects.flush())
+    # A new worker (or a rebalance): the heap comes from the table alone.
+    second = ReorderBuffer(table)
+    assert second.take_until(Effects(topics, Outcomes()), event, "999") == ["a", "b"]  # type: ignore[arg-type]
+
+
+def test_records_travel_on_one_line() -> None:
+    assert one_line(b'{"a": 1}', lambda: b"never") == b'{"a": 1}'
+    assert one_line(b'{\n"a": 1}', lambda: b'{"a":1}') == b'{"a":1}'
+    assert split_records(b"x") == [b"x"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime, timedelta
 
-from processors.live import partition_of
+from processors.live_state import partition_of
 from processors.live_trails import (
     DAY_US,
     SLOT_US,

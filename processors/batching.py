@@ -1,0 +1,229 @@
+"""Batches of a faust stream: many events in, one write per key and one message per partition out.
+
+faust hands an agent one event at a time, and the worker used to answer each
+with its own effects: a forward to the next stage, a table write (one RocksDB
+put and one changelog record), an awaited alert. Those per-event sends and
+writes were most of its cost. Here an agent takes a batch
+(``Stream.take_events``, which acks the events only after the batch is done),
+runs the pure rules over it event by event, and collects the effects in an
+:class:`Effects`, which then makes them durable in the one order that keeps
+delivery at-least-once:
+
+1. alerts, dead letters and forwards are sent, and their broker acks awaited;
+2. only then are table writes made (a state that remembers an alert, or a
+   reorder-buffer row deleted because its readings went on, must never be
+   durable before what it remembers);
+3. then the follow-ups run (watermark ticks, which must come after the
+   forwards they cover), and faust acks the batch's events, whose offsets it
+   commits after flushing the producer.
+
+A crash anywhere re-delivers the batch; every effect is idempotent (states
+drop event ids they have seen, alerts carry a deterministic ``alert_id``).
+
+A forward carries many records in one Kafka message: their JSON texts joined
+by newlines (a record's JSON never holds a raw newline; one that did would be
+re-encoded first). One message per target partition per batch, instead of one
+per record, is what lets the later stages keep up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from faust.streams import _current_event
+
+from processors.agents import EXIT_BROKER_LOST, Outcomes, exit_at_once, is_transient
+from processors.app import Topics
+from scantrail import contract
+
+log = logging.getLogger(__name__)
+
+BATCH_KEY = b"__batch__"
+EXIT_SOFTWARE = 70  # EX_SOFTWARE: a bug while making a batch durable; the restart re-delivers it
+
+
+@dataclass(frozen=True)
+class Batching:
+    """How many events an agent takes at once, and how long it waits to fill a batch.
+
+    The wait is added to every stage's latency when traffic is light, so it is
+    short; under load batches fill before it runs out.
+    """
+
+    max_events: int = 2000
+    within_s: float = 0.02
+
+
+@contextmanager
+def acting_for(event: Any) -> Iterator[None]:
+    """Let faust's tables see ``event`` as the one being processed.
+
+    A faust table picks the RocksDB partition and the changelog partition of a
+    write from the current event, and ``take_events`` leaves none set in the
+    agent (faust-streaming issue 497). Every write here is made under an event
+    of the partition that owns the key, as a one-event agent would make it.
+    """
+    token = _current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        _current_event.reset(token)
+
+
+def join_records(records: Sequence[bytes]) -> bytes:
+    return b"\n".join(records)
+
+
+def split_records(value: bytes) -> list[bytes]:
+    """The records of a forwarded message (a message of one record is that record)."""
+    return value.split(b"\n")
+
+
+def one_line(raw: bytes, encode: Callable[[], bytes]) -> bytes:
+    """``raw`` if it can travel in a batch as it is, else its compact re-encoding."""
+    return raw if b"\n" not in raw else encode()
+
+
+class Effects:
+    """What one batch will do once it is done deciding (see the module docstring for the order)."""
+
+    def __init__(self, topics: Topics, outcomes: Outcomes) -> None:
+        self.topics = topics
+        self.outcomes = outcomes
+        self.alerts: list[contract.Alert] = []
+        self.letters: list[contract.DeadLetter] = []
+        self.forwards: dict[tuple[int, int], tuple[Any, list[bytes]]] = {}
+        self.writes: dict[tuple[int, Any], tuple[Any, Callable[[], None]]] = {}
+        self.later: list[Callable[[], None]] = []
+
+    def alert(self, alerts: Sequence[contract.Alert]) -> None:
+        self.alerts.extend(alerts)
+
+    def dead_letter(self, event: Any, reason: str) -> None:
+        message = event.message
+        log.warning(
+            "dead letter %s[%s]@%s: %s", message.topic, message.partition, message.offset, reason
+        )
+        self.letters.append(
+            contract.dead_letter(
+                topic=message.topic,
+                partition=message.partition,
+                offset=message.offset,
+                key=message.key,
+                value=message.value,
+                reason=reason,
+                seen_at=datetime.now(UTC),
+            )
+        )
+
+    def forward(self, topic: Any, partition: int, record: bytes) -> None:
+        key = (id(topic), partition)
+        forward = self.forwards.get(key)
+        if forward is None:
+            self.forwards[key] = (topic, [record])
+        else:
+            forward[1].append(record)
+
+    def write(self, event: Any, table: Any, key: Any, put: Callable[[], None]) -> None:
+        """A table write for after the sends; a later write of the same key replaces it."""
+        self.writes[(id(table), key)] = (event, put)
+
+    def discard_write(self, table: Any, key: Any) -> bool:
+        """Drop a write not yet made; True if there was one."""
+        return self.writes.pop((id(table), key), None) is not None
+
+    def then(self, step: Callable[[], None]) -> None:
+        """Run ``step`` once everything above is durable (e.g. mark how far forwards went)."""
+        self.later.append(step)
+
+    async def flush(self) -> None:
+        topics = self.topics
+        futures = [
+            await topics.alerts.send(key=alert.key(), value=contract.encode(alert))
+            for alert in self.alerts
+        ]
+        for letter in self.letters:
+            futures.append(
+                await topics.deadletter.send(key=letter.key(), value=contract.encode(letter))
+            )
+        for (_, partition), (topic, records) in self.forwards.items():
+            futures.append(
+                await topic.send(key=BATCH_KEY, value=join_records(records), partition=partition)
+            )
+        if futures:
+            await asyncio.gather(*futures)
+        self.outcomes.counts["alert"] += len(self.alerts)
+        for event, put in self.writes.values():
+            with acting_for(event):
+                put()
+        for step in self.later:
+            step()
+
+
+Handler = Callable[[Any, Effects], None]
+
+
+async def run_batched(
+    stream: Any,
+    handle: Handler,
+    topics: Topics,
+    outcomes: Outcomes,
+    stage: str,
+    batching: Batching,
+    *,
+    after: Callable[[], Any] | None = None,
+    trim: Sequence[Any] = (),
+    fatal: Callable[[int], Any] = exit_at_once,
+) -> None:
+    """Run ``handle`` over each event of each batch, then make the batch's effects durable.
+
+    No failure loses an event (faust acks an event whose agent raised and the
+    agent stays dead, faust-streaming issue 315):
+
+    * a bug met by one event dead-letters that event with the error (counted as
+      ``<stage>_error``) and the batch goes on, so one bad event cannot stop a
+      district's screening;
+    * the broker or the network failing, or anything failing while the batch is
+      made durable, ends the worker at once, before faust commits the batch:
+      the supervisor's restart re-delivers it.
+
+    ``after`` runs once a batch is durable (it may send watermark ticks);
+    ``trim`` holds the state caches to bound between batches (never during
+    one: a state changed by this batch must stay the object that is written).
+    """
+    async for events in stream.take_events(batching.max_events, batching.within_s):
+        effects = Effects(topics, outcomes)
+        for event in events:
+            try:
+                with acting_for(event):
+                    handle(event, effects)
+            except Exception as exc:
+                if is_transient(exc):
+                    _end(stage, exc, fatal, EXIT_BROKER_LOST)
+                    return
+                outcomes.counts[f"{stage}_error"] += 1
+                log.exception("%s: internal error on an event; dead-lettering it", stage)
+                effects.dead_letter(event, f"{stage}: internal error {type(exc).__name__}: {exc}")
+        try:
+            await effects.flush()
+            if after is not None:
+                await after()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            _end(stage, exc, fatal, EXIT_BROKER_LOST if is_transient(exc) else EXIT_SOFTWARE)
+            return
+        for states in trim:
+            states.trim()
+
+
+def _end(stage: str, exc: BaseException, fatal: Callable[[int], Any], code: int) -> None:
+    log.critical("%s: cannot finish a batch (%r); exiting for a clean re-delivery", stage, exc)
+    fatal(code)

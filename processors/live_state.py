@@ -1,0 +1,179 @@
+"""The live worker's state over faust tables: decoded states, reorder buffers, deadlines.
+
+Every class here keeps a faust table (RocksDB with a changelog topic) as the
+truth and an in-memory index beside it that is rebuilt after a restart or a
+rebalance. Writes go through :class:`processors.batching.Effects`, so they are
+made once per key per batch and only after the batch's sends are acked.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+
+from kafka.partitioner.default import murmur2
+
+from processors.batching import Effects
+
+
+@lru_cache(maxsize=1 << 16)
+def partition_of(key: bytes, partitions: int) -> int:
+    """Kafka's default partitioner (murmur2), as both kafka-python and aiokafka use it.
+
+    Cached: the same persons, sites and kiosks come back all day, and murmur2
+    is pure Python here.
+    """
+    return int(murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+def time_key(at: datetime) -> str:
+    """A sortable text for an instant: UTC microseconds, zero-padded."""
+    return f"{int(at.timestamp() * 1_000_000):020d}"
+
+
+class StateTable:
+    """Decoded shard states by key, over a changelogged faust table.
+
+    Decoding a state on every record cost more than the rules themselves (a
+    kiosk's duplicate filter holds a day of event ids), and so did encoding it
+    on every change: a state is decoded once, changed in place, and written
+    once per batch. The cache is dropped after a rebalance, when partitions
+    may have changed hands, and trimmed only between batches.
+    """
+
+    def __init__(self, table: Any, cls: Any, limit: int = 200_000) -> None:
+        self.table = table
+        self.cls = cls
+        self.limit = limit
+        self.cache: dict[str, Any] = {}
+
+    def load(self, key: str) -> Any:
+        state = self.cache.get(key)
+        if state is None:
+            raw = self.table.get(key.encode())
+            state = self.cls() if raw is None else self.cls.from_dict(raw)
+            self.cache[key] = state
+        return state
+
+    def save(self, effects: Effects, event: Any, key: str, state: Any) -> None:
+        """Write ``state`` (the object :meth:`load` returned) when the batch is durable."""
+        self.cache[key] = state
+        table = self.table
+
+        def put() -> None:
+            table[key.encode()] = state.to_dict()
+
+        effects.write(event, table, key, put)
+
+    def trim(self) -> None:
+        if len(self.cache) > self.limit:
+            self.cache.clear()
+
+    def forget(self) -> None:
+        self.cache.clear()
+
+
+class ReorderBuffer:
+    """Records waiting for the watermark, kept as the forwarded messages that brought them.
+
+    A row is one incoming message's records that were not judged on arrival,
+    with their sort keys, under ``buf:<partition>:<offset>`` (so it stays in
+    its partition's changelog). An in-memory heap indexes the records and is
+    rebuilt from the table after a restart or a rebalance. A row is deleted
+    once its last record is taken; a crash before that re-judges its taken
+    records, which the states drop as seen.
+    """
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+        self.heaps: dict[int, list[tuple[str, bytes, str]]] = defaultdict(list)
+        self.remaining: dict[bytes, int] = {}
+        self.indexed: set[int] = set()
+
+    def _index(self, partition: int) -> None:
+        if partition in self.indexed:
+            return
+        self.indexed.add(partition)
+        prefix = f"buf:{partition}:".encode()
+        heap = self.heaps[partition]
+        for key, rows in list(self.table.items()):
+            if isinstance(key, bytes) and key.startswith(prefix) and rows:
+                for sort_key, record in rows:
+                    heap.append((sort_key, key, record))
+                self.remaining[key] = len(rows)
+        heapq.heapify(heap)
+
+    def forget(self) -> None:
+        """After a rebalance the table is the truth: rebuild each heap on next use."""
+        self.heaps.clear()
+        self.remaining.clear()
+        self.indexed.clear()
+
+    def add(self, effects: Effects, event: Any, rows: list[tuple[str, str]]) -> None:
+        """Buffer ``rows`` (sort key, record) that arrived in ``event``."""
+        partition = event.message.partition
+        self._index(partition)
+        key = f"buf:{partition}:{event.message.offset}".encode()
+        if key in self.remaining:
+            return  # a re-delivered message whose row is still here
+        heap = self.heaps[partition]
+        for sort_key, record in rows:
+            heapq.heappush(heap, (sort_key, key, record))
+        self.remaining[key] = len(rows)
+        table = self.table
+        value = [list(row) for row in rows]
+
+        def put() -> None:
+            table[key] = value
+
+        effects.write(event, table, key, put)
+
+    def take_until(self, effects: Effects, event: Any, bound: str) -> list[str]:
+        """Remove and return, in order, the records whose sort key is <= ``bound``."""
+        partition = event.message.partition
+        self._index(partition)
+        heap = self.heaps[partition]
+        out: list[str] = []
+        table = self.table
+        while heap and heap[0][0] <= bound:
+            _, key, record = heapq.heappop(heap)
+            out.append(record)
+            left = self.remaining[key] - 1
+            if left:
+                self.remaining[key] = left
+                continue
+            del self.remaining[key]
+            if not effects.discard_write(table, key):  # written in an earlier batch
+
+                def delete(key: bytes = key) -> None:
+                    if table.get(key) is not None:
+                        del table[key]
+
+                effects.write(event, table, key, delete)
+        return out
+
+
+@dataclass
+class PendingIndex:
+    """Re-measure deadlines of the persons on this worker, per person partition."""
+
+    heaps: dict[int, list[tuple[datetime, str]]] = field(default_factory=lambda: defaultdict(list))
+    indexed: set[int] = field(default_factory=set)
+
+    def forget(self) -> None:
+        self.heaps.clear()
+        self.indexed.clear()
+
+    def push(self, partition: int, deadline: datetime, person_id: str) -> None:
+        heapq.heappush(self.heaps[partition], (deadline, person_id))
+
+    def due(self, partition: int, before: datetime) -> list[str]:
+        heap = self.heaps[partition]
+        out: list[str] = []
+        while heap and heap[0][0] < before:
+            out.append(heapq.heappop(heap)[1])
+        return out
