@@ -299,6 +299,7 @@ def run_worker_until(worker: Worker, n: int, timeout_s: float) -> dict[str, Any]
     if done_at is not None:
         if worker.drained(deadline):
             drained_at = time.monotonic()
+        stats = worker.stats() or stats  # the later stages' counts, now that they caught up
     end = done_at or time.monotonic()
     out: dict[str, Any] = {
         "completed": done_at is not None,

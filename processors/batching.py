@@ -194,11 +194,16 @@ async def run_batched(
       made durable, ends the worker at once, before faust commits the batch:
       the supervisor's restart re-delivers it.
 
+    ``<stage>_batches`` and ``<stage>_batched_events`` on ``/stats`` give the
+    mean batch size: near one means the stage is idle or starved, not batching.
     ``after`` runs once a batch is durable (it may send watermark ticks);
     ``trim`` holds the state caches to bound between batches (never during
     one: a state changed by this batch must stay the object that is written).
     """
+    counts = outcomes.counts
     async for events in stream.take_events(batching.max_events, batching.within_s):
+        counts[f"{stage}_batches"] += 1
+        counts[f"{stage}_batched_events"] += len(events)
         effects = Effects(topics, outcomes)
         for event in events:
             try:

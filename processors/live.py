@@ -41,6 +41,7 @@ import json
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -83,6 +84,8 @@ from scantrail.errors import ContractError
 
 log = logging.getLogger(__name__)
 
+ScanHook = Callable[[Any, Effects, contract.ScanEvent], None]
+
 TICK_KEY = b"__watermark__"
 TICK_EVERY_S = 0.1
 """At most one watermark tick per stage this often: one per record was most of the traffic."""
@@ -101,8 +104,14 @@ def install_screening(
     outcomes: Outcomes,
     partitions: int,
     batching: Batching,
+    on_scan: ScanHook | None = None,
+    scan_caches: Sequence[StateTable] = (),
 ) -> None:
-    """Create the internal topics, tables and agents of the live screening."""
+    """Create the internal topics, tables and agents of the live screening.
+
+    ``on_scan`` is also given every valid scan the gate agent judged (the
+    worker indexes contact trails there), with ``scan_caches`` its caches.
+    """
     app_id = app.conf.id
 
     def internal(name: str) -> Any:
@@ -455,13 +464,26 @@ def install_screening(
                 return
             outcomes.counts["scan"] += 1
             state = gates.load(decoded.person_id)
-            effects.alert(judge_scan(state, decoded, policy))
-            gates.save(effects, event, decoded.person_id, state)
+            alerts = judge_scan(state, decoded, policy)
+            effects.alert(alerts)
+            # A scan that raises nothing changes only the person's duplicate
+            # filter: judged again after a restart it raises nothing again, so
+            # that change waits for the next write (as a kiosk's does).
+            if alerts:
+                gates.save(effects, event, decoded.person_id, state)
+            if on_scan is not None:
+                on_scan(event, effects, decoded)
 
     @app.agent(topics.gate, name="screen-gates")
     async def screen_gates(stream: Any) -> None:
         await run_batched(
-            stream, screen_gate, topics, outcomes, "screen-gates", batching, trim=(gates,)
+            stream,
+            screen_gate,
+            topics,
+            outcomes,
+            "screen-gates",
+            batching,
+            trim=(gates, *scan_caches),
         )
 
 

@@ -4,7 +4,8 @@ Two stores, each keyed the way Kafka partitions its input, and each cut into
 small event-time buckets:
 
 * ``trails[person_id|day]`` -- a :class:`~processors.trails.Trail` of one
-  person's scans on one UTC day, fed by ``scantrail.scans`` (keyed by person);
+  person's scans on one UTC day, fed by ``scantrail.scans`` (keyed by person)
+  through the gate agent, which validates every scan anyway (:class:`LiveTrails`);
 * ``visits[site_id|slot]`` -- a :class:`~processors.trails.SiteVisits` of one
   site's visits in one five-minute slot, fed by ``<app>-visits-by-site``
   (keyed by site).
@@ -34,6 +35,7 @@ in the changelog partition that holds the value), and refuses scans that old.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -43,11 +45,11 @@ from processors.agents import Outcomes
 from processors.app import Topics
 from processors.batching import Batching, Effects, one_line, run_batched, split_records
 from processors.contacts import ContactPolicy, trace
+from processors.live import ScanHook
 from processors.live_state import StateTable, partition_of
 from processors.trails import RETENTION, SiteVisits, Trail, TrailSlice, VisitSlice, to_micros
 from scantrail import contract
 from scantrail.contract import decode_as
-from scantrail.errors import ContractError
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +101,15 @@ class TableIndex:
         return _concat(parts, VisitSlice([], [], [], []))
 
 
+@dataclass(frozen=True)
+class LiveTrails:
+    """What the worker's other agents need of the trails: the lookups and the scan hook."""
+
+    index: TableIndex
+    index_scan: ScanHook
+    caches: tuple[StateTable, ...]  # trimmed between batches by the agent that calls the hook
+
+
 class RetentionSweep:
     """Deletes one partition's buckets once the partition's event time is past them.
 
@@ -146,7 +157,7 @@ def install_trails(
     partitions: int,
     batching: Batching,
     retention: timedelta = RETENTION,
-) -> TableIndex:
+) -> LiveTrails:
     app_id = app.conf.id
     visits_topic = app.topic(
         f"{app_id}-visits-by-site",
@@ -174,18 +185,15 @@ def install_trails(
         person_days.forget()
         site_slots.forget()
 
-    def trail_person_scan(event: Any, effects: Effects) -> None:
-        message = event.message
-        try:
-            scan = decode_as(message.value, contract.ScanEvent)
-        except ContractError as exc:
-            # The gate agent reads the same topic and dead-letters it once;
-            # here it is only counted.
-            outcomes.counts["trail_invalid"] += 1
-            log.debug("trail: skipping invalid scan: %s", exc)
-            return
+    def index_scan(event: Any, effects: Effects, scan: contract.ScanEvent) -> None:
+        """Put a valid scan in its person-day and forward it to its site's slot.
+
+        Called by the gate agent, which reads (and validates) the scans anyway:
+        a second agent on the same topic cost a second faust delivery and a
+        second decode of every scan.
+        """
         at = to_micros(scan.scanned_at)
-        partition = message.partition
+        partition = event.message.partition
         if trail_sweep.too_old(partition, at):
             outcomes.counts["trail_expired"] += 1
             return
@@ -195,20 +203,8 @@ def install_trails(
         if trail.add(at, scan.site_id, scan.kiosk_id, scan.direction, scan.event_id):
             person_days.save(effects, event, key, trail)
             outcomes.counts["trail"] += 1
-        record = one_line(message.value, lambda: contract.encode(scan))
+        record = one_line(event.message.value, lambda: contract.encode(scan))
         effects.forward(visits_topic, partition_of(scan.site_id.encode(), partitions), record)
-
-    @app.agent(topics.scans, name="trail-persons")
-    async def trail_persons(stream: Any) -> None:
-        await run_batched(
-            stream,
-            trail_person_scan,
-            topics,
-            outcomes,
-            "trail-persons",
-            batching,
-            trim=(person_days,),
-        )
 
     def trail_site_visits(event: Any, effects: Effects) -> None:
         partition = event.message.partition
@@ -260,7 +256,7 @@ def install_trails(
         )
         return web.json(result.to_dict())
 
-    return index
+    return LiveTrails(index, index_scan, (person_days,))
 
 
 def to_micros_delta(delta: timedelta) -> int:

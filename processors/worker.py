@@ -42,8 +42,17 @@ def build_worker(loglevel: str = "info") -> faust.Worker:
     app, topics = create_app(kafka, settings)
     outcomes = Outcomes()
     batching = Batching(settings.batch_max_events, settings.batch_wait_ms / 1000)
-    install_screening(app, topics, SitePolicies(), outcomes, kafka.partitions, batching)
-    install_trails(app, topics, outcomes, kafka.partitions, batching=batching)
+    trails = install_trails(app, topics, outcomes, kafka.partitions, batching=batching)
+    install_screening(
+        app,
+        topics,
+        SitePolicies(),
+        outcomes,
+        kafka.partitions,
+        batching,
+        on_scan=trails.index_scan,
+        scan_caches=trails.caches,
+    )
 
     @app.page("/stats")
     async def stats(web: Any, request: Any) -> Any:

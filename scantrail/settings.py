@@ -162,6 +162,9 @@ class WorkerSettings(BaseSettings):
     #: SCANTRAIL_WORKER_BATCH_WAIT_MS: how long an agent waits to fill a batch
     #: (latency added when traffic is light).
     batch_wait_ms: float = Field(default=20.0, gt=0)
+    #: SCANTRAIL_WORKER_PRODUCER_LINGER_MS: how long the producer gathers records
+    #: into one request (every table write is a changelog record: fewer requests, less CPU).
+    producer_linger_ms: int = Field(default=10, ge=0)
 
     def resolved_data_dir(self) -> Path:
         return self.data_dir or state_dir() / "worker" / self.app_id
