@@ -375,19 +375,23 @@ def bare_consumer(settings: KafkaSettings, n: int, timeout_s: float) -> dict[str
     }
 
 
-def faust_floor(settings: KafkaSettings, n: int, timeout_s: float, logs: Path) -> dict[str, Any]:
-    """The framework's limit: a faust agent that only decodes (``bench/faust_floor.py``)."""
-    out = logs / "faust-floor.json"
+def faust_floor(
+    settings: KafkaSettings, n: int, mode: str, timeout_s: float, logs: Path
+) -> dict[str, Any]:
+    """The framework's limit: a faust agent that only decodes, or decodes and writes a row."""
+    out = logs / f"faust-floor-{mode}.json"
     out.unlink(missing_ok=True)
     cmd = [
         sys.executable,
         str(ROOT / "bench" / "faust_floor.py"),
         settings.bootstrap,
         settings.topic(contract.TEMPERATURES),
+        str(settings.partitions),
         str(n),
+        mode,
         str(out),
     ]
-    with (logs / "faust-floor.log").open("ab") as log_file:
+    with (logs / f"faust-floor-{mode}.log").open("ab") as log_file:
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT)
         try:
             proc.wait(timeout=timeout_s)
@@ -395,7 +399,7 @@ def faust_floor(settings: KafkaSettings, n: int, timeout_s: float, logs: Path) -
             proc.kill()
             proc.wait()
     if not out.exists():
-        return {"completed": False, "timeout_s": timeout_s}
+        return {"completed": False, "mode": mode, "timeout_s": timeout_s}
     return {"completed": True, **json.loads(out.read_text())}
 
 
@@ -412,9 +416,12 @@ def throughput(base: KafkaSettings, args: argparse.Namespace, logs: Path) -> dic
         log("throughput: bare consumer (fetch + contract.decode)")
         ceiling = bare_consumer(settings, n, args.timeout)
         log(f"  ceiling: {ceiling['events_per_second']:,} temperatures/s")
-        log("throughput: faust floor (a faust agent that only decodes)")
-        floor = faust_floor(settings, n, args.timeout, logs)
-        log(f"  faust floor: {floor.get('events_per_second', 'not finished')} temperatures/s")
+        floors = {}
+        for mode in ("decode", "write"):
+            log(f"throughput: faust floor, {mode} (a faust agent, no rules)")
+            floors[mode] = faust_floor(settings, n, mode, args.timeout, logs)
+            log(f"  {mode}: {floors[mode].get('events_per_second', 'not finished')}/s")
+        floor = floors["decode"]
         log(f"throughput: scantrail worker (timeout {args.timeout:.0f} s)")
         profile = logs / "worker.prof" if args.profile else None
         worker = Worker(settings, logs, profile=profile, extra_env=args.worker_env)
@@ -428,6 +435,9 @@ def throughput(base: KafkaSettings, args: argparse.Namespace, logs: Path) -> dic
         if profile is not None:
             result["profile"] = str(profile)
         rate = headline_rate(result)
+        # The worker also judged the scans (and indexed their trails) in that time.
+        inputs = sum(counts.values())
+        result["all_inputs_per_second_end_to_end"] = round(rate * inputs / max(1, n))
         return {
             "namespace": settings.namespace,
             "preloaded": counts,
@@ -438,6 +448,7 @@ def throughput(base: KafkaSettings, args: argparse.Namespace, logs: Path) -> dic
             "bare_consumer": ceiling,
             "share_of_ceiling": round(rate / ceiling["events_per_second"], 4),
             "faust_floor": floor,
+            "faust_floor_one_write_per_event": floors["write"],
             "share_of_faust_floor": (
                 round(rate / floor["events_per_second"], 4) if floor["completed"] else None
             ),
@@ -694,6 +705,9 @@ def summarise(figures: dict[str, Any]) -> None:
             done = " through every stage"
         first = w.get("events_per_second_steady", w["events_per_second_from_start"])
         print(f"worker        {rate:>9,} temperatures/s{done}")
+        inputs = w.get("all_inputs_per_second_end_to_end")
+        if inputs:
+            print(f"              {inputs:>9,} events/s of every input (readings and scans)")
         print(f"first stage   {first:>9,} temperatures/s  (the kiosk shard alone)")
         print(f"bare consumer {c['events_per_second']:>9,} temperatures/s  (fetch + decode)")
         print(f"ratio         {t['share_of_ceiling']:>9.3f}   target >= 0.5, >= 20,000/s")
@@ -702,6 +716,12 @@ def summarise(figures: dict[str, Any]) -> None:
             print(
                 f"faust floor   {floor['events_per_second']:>9,} temperatures/s"
                 f"  (decode only; the worker is {t['share_of_faust_floor']:.3f} of it)"
+            )
+        written = t.get("faust_floor_one_write_per_event", {})
+        if written.get("completed"):
+            print(
+                f"  + 1 write   {written['events_per_second']:>9,} temperatures/s"
+                "  (decode and one table row per record)"
             )
     if "latency" in figures:
         lat = figures["latency"]

@@ -1,13 +1,18 @@
-"""The framework's own limit: a faust agent that only decodes each record of a topic.
+"""The framework's own limits: a faust agent that only decodes, or decodes and writes a row.
 
 Run by ``bench/bench_stream.py`` as a subprocess next to the bare kafka-python
-consumer (the ceiling) and the worker. It is the best any faust agent could do
-on this machine (the same batches the worker takes, ``contract.decode`` on
-every record, no rules, no state, no sends), so it shows how much of the gap
-to the ceiling is faust's own per-message machinery and how much is the
-worker's work.
+consumer (the ceiling) and the worker, in two modes:
 
-Usage: ``faust_floor.py BOOTSTRAP TOPIC N OUT.json`` (bounded by the caller's timeout).
+* ``decode`` -- the same batches the worker takes and ``contract.decode`` on
+  every record, nothing else: the best any faust agent could do here;
+* ``write`` -- the same, plus one table row per record (RocksDB and its
+  changelog topic, as the worker writes one person's state per reading).
+
+They show how much of the gap to the ceiling is faust's own per-message and
+per-write machinery, and how much is the worker's work.
+
+Usage: ``faust_floor.py BOOTSTRAP TOPIC PARTITIONS N MODE OUT.json`` (bounded by
+the caller's timeout).
 """
 
 from __future__ import annotations
@@ -26,22 +31,28 @@ import faust
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from processors.batching import Batching  # noqa: E402
+from processors.batching import Batching, acting_for  # noqa: E402
 from scantrail import contract  # noqa: E402
+from scantrail.settings import WorkerSettings  # noqa: E402
 
 
 def main() -> None:
-    bootstrap, topic_name, wanted, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+    bootstrap, topic_name, partitions, wanted, mode, out = sys.argv[1:7]
+    writes = mode == "write"
     batching = Batching()
+    settings = WorkerSettings()
     app = faust.App(
         f"faust-floor-{uuid.uuid4().hex[:8]}",
         broker=f"kafka://{bootstrap}",
-        store="memory://",
+        store="rocksdb://",
         datadir=tempfile.mkdtemp(prefix="faust-floor-"),
         web_enabled=False,
         consumer_auto_offset_reset="earliest",
+        topic_partitions=int(partitions),
+        producer_linger_ms=settings.producer_linger_ms,
     )
     topic = app.topic(topic_name, key_serializer="raw", value_serializer="raw")
+    rows = app.Table("rows", default=None, key_type=bytes, partitions=int(partitions))
     seen = {"count": 0, "first": 0.0}
 
     @app.agent(topic)
@@ -50,11 +61,15 @@ def main() -> None:
             if not seen["count"]:
                 seen["first"] = time.monotonic()
             for event in events:
-                contract.decode(event.value)
+                reading = contract.decode(event.value)
+                if writes:
+                    with acting_for(event):
+                        rows[event.message.key or b""] = {"event_id": reading.event_id}
             seen["count"] += len(events)
-            if seen["count"] >= wanted:
+            if seen["count"] >= int(wanted):
                 seconds = time.monotonic() - seen["first"]
                 figures = {
+                    "mode": mode,
                     "temperatures": seen["count"],
                     "seconds_from_first_batch": round(seconds, 2),
                     "events_per_second": round(seen["count"] / seconds),
