@@ -10,8 +10,8 @@ small event-time buckets:
   site's visits in one five-minute slot, fed by ``<app>-visits-by-site``
   (keyed by site).
 
-A table value is rewritten (and sent to its changelog) on every new scan, so
-its size is what one scan costs: whole-history values made that cost grow with
+A table value is rewritten (and sent to its changelog) once per batch that
+adds to it, so its size is what a scan costs: whole-history values made that cost grow with
 the history (an hour bucket of a busy gate held thousands of visits, and the
 worker spent its time re-encoding them). A bucket of one person-day or one
 site and five minutes stays a few kilobytes, and a trace reads a few of them:
@@ -24,7 +24,8 @@ in full, with the same pure :func:`processors.contacts.trace` the offline
 
 Every scan is forwarded to the site stream even when the person's trail has
 already seen it: a crash between the trail write and the send must not lose
-the visit, and the slot drops the duplicate id itself.
+the visit, and the slot drops the duplicate id itself. The forwards of a batch
+travel as one message per site partition (:mod:`processors.batching`).
 
 Retention follows event time, like every rule here: once a partition's newest
 scan is :data:`~processors.trails.RETENTION` past a bucket, the agent that owns
