@@ -77,8 +77,29 @@ def acting_for(event: Any) -> Iterator[None]:
         _current_event.reset(token)
 
 
+MAX_FORWARD_BYTES = 256 * 1024
+"""A forwarded message's size bound, well under Kafka's default 1 MB message limit.
+
+A kiosk catching up after an outage sends a whole batch of readings of nobody
+to one partition (they are keyed by the kiosk), so a batch per partition is
+not bounded by the batch size alone.
+"""
+
+
 def join_records(records: Sequence[bytes]) -> bytes:
     return b"\n".join(records)
+
+
+def chunks(records: Sequence[bytes], limit: int = MAX_FORWARD_BYTES) -> Iterator[bytes]:
+    """The records joined into messages of at most ``limit`` bytes (a bigger record alone)."""
+    start, size = 0, 0
+    for i, record in enumerate(records):
+        if i > start and size + 1 + len(record) > limit:
+            yield join_records(records[start:i])
+            start, size = i, 0
+        size += len(record) + (1 if i > start else 0)
+    if start < len(records):
+        yield join_records(records[start:])
 
 
 def split_records(value: bytes) -> list[bytes]:
@@ -154,9 +175,8 @@ class Effects:
                 await topics.deadletter.send(key=letter.key(), value=contract.encode(letter))
             )
         for (_, partition), (topic, records) in self.forwards.items():
-            futures.append(
-                await topic.send(key=BATCH_KEY, value=join_records(records), partition=partition)
-            )
+            for value in chunks(records):
+                futures.append(await topic.send(key=BATCH_KEY, value=value, partition=partition))
         if futures:
             await asyncio.gather(*futures)
         self.outcomes.counts["alert"] += len(self.alerts)

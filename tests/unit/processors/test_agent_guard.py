@@ -21,6 +21,7 @@ from processors.batching import (
     EXIT_SOFTWARE,
     Batching,
     Effects,
+    chunks,
     one_line,
     run_batched,
     split_records,
@@ -270,3 +271,12 @@ def test_records_travel_on_one_line() -> None:
     assert one_line(b'{"a": 1}', lambda: b"never") == b'{"a": 1}'
     assert one_line(b'{\n"a": 1}', lambda: b'{"a":1}') == b'{"a":1}'
     assert split_records(b"x") == [b"x"]
+
+
+def test_forwards_are_cut_into_messages_under_the_size_bound() -> None:
+    records = [b"a" * 40, b"b" * 40, b"c" * 40, b"d" * 200]
+    out = list(chunks(records, limit=100))
+    assert out == [b"a" * 40 + b"\n" + b"b" * 40, b"c" * 40, b"d" * 200]
+    assert [r for value in out for r in split_records(value)] == records
+    assert list(chunks([b"x"], limit=100)) == [b"x"]
+    assert list(chunks([], limit=100)) == []
