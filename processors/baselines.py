@@ -126,14 +126,24 @@ def judge_reading_for_site_drift(
     Both medians cover the window ``(t - drift_window, t]`` and each side needs
     ``drift_min_readings`` valid readings. Only the kiosk of the incoming
     reading is judged, at most once per ``drift_cooldown``.
+
+    A reading already in the window is a repeat and changes nothing. A reading
+    a whole window or more older than the newest one the site has seen (only a
+    kiosk catching up after an outage can deliver one; in event-time order it
+    cannot happen) is passed by: the window holds no readings of its hour any
+    more, so no median could be computed for it.
     """
     p = resolve(policy, reading.site_id)
     t = reading.measured_at
-    if not state.seen.check_and_add(reading.event_id, t, p.seen_horizon, p.seen_max):
+    kiosk = reading.kiosk_id
+    if state.newest is not None and t <= state.newest - p.drift_window:
         return []
+    if state.holds(kiosk, reading.event_id):
+        return []
+    if state.newest is None or t > state.newest:
+        state.newest = t
     if not p.is_valid(reading.celsius):
         return []
-    kiosk = reading.kiosk_id
     state.readings.setdefault(kiosk, []).append(Sample.of(reading))
     _prune_drift(state, p)
     since = t - p.drift_window
@@ -179,7 +189,7 @@ def judge_reading_for_site_drift(
 
 def _prune_drift(state: DriftState, p: ScreeningPolicy) -> None:
     """Keep only readings and cool-downs that can still matter at the newest event time."""
-    newest = state.seen.newest
+    newest = state.newest
     if newest is None:
         return
     for kiosk in list(state.readings):

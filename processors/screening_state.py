@@ -326,14 +326,26 @@ class ClusterState:
 
 @dataclass
 class DriftState:
-    """Per site: valid readings of the last ``drift_window`` per kiosk, last drift per kiosk."""
+    """Per site: valid readings of the last ``drift_window`` per kiosk, last drift per kiosk.
+
+    No separate duplicate filter: a repeat of a reading inside the window is
+    found among the window's own samples, and anything older than the window
+    before the site's newest reading cannot move the hour's medians, so the
+    drift rule passes it by (:func:`processors.baselines.judge_reading_for_site_drift`).
+    A day of seen ids had been most of this record: about 270 kB for a busy
+    site, written once per batch.
+    """
 
     readings: dict[str, list[Sample]] = field(default_factory=dict)
     last_drift_at: dict[str, datetime] = field(default_factory=dict)
-    seen: SeenIds = field(default_factory=SeenIds)
+    newest: datetime | None = None  # the newest reading's time, valid or not
+
+    def holds(self, kiosk_id: str, event_id: str) -> bool:
+        """Whether the window already has this reading."""
+        return any(s.event_id == event_id for s in self.readings.get(kiosk_id, ()))
 
     def to_dict(self) -> dict[str, Any]:
-        # An hour of a busy site's readings is rewritten on every reading, so
+        # An hour of a busy site's readings is rewritten with every batch, so
         # each kiosk's samples are columns (times in UTC microseconds: the rule
         # only compares them; alerts take their times from the reading judged).
         return {
@@ -348,7 +360,7 @@ class DriftState:
                 for kiosk, samples in self.readings.items()
             },
             "last_drift_at": {k: _t(v) for k, v in self.last_drift_at.items()},
-            "seen": self.seen.to_dict(),
+            "newest": None if self.newest is None else _t(self.newest),
         }
 
     @classmethod
@@ -375,8 +387,10 @@ class DriftState:
                     strict=True,
                 )
             ]
+        # Records written before the window became its own filter carry "seen".
+        newest = obj.get("newest", (obj.get("seen") or {}).get("newest"))
         return cls(
             readings,
             {str(k): _dt(v) for k, v in obj.get("last_drift_at", {}).items()},
-            SeenIds.from_dict(obj.get("seen", {})),
+            None if newest is None else _dt(newest),
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -310,3 +311,46 @@ def test_invalid_readings_do_not_count_for_drift() -> None:
             POLICY,
         )
     assert state.readings == {}
+
+
+def test_a_repeated_reading_changes_no_drift_window() -> None:
+    """The window is its own duplicate filter: a repeat counts once, and raises nothing new."""
+    once, twice = DriftState(), DriftState()
+    readings = [
+        make_reading(kiosk_id=f"kiosk-{1 + i % 2}", measured_at=BASE_TIME + i * SEC)
+        for i in range(30)
+    ]
+    for r in readings:
+        judge_reading_for_site_drift(once, r, POLICY)
+        judge_reading_for_site_drift(twice, r, POLICY)
+        assert judge_reading_for_site_drift(twice, r, POLICY) == []
+    assert twice == once
+    assert sum(len(samples) for samples in twice.readings.values()) == 30
+
+
+def test_a_reading_a_window_older_than_the_newest_is_passed_by() -> None:
+    """Only a kiosk catching up can deliver it; the window holds nothing of its hour."""
+    state = DriftState()
+    judge_reading_for_site_drift(
+        state, make_reading(kiosk_id="kiosk-2", measured_at=BASE_TIME + HOUR), POLICY
+    )
+    before = DriftState.from_dict(state.to_dict())
+    stale = make_reading(kiosk_id="kiosk-1", measured_at=BASE_TIME, celsius=39.0)
+    assert judge_reading_for_site_drift(state, stale, POLICY) == []
+    assert state == before
+    # One microsecond inside the window it counts.
+    inside = make_reading(
+        kiosk_id="kiosk-1", measured_at=BASE_TIME + timedelta(microseconds=1), celsius=36.6
+    )
+    judge_reading_for_site_drift(state, inside, POLICY)
+    assert [s.event_id for s in state.readings["kiosk-1"]] == [inside.event_id]
+
+
+def test_a_busy_sites_drift_record_holds_only_its_window() -> None:
+    state = DriftState()
+    for i in range(3000):  # two readings a second for 25 minutes
+        reading = make_reading(kiosk_id=f"kiosk-{i % 4}", measured_at=BASE_TIME + i * SEC / 2)
+        judge_reading_for_site_drift(state, reading, POLICY)
+    record = json.dumps(state.to_dict())
+    assert "seen" not in state.to_dict()
+    assert record.count(state.readings["kiosk-0"][0].event_id) == 1
