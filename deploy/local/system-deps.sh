@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Debian packages ScanTrail needs beyond Python, Java, Go and Rust:
-# libzbar0 for pyzbar, pkg-config for the libflux build of InfluxDB.
+# libzbar0 for pyzbar, pkg-config for the libflux build of InfluxDB,
+# chromium and chromium-driver for the browser tests of the web pages (Debian's
+# builds: nothing is fetched from a browser vendor), poppler-utils (pdftoppm)
+# to render the daily report's PDF to PNG in its test.
 set -euo pipefail
 need=()
-for pkg in libzbar0 pkg-config; do
+for pkg in libzbar0 pkg-config chromium chromium-driver poppler-utils; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 [ ${#need[@]} -eq 0 ] && exit 0
