@@ -35,6 +35,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "scantrail.commands.trace:trace",
         "Find the contacts of a person from a file of scans.",
     ),
+    "console": (
+        "scantrail.commands.console:console",
+        "Serve the web console: alert queue, cases, traces, big screen.",
+    ),
 }
 
 

@@ -304,6 +304,11 @@ PageAction: TypeAlias = Literal[
     "escalated",
     "acknowledged",
     "exhausted",
+    # Added within version 1 by the console (scantrail/console): an alert given to
+    # an officer (officer_id), and an alert closed with a note (reason). Readers
+    # that predate them skip the records; the pager's ledger ignores them.
+    "assigned",
+    "resolved",
 ]
 Channel: TypeAlias = Literal["webhook", "email"]
 
@@ -333,6 +338,9 @@ class PageRecord(Event):
     attempt: Annotated[int, Field(ge=1)] | None = None
     reason: Annotated[str, StringConstraints(max_length=2000)] = ""
     alert: dict[str, Any] | None = None
+    # Added within version 1 (optional): the person who took a console action
+    # ("console:<user>"); officer_id stays the officer the record is about.
+    by: Identifier | None = None
 
     def key(self) -> bytes:
         return self.alert_id.encode()

@@ -168,3 +168,33 @@ class WorkerSettings(BaseSettings):
 
     def resolved_data_dir(self) -> Path:
         return self.data_dir or state_dir() / "worker" / self.app_id
+
+
+class ConsoleSettings(BaseSettings):
+    """The web console (``scantrail console``): officers' queue, case and trace views."""
+
+    model_config = SettingsConfigDict(env_prefix="SCANTRAIL_CONSOLE_", extra="ignore")
+
+    #: SCANTRAIL_CONSOLE_HOST: loopback by default; publish it through a TLS proxy.
+    host: str = "127.0.0.1"
+    #: SCANTRAIL_CONSOLE_PORT
+    port: int = 8480
+    #: SCANTRAIL_CONSOLE_ACCOUNTS: the accounts file (default <state>/console/accounts.json).
+    accounts: Path | None = None
+    #: SCANTRAIL_CONSOLE_SECURE_COOKIES: mark session cookies Secure (on behind TLS; the
+    #: console also sets it when a request arrives with X-Forwarded-Proto: https).
+    secure_cookies: bool = False
+    #: SCANTRAIL_CONSOLE_SESSION_HOURS: a session ends this long after its last use.
+    session_hours: float = Field(default=12.0, gt=0)
+    #: SCANTRAIL_CONSOLE_TIMEZONE: the sites' time zone unless SITE_TIMEZONES names one.
+    timezone: str = "Asia/Shanghai"
+    #: SCANTRAIL_CONSOLE_SITE_TIMEZONES: JSON, e.g. {"site-ur": "Asia/Urumqi"}.
+    site_timezones: dict[str, str] = Field(default_factory=dict)
+    #: SCANTRAIL_CONSOLE_HEARTBEAT_S: a kiosk's heartbeat interval; silent after two.
+    heartbeat_s: float = Field(default=30.0, gt=0)
+
+    def accounts_path(self) -> Path:
+        return self.accounts or state_dir() / "console" / "accounts.json"
+
+    def zone_name(self, site_id: str) -> str:
+        return self.site_timezones.get(site_id, self.timezone)

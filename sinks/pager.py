@@ -187,6 +187,8 @@ class Pager:
             self.producer.close()
             if hasattr(self, "consumer"):
                 self.consumer.close(autocommit=False)
+            if hasattr(self, "_journal"):
+                self._journal.close()
 
     def _spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(coro)
@@ -213,6 +215,7 @@ class Pager:
             enable_auto_commit=False,
             client_id="scantrail-pager-journal",
         )
+        kept = False
         try:
             partitions = reader.partitions_for_topic(self.pages_topic)
             if not partitions:
@@ -233,8 +236,28 @@ class Pager:
                             continue
                         self.ledger.apply(cast(PageRecord, record))
             log.info("journal read: %d alerts known", len(self.ledger.alerts))
+            self._journal, kept = reader, True  # keeps following: acks written by others
         finally:
-            reader.close()
+            if not kept:
+                reader.close()
+
+    def _follow_journal(self) -> list[PageRecord]:
+        """Acknowledgements appended by others (the console) since the last look.
+
+        The pager's own records come back too; only an ``acknowledged`` for an
+        alert the ledger does not yet know as acknowledged is news.
+        """
+        news: list[PageRecord] = []
+        for messages in self._journal.poll(timeout_ms=0).values():
+            for message in messages:
+                try:
+                    record = cast(PageRecord, contract.decode(message.value, expect=PageRecord))
+                except ContractError:
+                    continue
+                state = self.ledger.alerts.get(record.alert_id)
+                if record.action == "acknowledged" and (state is None or state.acked_by is None):
+                    news.append(record)
+        return news
 
     def _make_consumer(self) -> KafkaConsumer:
         return KafkaConsumer(
@@ -247,14 +270,15 @@ class Pager:
             client_id="scantrail-pager",
         )
 
-    def _poll(self) -> dict[TopicPartition, list[Any]]:
+    def _poll(self) -> tuple[dict[TopicPartition, list[Any]], list[PageRecord]]:
+        acks = self._follow_journal()
         assigned = self.consumer.assignment()
         if len(self._offsets) >= self.settings.max_in_flight:
             self.consumer.pause(*assigned)
         elif self.consumer.paused():
             self.consumer.resume(*self.consumer.paused())
         batch: dict[TopicPartition, list[Any]] = self.consumer.poll(timeout_ms=300)
-        return batch
+        return batch, acks
 
     def _commit(self) -> None:
         offsets = self._offsets.take(set(self.consumer.assignment()))
@@ -267,13 +291,25 @@ class Pager:
 
     async def _consume(self) -> None:
         while self._stopping is not None and not self._stopping.is_set():
-            batch = await self._in_kafka(self._poll)
+            batch, acks = await self._in_kafka(self._poll)
+            for record in acks:
+                self._acknowledged_elsewhere(record)
             for tp, messages in batch.items():
                 for message in messages:
                     self._offsets.track(tp, message.offset)
                     self._spawn(self._handle_message(tp, message))
             await asyncio.sleep(0)  # let fresh tasks record their outcome before committing
             await self._in_kafka(self._commit)
+
+    def _acknowledged_elsewhere(self, record: PageRecord) -> None:
+        """An ack from the console (or another pager's endpoint) stops this pager's escalation."""
+        state = self.ledger.alerts.get(record.alert_id)
+        if state is not None and state.acked_by is not None:
+            return
+        self.ledger.apply(record)
+        self.stats["acknowledged_elsewhere"] += 1
+        log.info("%s acknowledged by %s (journal)", record.alert_id, record.officer_id)
+        self._acks.setdefault(record.alert_id, asyncio.Event()).set()
 
     async def _record(self, durable: bool = False, **fields: Any) -> PageRecord:
         """Append a record; ``durable`` waits for Kafka's ack before the ledger sees it."""

@@ -1,0 +1,53 @@
+// ScanTrail console: sortable tables, the live queue (SSE) and the big screen's refresh.
+"use strict";
+(function () {
+  function sortable(table) {
+    table.querySelectorAll("th[data-sort]").forEach(function (th, col) {
+      th.addEventListener("click", function () {
+        var body = table.tBodies[0];
+        var idx = Array.prototype.indexOf.call(th.parentNode.children, th);
+        var asc = th.dataset.dir !== "asc";
+        th.dataset.dir = asc ? "asc" : "desc";
+        var num = th.dataset.sort === "num";
+        var rows = Array.prototype.slice.call(body.rows);
+        rows.sort(function (a, b) {
+          var x = a.cells[idx] ? a.cells[idx].textContent.trim() : "";
+          var y = b.cells[idx] ? b.cells[idx].textContent.trim() : "";
+          var c = num ? (parseFloat(x) || 0) - (parseFloat(y) || 0) : x.localeCompare(y);
+          return asc ? c : -c;
+        });
+        rows.forEach(function (r) { body.appendChild(r); });
+      });
+    });
+  }
+  function refresh(url, target) {
+    return fetch(url, { credentials: "same-origin", cache: "no-store" }).then(function (r) {
+      if (r.status === 401) { window.location.reload(); return; }
+      return r.text().then(function (html) { target.innerHTML = html; });
+    });
+  }
+  document.addEventListener("DOMContentLoaded", function () {
+    document.querySelectorAll("table.sortable").forEach(sortable);
+    var queue = document.getElementById("queue");
+    var screen = document.getElementById("screen");
+    var live = document.getElementById("live");
+    if (queue || screen) {
+      var source = new EventSource("/events");
+      var pending = false;
+      source.addEventListener("board", function () {
+        if (live) { live.textContent = live.dataset.live; live.className = "live on"; }
+        if (pending) { return; }
+        pending = true;
+        var done = function () { pending = false; };
+        if (queue) { refresh(queue.dataset.rows, document.getElementById("rows")).then(done, done); }
+        if (screen) { refresh(screen.dataset.refresh, screen).then(done, done); }
+      });
+      source.onerror = function () {
+        if (live) { live.textContent = live.dataset.off; live.className = "live off"; }
+      };
+    }
+    if (screen) {
+      setInterval(function () { refresh(screen.dataset.refresh, screen); }, 5000);
+    }
+  });
+})();

@@ -1,0 +1,793 @@
+"""The console's HTTP server: aiohttp, server-rendered pages, live updates over SSE.
+
+Pages are Jinja2 templates rendered on the server with autoescape; the only
+script is ``static/console.js`` (sorting, the live queue, the big screen's
+refresh), served from here with a strict Content-Security-Policy, so nothing is
+fetched from anywhere else. Every request but the log-in page needs a session;
+every POST needs the session's CSRF token. Console actions on an alert are
+``page/1`` records on ``scantrail.pages``, written and acknowledged by Kafka
+before the page says they are done; case views and traces are ``audit/1``
+records on ``scantrail.audit``, written before the answer leaves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
+
+import jinja2
+from aiohttp import web
+
+from processors.contacts import ContactPolicy
+from processors.contacts import trace as run_trace
+from processors.screening_state import rounded_median
+from processors.trace_report import to_csv
+from scantrail import contract
+from scantrail.audit import AuditLog, audit_record
+from scantrail.clock import Clock, SystemClock
+from scantrail.console.accounts import Account, Throttle, authenticate, load_accounts
+from scantrail.console.board import Board, Filters, Row
+from scantrail.console.charts import contact_graph, encounter_timeline, temperature_curve
+from scantrail.console.i18n import LANGUAGES, negotiate, translator
+from scantrail.console.sessions import Session, Sessions, same_token
+from scantrail.console.sources import Follower, Influx, load_trail_index
+from scantrail.contract import Alert, PageRecord, QuarantineRecord
+from scantrail.errors import PublishError
+from scantrail.settings import ConsoleSettings, InfluxSettings, KafkaSettings
+
+log = logging.getLogger(__name__)
+HERE = Path(__file__).parent
+COOKIE = "scantrail_session"
+LOGIN_COOKIE = "scantrail_login"
+CURVE_DAYS = 14
+BASELINE_MIN_DATES = 3
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
+)
+
+
+class Console:
+    def __init__(
+        self,
+        settings: ConsoleSettings,
+        kafka: KafkaSettings,
+        influx: InfluxSettings,
+        *,
+        clock: Clock | None = None,
+    ) -> None:
+        self.settings, self.kafka, self.influx_settings = settings, kafka, influx
+        self.clock: Clock = clock or SystemClock()
+        self.accounts_path = settings.accounts_path()
+        self.accounts = load_accounts(self.accounts_path)
+        self.accounts_mtime = self._mtime()
+        self.board = Board()
+        self.quarantine: dict[str, QuarantineRecord] = {}
+        self.sessions = Sessions(settings.session_hours * 3600)
+        self.throttle = Throttle()
+        self.changed: asyncio.Condition | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.templates = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(HERE / "templates"),
+            autoescape=True,
+            undefined=jinja2.StrictUndefined,
+        )
+        self.audit = AuditLog(kafka)
+        self.follower = Follower(kafka, self._from_thread)
+        self._producer: Any = None
+        self._influx: Influx | None = None
+
+    # --- data in -----------------------------------------------------------------
+
+    def _from_thread(self, event: contract.Event) -> None:
+        if self.loop is not None:
+            self.loop.call_soon_threadsafe(self._apply, event)
+
+    def _apply(self, event: contract.Event) -> None:
+        if isinstance(event, Alert):
+            self.board.add_alert(event)
+        elif isinstance(event, PageRecord):
+            self.board.apply(event)
+        elif isinstance(event, QuarantineRecord):
+            self.quarantine[event.person_id] = event
+        if self.changed is not None:
+            asyncio.ensure_future(self._notify())
+
+    async def _notify(self) -> None:
+        if self.changed is None:
+            return
+        async with self.changed:
+            self.changed.notify_all()
+
+    def _mtime(self) -> float:
+        try:
+            return self.accounts_path.stat().st_mtime
+        except OSError:
+            return 0.0
+
+    def _reload_accounts(self) -> None:
+        """``scantrail console adduser`` while the console runs takes effect on the next log-in."""
+        mtime = self._mtime()
+        if mtime != self.accounts_mtime:
+            self.accounts, self.accounts_mtime = load_accounts(self.accounts_path), mtime
+
+    @property
+    def influx(self) -> Influx:
+        if self._influx is None:
+            self._influx = Influx(self.influx_settings)
+        return self._influx
+
+    @property
+    def producer(self) -> Any:
+        if self._producer is None:
+            from scantrail.broker import make_producer
+
+            self._producer = make_producer(self.kafka, client_id="scantrail-console", linger_ms=0)
+        return self._producer
+
+    # --- lifecycle ---------------------------------------------------------------
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self._security, self._auth])
+        r = app.router
+        r.add_get("/login", self.login_page)
+        r.add_post("/login", self.login)
+        r.add_post("/logout", self.logout)
+        r.add_get("/lang/{lang}", self.set_language)
+        r.add_get("/", self.home)
+        r.add_get("/queue", self.queue_page)
+        r.add_get("/queue/rows", self.queue_rows)
+        r.add_get("/events", self.events)
+        r.add_get("/alerts/{alert_id}", self.case_page)
+        r.add_post("/alerts/{alert_id}/{action}", self.alert_action)
+        r.add_get("/trace", self.trace_page)
+        r.add_get("/trace.csv", self.trace_csv)
+        r.add_get("/bigscreen", self.bigscreen_page)
+        r.add_get("/bigscreen/data", self.bigscreen_data)
+        r.add_get("/healthz", self.health)
+        r.add_static("/static", HERE / "static")
+        app.on_startup.append(self._start)
+        app.on_cleanup.append(self._stop)
+        return app
+
+    async def _start(self, app: web.Application) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.changed = asyncio.Condition()
+        self.follower.start()
+
+    async def _stop(self, app: web.Application) -> None:
+        await asyncio.to_thread(self.follower.stop)
+        if self._producer is not None:
+            await asyncio.to_thread(self._producer.close)
+        self.audit.close()
+        if self._influx is not None:
+            self._influx.close()
+
+    # --- middleware ----------------------------------------------------------------
+
+    @web.middleware
+    async def _security(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            response = exc
+        response.headers.setdefault("Content-Security-Policy", CSP)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        if not request.path.startswith("/static"):
+            response.headers.setdefault("Cache-Control", "no-store")
+        if isinstance(response, web.HTTPException) and response.status >= 400:
+            return self._error_page(request, response)
+        if isinstance(response, web.HTTPException):
+            raise response
+        return response
+
+    def _error_page(self, request: web.Request, exc: web.HTTPException) -> web.StreamResponse:
+        if exc.content_type != "text/plain" or request.path.startswith("/static"):
+            return exc
+        t = translator(self.lang(request))
+        text = {403: t("forbidden"), 404: t("not_found")}.get(exc.status, exc.reason)
+        body = self.templates.get_template("error.html").render(
+            **self._common(request), status=exc.status, message=text
+        )
+        response = web.Response(text=body, status=exc.status, content_type="text/html")
+        response.headers["Content-Security-Policy"] = CSP
+        return response
+
+    @web.middleware
+    async def _auth(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path in ("/login", "/healthz") or request.path.startswith(
+            ("/static/", "/lang/")
+        ):
+            return await handler(request)
+        session = self.sessions.get(request.cookies.get(COOKIE), time.monotonic())
+        account = None if session is None else self.accounts.get(session.user)
+        if session is None or account is None:
+            if request.method == "GET" and request.path not in ("/events", "/queue/rows"):
+                raise web.HTTPSeeOther("/login?" + urlencode({"next": request.path_qs}))
+            raise web.HTTPUnauthorized()
+        if request.method == "POST":
+            form = await request.post()
+            if not same_token(session.csrf, form.get("csrf")):
+                raise web.HTTPForbidden(reason="CSRF token missing or wrong")
+        request["session"], request["account"] = session, account
+        return await handler(request)
+
+    # --- helpers -----------------------------------------------------------------------
+
+    def lang(self, request: web.Request) -> str:
+        return negotiate(request.headers.get("Accept-Language", ""), request.cookies.get("lang"))
+
+    def _secure(self, request: web.Request) -> bool:
+        return (
+            self.settings.secure_cookies
+            or request.secure
+            or request.headers.get("X-Forwarded-Proto") == "https"
+        )
+
+    def zone(self, site_id: str | None = None) -> ZoneInfo:
+        return ZoneInfo(self.settings.zone_name(site_id or ""))
+
+    def _common(self, request: web.Request) -> dict[str, Any]:
+        lang = self.lang(request)
+        session: Session | None = request.get("session")
+        return {
+            "t": translator(lang),
+            "lang": lang,
+            "other_lang": "en" if lang == "zh-CN" else "zh-CN",
+            "account": request.get("account"),
+            "csrf": session.csrf if session else "",
+            "path": request.path_qs,
+        }
+
+    def render(self, request: web.Request, name: str, **values: Any) -> web.Response:
+        body = self.templates.get_template(name).render(**self._common(request), **values)
+        return web.Response(text=body, content_type="text/html")
+
+    def local(self, moment: datetime | None, site_id: str | None = None) -> str:
+        if moment is None:
+            return ""
+        return moment.astimezone(self.zone(site_id)).strftime("%Y-%m-%d %H:%M:%S")
+
+    async def _audit(self, account: Account, **fields: Any) -> None:
+        record = audit_record(
+            at=self.clock.now(), actor=account.actor, role=account.role, channel="console",
+            **fields,
+        )  # fmt: skip
+        await asyncio.to_thread(self.audit.append, record)
+
+    # --- log-in ------------------------------------------------------------------------
+
+    async def login_page(self, request: web.Request, error: str = "") -> web.Response:
+        token = request.cookies.get(LOGIN_COOKIE) or Sessions(0).create("-", 0).csrf
+        response = self.render(
+            request,
+            "login.html",
+            login_csrf=token,
+            error=error,
+            next=request.query.get("next", "/queue"),
+        )
+        response.set_cookie(
+            LOGIN_COOKIE, token, httponly=True, samesite="Strict", secure=self._secure(request)
+        )
+        return response
+
+    async def login(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        t = translator(self.lang(request))
+        if not same_token(request.cookies.get(LOGIN_COOKIE, ""), form.get("csrf")):
+            raise web.HTTPForbidden(reason="CSRF token missing or wrong")
+        name = str(form.get("user", "")).strip().lower()[:64]
+        password = str(form.get("password", ""))[:1024]
+        keys = [f"user:{name}", f"addr:{request.remote}"]
+        now = time.monotonic()
+        wait = self.throttle.retry_after(keys, now)
+        if wait > 0:
+            response = await self.login_page(request, t("throttled", seconds=int(wait) + 1))
+            response.set_status(429)
+            response.headers["Retry-After"] = str(int(wait) + 1)
+            return response
+        self._reload_accounts()
+        account = await asyncio.to_thread(authenticate, self.accounts, name, password)
+        if account is None:
+            self.throttle.failed(keys, now)
+            response = await self.login_page(request, t("login_failed"))
+            response.set_status(401)
+            return response
+        self.throttle.succeeded([f"user:{name}"])
+        session = self.sessions.create(account.name, now)
+        target = str(form.get("next", "/queue"))
+        if not target.startswith("/") or target.startswith("//"):
+            target = "/queue"
+        response = web.HTTPSeeOther(target)
+        response.set_cookie(
+            COOKIE, session.sid, httponly=True, samesite="Strict", secure=self._secure(request),
+            path="/",
+        )  # fmt: skip
+        response.del_cookie(LOGIN_COOKIE)
+        raise response
+
+    async def logout(self, request: web.Request) -> web.Response:
+        self.sessions.end(request.cookies.get(COOKIE))
+        response = web.HTTPSeeOther("/login")
+        response.del_cookie(COOKIE, path="/")
+        raise response
+
+    async def set_language(self, request: web.Request) -> web.Response:
+        lang = request.match_info["lang"]
+        back = request.query.get("next", "/queue")
+        if not back.startswith("/") or back.startswith("//"):
+            back = "/queue"
+        response = web.HTTPSeeOther(back)
+        if lang in LANGUAGES:
+            response.set_cookie(
+                "lang", lang, samesite="Strict", secure=self._secure(request), max_age=31536000
+            )
+        raise response
+
+    async def health(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            {
+                "ok": True,
+                "caught_up": self.follower.caught_up.is_set(),
+                "alerts": len(self.board.rows),
+            }
+        )
+
+    # --- the queue ----------------------------------------------------------------------
+
+    async def home(self, request: web.Request) -> web.Response:
+        account: Account = request["account"]
+        raise web.HTTPSeeOther("/trace" if account.role == "epidemiologist" else "/queue")
+
+    def _rows(self, request: web.Request) -> dict[str, Any]:
+        account: Account = request["account"]
+        filters = Filters.of(request.query)
+        rows = self.board.visible(account.sees_site, filters)[:500]
+        return {
+            "rows": [self._row_view(r, account) for r in rows],
+            "filters": filters,
+            "version": self.board.version,
+        }
+
+    def _row_view(self, row: Row, account: Account) -> dict[str, Any]:
+        a = row.alert
+        state = self.board.state(a.alert_id)
+        status = self.board.status(row)
+        return {
+            "alert": a,
+            "time": self.local(a.event_time, a.site_id),
+            "status": status,
+            "acked_by": state.acked_by if state else None,
+            "paged": ", ".join(state.paged) if state else "",
+            "assigned_to": row.assigned_to,
+            "may_act": account.may_act(a.site_id),
+            "open": status not in ("acknowledged", "resolved"),
+            "assignees": self._assignees(a.site_id),
+        }
+
+    def _assignees(self, site_id: str) -> list[str]:
+        return sorted(
+            a.name
+            for a in self.accounts.values()
+            if a.role == "supervisor" or (a.role == "officer" and site_id in a.sites)
+        )
+
+    async def queue_page(self, request: web.Request) -> web.Response:
+        account: Account = request["account"]
+        return self.render(
+            request,
+            "queue.html",
+            **self._rows(request),
+            sites=self.board.sites(account.sees_site),
+            kinds=self.board.kinds(),
+            query=request.query_string,
+            zone=self.settings.timezone,
+        )
+
+    async def queue_rows(self, request: web.Request) -> web.Response:
+        return self.render(request, "_rows.html", **self._rows(request))
+
+    async def events(self, request: web.Request) -> web.StreamResponse:
+        """Server-sent events: ``board`` with the board's version whenever it changes."""
+        if self.changed is None:
+            raise web.HTTPServiceUnavailable()
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"}
+        )
+        await response.prepare(request)
+        seen = -1
+        try:
+            while True:
+                if self.board.version != seen:
+                    seen = self.board.version
+                    await response.write(f"event: board\ndata: {seen}\n\n".encode())
+                async with self.changed:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self.changed.wait(), timeout=15)
+                await asyncio.sleep(0.2)  # a burst of records is one refresh
+                if self.board.version == seen:
+                    await response.write(b": keep-alive\n\n")
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        return response
+
+    def _row_or_403(self, request: web.Request) -> Row:
+        account: Account = request["account"]
+        row = self.board.rows.get(request.match_info["alert_id"])
+        if row is None:
+            raise web.HTTPNotFound()
+        if not account.sees_site(row.alert.site_id):
+            raise web.HTTPForbidden()
+        return row
+
+    async def alert_action(self, request: web.Request) -> web.Response:
+        account: Account = request["account"]
+        action = request.match_info["action"]
+        if action not in ("ack", "assign", "resolve"):
+            raise web.HTTPNotFound()
+        row = self._row_or_403(request)
+        a = row.alert
+        if not account.may_act(a.site_id):
+            raise web.HTTPForbidden()
+        form = await request.post()
+        base: dict[str, Any] = {
+            "alert_id": a.alert_id,
+            "site_id": a.site_id,
+            "severity": a.severity,
+        }
+        state = self.board.state(a.alert_id)
+        records: list[PageRecord] = []
+        step = state.step if state else 0
+        if action in ("ack", "resolve") and (state is None or state.acked_by is None):
+            records.append(
+                PageRecord(
+                    action="acknowledged",
+                    at=self.clock.now(),
+                    officer_id=account.actor,
+                    by=account.actor,
+                    step=step,
+                    reason="acknowledged in the console",
+                    **base,
+                )  # fmt: skip
+            )
+        if action == "assign":
+            who = str(form.get("to", ""))
+            if who not in self._assignees(a.site_id):
+                raise web.HTTPBadRequest(reason=f"{who!r} may not take alerts of {a.site_id}")
+            records.append(
+                PageRecord(
+                    action="assigned",
+                    at=self.clock.now(),
+                    officer_id=f"console:{who}",
+                    by=account.actor,
+                    step=step,
+                    reason=f"assigned by {account.name}",
+                    **base,
+                )  # fmt: skip
+            )
+        if action == "resolve":
+            note = str(form.get("note", "")).strip()[:2000]
+            records.append(
+                PageRecord(
+                    action="resolved",
+                    at=self.clock.now(),
+                    officer_id=account.actor,
+                    by=account.actor,
+                    step=step,
+                    reason=note,
+                    **base,
+                )  # fmt: skip
+            )
+        await self._publish(records)
+        back = str(form.get("next", "/queue"))
+        if not back.startswith("/") or back.startswith("//"):
+            back = "/queue"
+        raise web.HTTPSeeOther(back)
+
+    async def _publish(self, records: list[PageRecord]) -> None:
+        """Write to the pages topic and wait for Kafka's ack, then for the board to show it."""
+        topic = self.kafka.topic(contract.PAGES)
+
+        def send() -> None:
+            futures = [
+                self.producer.send(topic, key=r.key(), value=contract.encode(r)) for r in records
+            ]
+            for future in futures:
+                future.get(timeout=30)
+
+        try:
+            await asyncio.to_thread(send)
+        except Exception as exc:
+            raise PublishError(f"console action not stored on {topic}: {exc}") from None
+        want = {(r.alert_id, r.action, r.at) for r in records}
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            row = self.board.rows.get(records[0].alert_id)
+            have = {(h.alert_id, h.action, h.at) for h in row.history} if row else set()
+            if want <= have:
+                return
+            await asyncio.sleep(0.05)
+
+    # --- the case view ----------------------------------------------------------------------
+
+    async def case_page(self, request: web.Request) -> web.Response:
+        account: Account = request["account"]
+        alert_id = request.match_info["alert_id"]
+        try:
+            row = self._row_or_403(request)
+        except web.HTTPForbidden:
+            await self._audit(
+                account, action="case_view", outcome="refused",
+                reason="alert of a site outside the account's sites", detail={"alert_id": alert_id},
+            )  # fmt: skip
+            raise
+        a = row.alert
+        tz = self.zone(a.site_id)
+        end = self.clock.now()
+        end = max(end, a.event_time + timedelta(hours=1))
+        start = end - timedelta(days=CURVE_DAYS)
+        t = translator(self.lang(request))
+        points: list[tuple[datetime, float]] = []
+        evidence: list[dict[str, Any]] = []
+        if a.person_id:
+            points = await asyncio.to_thread(self.influx.curve, a.person_id, start, end)
+        evidence = await asyncio.to_thread(self.influx.readings, list(a.evidence), a.event_time)
+        baseline = self._baseline(points, a.event_time, tz)
+        chart = ""
+        if points:
+            chart = temperature_curve(
+                points,
+                start=start,
+                end=end,
+                baseline=baseline,
+                tz=tz,
+                labels={
+                    "curve": t("curve"),
+                    "fever_line": t("fever_line"),
+                    "baseline": t("baseline", value=f"{baseline:.2f}") if baseline else "",
+                },
+                highlight={e["_time"] for e in evidence},
+            )
+        await self._audit(
+            account, action="case_view", outcome="allowed", person_id=a.person_id,
+            since=start, until=end, detail={"alert_id": a.alert_id, "readings": len(points)},
+        )  # fmt: skip
+        found = {e.get("event_id") for e in evidence}
+        return self.render(
+            request,
+            "case.html",
+            row=self._row_view(row, account),
+            alert=a,
+            detail=json.dumps(a.detail, ensure_ascii=False, indent=1),
+            evidence=[
+                {
+                    "time": self.local(e["_time"], a.site_id),
+                    "event_id": e.get("event_id"),
+                    "kiosk_id": e.get("kiosk_id"),
+                    "celsius": e.get("celsius"),
+                    "valid": e.get("valid"),
+                }
+                for e in sorted(evidence, key=lambda e: e["_time"])
+            ],
+            other_evidence=[e for e in a.evidence if e not in found],
+            chart=chart,
+            readings=len(points),
+            baseline=baseline,
+            baseline_min=BASELINE_MIN_DATES,
+            quarantine=self.quarantine.get(a.person_id or ""),
+            history=[
+                {
+                    "time": self.local(h.at, a.site_id),
+                    "action": h.action,
+                    "who": h.by or h.officer_id or "",
+                    "channel": h.channel or "",
+                    "reason": h.reason,
+                }
+                for h in row.history
+            ],
+            trace_link="/trace?"
+            + urlencode(
+                {
+                    "person": a.person_id or "",
+                    "since": (a.event_time - timedelta(days=14))
+                    .astimezone(tz)
+                    .isoformat(timespec="minutes"),
+                    "until": a.event_time.astimezone(tz).isoformat(timespec="minutes"),
+                }
+            ),
+            zone=str(tz),
+        )
+
+    @staticmethod
+    def _baseline(points: list[tuple[datetime, float]], at: datetime, tz: ZoneInfo) -> float | None:
+        """The median of valid readings on local dates before the alert's (as the rules take it)."""
+        today = at.astimezone(tz).date()
+        prior = [(t, c) for t, c in points if t.astimezone(tz).date() < today]
+        if len({t.astimezone(tz).date() for t, _ in prior}) < BASELINE_MIN_DATES:
+            return None
+        return rounded_median(c for _, c in prior)
+
+    # --- the trace view --------------------------------------------------------------------
+
+    def _trace_args(self, request: web.Request) -> tuple[str, datetime, datetime, ContactPolicy]:
+        q = request.query
+        tz = self.zone()
+        try:
+            since = datetime.fromisoformat(q["since"])
+            until = datetime.fromisoformat(q["until"])
+            window = float(q.get("window", "15"))
+            depth = int(q.get("depth", "1"))
+            policy = ContactPolicy(
+                window=timedelta(minutes=window), depth=depth, same_kiosk=q.get("same_kiosk") == "1"
+            )
+        except (KeyError, ValueError) as exc:
+            raise web.HTTPBadRequest(reason=f"trace: {exc}") from None
+        since = since if since.tzinfo else since.replace(tzinfo=tz)
+        until = until if until.tzinfo else until.replace(tzinfo=tz)
+        if since > until or until - since > timedelta(days=28) or not 0 <= window <= 240:
+            raise web.HTTPBadRequest(reason="trace: a period of at most 28 days, window 0-240 min")
+        person = q.get("person", "").strip()
+        try:
+            contract.ScanEvent.model_validate(
+                {"event_id": "x", "kiosk_id": "x", "site_id": "x", "direction": "in",
+                 "person_id": person, "pass_status": "valid", "scanned_at": since, "seq": 0}
+            )  # fmt: skip
+        except ValueError:
+            raise web.HTTPBadRequest(reason="trace: not a pseudonymous person id") from None
+        return person, since, until, policy
+
+    async def _run_trace(self, request: web.Request, action: str) -> Any:
+        account: Account = request["account"]
+        if not account.may_trace:
+            await self._audit(
+                account, action=action, outcome="refused", reason="role may not trace"
+            )
+            raise web.HTTPForbidden()
+        person, since, until, policy = self._trace_args(request)
+        pad = policy.window
+        index = await asyncio.to_thread(load_trail_index, self.kafka, since - pad, until + pad)
+        result = await asyncio.to_thread(
+            run_trace, person, since, until, stores=index, policy=policy
+        )
+        await self._audit(
+            account, action=action, outcome="allowed", person_id=person, since=since,
+            until=until, depth=policy.depth, contacts_returned=len(result.contacts),
+            detail={"window_minutes": policy.window.total_seconds() / 60,
+                    "same_kiosk": policy.same_kiosk},
+        )  # fmt: skip
+        return result
+
+    async def trace_page(self, request: web.Request) -> web.Response:
+        account: Account = request["account"]
+        if not account.may_trace:
+            raise web.HTTPForbidden()
+        tz = self.zone()
+        now = self.clock.now().astimezone(tz)
+        q = request.query
+        form = {
+            "person": q.get("person", ""),
+            "since": q.get("since", (now - timedelta(days=14)).isoformat(timespec="minutes")),
+            "until": q.get("until", now.isoformat(timespec="minutes")),
+            "window": q.get("window", "15"),
+            "depth": q.get("depth", "1"),
+            "same_kiosk": q.get("same_kiosk") == "1",
+        }
+        result = None
+        if form["person"]:
+            result = await self._run_trace(request, "trace")
+        contacts = []
+        graph = timeline = ""
+        if result is not None:
+            rtz = result.since.tzinfo
+            contacts = [
+                {
+                    "person_id": c.person_id,
+                    "degree": c.degree,
+                    "first": c.first_contact_at(rtz).strftime("%Y-%m-%d %H:%M"),
+                    "first_sort": c.first_contact,
+                    "encounters": c.encounters,
+                    "sites": ", ".join(c.sites),
+                    "via": ", ".join(c.via),
+                }
+                for c in result.contacts
+            ]
+            graph = contact_graph(result)
+            timeline = encounter_timeline(result, rtz)
+        return self.render(
+            request,
+            "trace.html",
+            form=form,
+            result=result,
+            contacts=contacts,
+            graph=graph,
+            timeline=timeline,
+            csv_link="/trace.csv?" + request.query_string,
+            zone=str(tz),
+        )
+
+    async def trace_csv(self, request: web.Request) -> web.Response:
+        result = await self._run_trace(request, "trace_csv")
+        name = f"contacts-{result.index}.csv".replace('"', "")
+        return web.Response(
+            text=to_csv(result),
+            content_type="text/csv",
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
+
+    # --- the big screen ----------------------------------------------------------------------
+
+    async def bigscreen_page(self, request: web.Request) -> web.Response:
+        data = await self._screen(request)
+        return self.render(request, "bigscreen.html", **data)
+
+    async def bigscreen_data(self, request: web.Request) -> web.Response:
+        data = await self._screen(request)
+        return self.render(request, "_screen.html", **data)
+
+    async def _screen(self, request: web.Request) -> dict[str, Any]:
+        account: Account = request["account"]
+        data = await asyncio.to_thread(self.screen_data, self.clock.now())
+        sees = account.sees_site
+        sites = sorted(s for s in set(data["passages"]) | set(data["fevers"]) if sees(s))
+        critical = sorted(
+            self.board.open_critical(sees), key=lambda r: r.alert.event_time, reverse=True
+        )
+        return {
+            "sites": [
+                {
+                    "site": s,
+                    "minutes": data["passages"].get(s, []),
+                    "last_minute": (data["passages"].get(s) or [0])[-1],
+                    "peak": max(data["passages"].get(s) or [0]) or 1,
+                    "fevers": data["fevers"].get(s, 0),
+                }
+                for s in sites
+            ],
+            "silent": [
+                {"site": s, "kiosk": k, "last": self.local(at, s), "age": int(age)}
+                for s, k, at, age in data["silent"]
+                if sees(s)
+            ],
+            "critical": [self._row_view(r, account) for r in critical[:12]],
+            "critical_count": len(critical),
+            "updated": self.local(self.clock.now()),
+        }
+
+    def screen_data(self, now: datetime) -> dict[str, Any]:
+        """The big screen's figures from InfluxDB (also what the Grafana-agreement test reads)."""
+        tz = self.zone()
+        minute = now.replace(second=0, microsecond=0)
+        start = minute - timedelta(minutes=30)
+        midnight = now.astimezone(tz).replace(hour=0, minute=0, second=0, microsecond=0)
+        silent_after = 2 * self.settings.heartbeat_s
+        beats = self.influx.last_heartbeats(now - timedelta(hours=24), now + timedelta(seconds=1))
+        return {
+            "passages": self.influx.passages_per_minute(start, minute),
+            "fevers": self.influx.fevers(midnight.astimezone(UTC), now + timedelta(seconds=1)),
+            "silent": [
+                (s, k, at, (now - at).total_seconds())
+                for s, k, at in beats
+                if (now - at).total_seconds() > silent_after
+            ],
+        }
+
+
+def serve(console: Console) -> None:
+    web.run_app(
+        console.app(),
+        host=console.settings.host,
+        port=console.settings.port,
+        print=None,
+        access_log=None,
+    )
