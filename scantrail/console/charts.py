@@ -103,7 +103,7 @@ def temperature_curve(
     return "".join(out)
 
 
-def contact_graph(result: Trace, *, limit: int = 40, size: int = 460) -> str:
+def contact_graph(result: Trace, *, limit: int = 40, size: int = 400) -> str:
     """The index in the centre, first-degree contacts on a ring, second-degree outside."""
     centre = size / 2
     first = sorted(result.of_degree(1), key=lambda c: (-c.encounters, c.person_id))[:limit]
@@ -160,10 +160,10 @@ def contact_graph(result: Trace, *, limit: int = 40, size: int = 460) -> str:
     return "".join(out)
 
 
-def encounter_timeline(result: Trace, tz: Any, *, limit: int = 40, width: int = 900) -> str:
+def encounter_timeline(result: Trace, tz: Any, *, limit: int = 40, width: int = 1200) -> str:
     """One row per contact, a dot per matching scan; the index's scans as red ticks."""
     rows = sorted(result.contacts, key=lambda c: (c.degree, c.first_contact))[:limit]
-    left, right, top, row_h = 130, 16, 22, 18
+    left, right, top, row_h = 130, 16, 22, 24
     height = top + row_h * max(1, len(rows)) + 28
     start, end = result.since, result.until
     times = [t for c in rows for t in c.times] + list(result.index_times)

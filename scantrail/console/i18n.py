@@ -103,6 +103,7 @@ EN: dict[str, str] = {
     "resolved_by": "resolved by {who}: {note}",
     "action_done": "Done.",
     "times_in": "times in {zone}",
+    "influx_down": "InfluxDB did not answer; readings and counts are missing here.",
 }
 
 ZH: dict[str, str] = {
@@ -196,6 +197,7 @@ ZH: dict[str, str] = {
     "resolved_by": "{who} 办结：{note}",
     "action_done": "已完成。",
     "times_in": "时间为 {zone}",
+    "influx_down": "InfluxDB 无响应，此处缺少读数和统计。",
 }
 
 MESSAGES = {"en": EN, "zh-CN": ZH}

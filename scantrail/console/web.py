@@ -540,9 +540,14 @@ class Console:
         t = translator(self.lang(request))
         points: list[tuple[datetime, float]] = []
         evidence: list[dict[str, Any]] = []
-        if a.person_id:
-            points = await asyncio.to_thread(self.influx.curve, a.person_id, start, end)
-        evidence = await asyncio.to_thread(self.influx.readings, list(a.evidence), a.event_time)
+        influx_error = ""
+        try:
+            if a.person_id:
+                points = await asyncio.to_thread(self.influx.curve, a.person_id, start, end)
+            evidence = await asyncio.to_thread(self.influx.readings, list(a.evidence), a.event_time)
+        except Exception as exc:  # InfluxDB down or refusing: the rest of the case still shows
+            log.warning("case %s: InfluxDB query failed: %s", a.alert_id, exc)
+            influx_error = str(exc)[:300]
         baseline = self._baseline(points, a.event_time, tz)
         chart = ""
         if points:
@@ -582,6 +587,7 @@ class Console:
             ],
             other_evidence=[e for e in a.evidence if e not in found],
             chart=chart,
+            influx_error=influx_error,
             readings=len(points),
             baseline=baseline,
             baseline_min=BASELINE_MIN_DATES,
@@ -623,9 +629,10 @@ class Console:
     def _trace_args(self, request: web.Request) -> tuple[str, datetime, datetime, ContactPolicy]:
         q = request.query
         tz = self.zone()
+        now = self.clock.now().astimezone(tz)
         try:
-            since = datetime.fromisoformat(q["since"])
-            until = datetime.fromisoformat(q["until"])
+            since = datetime.fromisoformat(q.get("since") or (now - timedelta(days=14)).isoformat())
+            until = datetime.fromisoformat(q.get("until") or now.isoformat())
             window = float(q.get("window", "15"))
             depth = int(q.get("depth", "1"))
             policy = ContactPolicy(
@@ -737,7 +744,11 @@ class Console:
 
     async def _screen(self, request: web.Request) -> dict[str, Any]:
         account: Account = request["account"]
-        data = await asyncio.to_thread(self.screen_data, self.clock.now())
+        try:
+            data = await asyncio.to_thread(self.screen_data, self.clock.now())
+        except Exception as exc:  # InfluxDB down: say so, keep the alerts from Kafka
+            log.warning("big screen: InfluxDB query failed: %s", exc)
+            data = {"passages": {}, "fevers": {}, "silent": [], "error": str(exc)[:300]}
         sees = account.sees_site
         sites = sorted(s for s in set(data["passages"]) | set(data["fevers"]) if sees(s))
         critical = sorted(
@@ -762,6 +773,7 @@ class Console:
             "critical": [self._row_view(r, account) for r in critical[:12]],
             "critical_count": len(critical),
             "updated": self.local(self.clock.now()),
+            "influx_error": data.get("error", ""),
         }
 
     def screen_data(self, now: datetime) -> dict[str, Any]:
