@@ -10,6 +10,7 @@ import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -23,13 +24,59 @@ def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[
     )
 
 
+def _demo_accounts(path: Path) -> list[tuple[str, str, str, str]]:
+    """Demo accounts with passwords made now, printed once and never stored in clear."""
+    import secrets
+
+    from scantrail.console.accounts import make_account, save_account
+
+    wanted = [
+        ("officer-000", "officer", ["site-000"]),
+        ("officer-001", "officer", ["site-001"]),
+        ("supervisor", "supervisor", []),
+        ("epidemiologist", "epidemiologist", []),
+    ]
+    out = []
+    for name, role, sites in wanted:
+        password = secrets.token_urlsafe(12)
+        save_account(path, make_account(name, role, sites, password))
+        out.append((name, role, ", ".join(sites) or "all sites", password))
+    return out
+
+
+def _print_console(console: Any, port: int, accounts: list[tuple[str, str, str, str]]) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"web console: http://127.0.0.1:{port}/ (demo accounts, this run only)")
+    for column in ("user", "role", "sites", "password"):
+        table.add_column(column)
+    for row in accounts:
+        table.add_row(*row)
+    console.print(table)
+
+
 @click.command()
 @click.option("--duration", default=60.0, show_default=True, help="Seconds of gate traffic.")
 @click.option("--rate", default=20.0, show_default=True, help="Scans per second, all gates.")
 @click.option("--kiosks", default=6, show_default=True, help="Number of gates.")
 @click.option("--residents", default=400, show_default=True, help="Number of residents.")
 @click.option("--seed", default=2020, show_default=True, help="Simulation seed.")
-def demo(duration: float, rate: float, kiosks: int, residents: int, seed: int) -> None:
+@click.option("--console-port", default=8480, show_default=True, help="Port of the web console.")
+@click.option(
+    "--stay/--no-stay",
+    default=None,
+    help="Keep the console, worker and sink running after the summary until Ctrl-C "
+    "(default: when run in a terminal).",
+)
+def demo(
+    duration: float,
+    rate: float,
+    kiosks: int,
+    residents: int,
+    seed: int,
+    console_port: int,
+    stay: bool | None,
+) -> None:
     """Run gates, worker and InfluxDB sink together on the local services.
 
     Each run gets its own topic namespace (demo-<time>.) so its summary counts
@@ -73,6 +120,10 @@ def demo(duration: float, rate: float, kiosks: int, residents: int, seed: int) -
     console.print(f"[bold]ScanTrail demo[/] namespace {namespace} logs {logs}")
     worker = _spawn(["worker"], env, logs / "worker.log")
     sink = _spawn(["sink", "influx"], env, logs / "sink.log")
+    env["SCANTRAIL_CONSOLE_ACCOUNTS"] = str(logs / "console-accounts.json")
+    demo_accounts = _demo_accounts(logs / "console-accounts.json")
+    console_proc = _spawn(["console", "--port", str(console_port)], env, logs / "console.log")
+    _print_console(console, console_port, demo_accounts)
 
     start = datetime.now(UTC)
     # Re-measures come 15-45 s after a hot reading (not 4-10 min) so that a
@@ -139,10 +190,17 @@ def demo(duration: float, rate: float, kiosks: int, residents: int, seed: int) -
             for table in client.query_api().query(query):
                 for record in table.records:
                     points[str(record.get_measurement())] = int(record.get_value())
+        if stay if stay is not None else sys.stdout.isatty():
+            _print_console(console, console_port, demo_accounts)
+            console.print("the console, worker and sink keep running: Ctrl-C to stop")
+            try:
+                console_proc.wait()
+            except KeyboardInterrupt:
+                pass
     finally:
-        for proc in (worker, sink):
+        for proc in (worker, sink, console_proc):
             proc.terminate()
-        for proc in (worker, sink):
+        for proc in (worker, sink, console_proc):
             try:
                 proc.wait(timeout=60)
             except subprocess.TimeoutExpired:

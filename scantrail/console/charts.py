@@ -33,8 +33,8 @@ def temperature_curve(
     labels: dict[str, str],
     tz: Any,
     highlight: set[datetime] | None = None,
-    width: int = 900,
-    height: int = 300,
+    width: int = 1200,
+    height: int = 280,
 ) -> str:
     """Readings as dots joined by a line, the fever line dashed red, the baseline dotted grey."""
     left, right, top, bottom = 48, 12, 14, 34
@@ -200,8 +200,9 @@ def encounter_timeline(result: Trace, tz: Any, *, limit: int = 40, width: int = 
     for k in range(ticks + 1):
         moment = start + (end - start) * k / ticks
         px = left + (width - left - right) * k / ticks
+        anchor = "end" if k == ticks else "middle"
         out.append(
-            f'<text x="{_f(px)}" y="{height - 8}" class="axis" text-anchor="middle">'
+            f'<text x="{_f(px)}" y="{height - 8}" class="axis" text-anchor="{anchor}">'
             f"{moment.astimezone(tz).strftime('%m-%d %H:%M')}</text>"
         )
     out.append("</svg>")

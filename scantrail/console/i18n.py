@@ -89,7 +89,7 @@ EN: dict[str, str] = {
     "encounters": "Encounters",
     "sites": "Sites",
     "via": "Via",
-    "trace_summary": "{n} contacts of {person} ({scans} scans of the index in the period)",
+    "trace_summary": "{n} contacts of {person} (scans of {person} in the period: {scans})",
     "graph": "Contact graph",
     "timeline": "Encounter timeline",
     "passages_per_minute": "Passages per minute",

@@ -380,7 +380,9 @@ def test_console_end_to_end_in_a_browser(stack, kafka_settings, browser_factory)
     assert "returned from Wuhan" in officer.find_element(By.ID, "quarantine").text
     assert "38.4" in officer.find_element(By.ID, "evidence").text
     assert not officer.find_elements(By.ID, "contacts-action")  # officers do not trace
+    officer.set_window_size(1440, 1250)
     save_screenshot(officer, "console-case")
+    officer.set_window_size(1440, 900)
 
     # The big screen: passages, fevers today, the silent kiosk, open critical alerts.
     publish(
@@ -422,6 +424,7 @@ def test_console_end_to_end_in_a_browser(stack, kafka_settings, browser_factory)
     epi.find_element(By.CSS_SELECTOR, "#contacts th:nth-child(1)").click()  # sort by person
     assert epi.find_elements(By.CSS_SELECTOR, "#graph circle")
     assert epi.find_elements(By.CSS_SELECTOR, "#timeline circle")
+    epi.set_window_size(1440, 1000)
     save_screenshot(epi, "console-trace")
     csv_text = epi.execute_async_script(
         "var done = arguments[0];"
