@@ -44,6 +44,55 @@ def _demo_accounts(path: Path) -> list[tuple[str, str, str, str]]:
     return out
 
 
+class _PageReceiver:
+    """The demo's stand-in for officers' phones: a loopback webhook that counts pages."""
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        receiver = self
+        self.received = 0
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                receiver.received += 1
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def shutdown(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _start_pager(env: dict[str, str], logs: Path) -> tuple[_PageReceiver, subprocess.Popen[bytes]]:
+    """The pager with a roster of two demo officers for every site, paging a loopback webhook."""
+    import secrets
+    import socket
+
+    import yaml
+
+    pages = _PageReceiver()
+    hook = {"url": f"http://127.0.0.1:{pages.port}/page", "secret_env": "SCANTRAIL_DEMO_HOOK"}
+    officers = [{"id": o, "hours": "00:00-24:00", "webhook": hook} for o in ("duty-1", "duty-2")]
+    (logs / "roster.yaml").write_text(yaml.safe_dump({"sites": {"*": officers}}))
+    env["SCANTRAIL_DEMO_HOOK"] = secrets.token_hex(16)
+    env.setdefault("SCANTRAIL_PAGER_ACK_TIMEOUT_S", "120")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    args = ["sink", "pager", "--roster", str(logs / "roster.yaml"), "--port", str(port)]
+    return pages, _spawn(args, env, logs / "pager.log")
+
+
 def _print_console(console: Any, port: int, accounts: list[tuple[str, str, str, str]]) -> None:
     from rich.table import Table
 
@@ -120,6 +169,7 @@ def demo(
     console.print(f"[bold]ScanTrail demo[/] namespace {namespace} logs {logs}")
     worker = _spawn(["worker"], env, logs / "worker.log")
     sink = _spawn(["sink", "influx"], env, logs / "sink.log")
+    pages, pager = _start_pager(env, logs)
     env["SCANTRAIL_CONSOLE_ACCOUNTS"] = str(logs / "console-accounts.json")
     demo_accounts = _demo_accounts(logs / "console-accounts.json")
     console_proc = _spawn(["console", "--port", str(console_port)], env, logs / "console.log")
@@ -198,9 +248,10 @@ def demo(
             except KeyboardInterrupt:
                 pass
     finally:
-        for proc in (worker, sink, console_proc):
+        pages.shutdown()
+        for proc in (worker, sink, pager, console_proc):
             proc.terminate()
-        for proc in (worker, sink, console_proc):
+        for proc in (worker, sink, pager, console_proc):
             try:
                 proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
@@ -215,6 +266,7 @@ def demo(
     table.add_row("hot readings with an alert", str(len(hot & flagged)))
     for kind, n in sorted(alerts.items()):
         table.add_row(f"alerts {kind}", str(n))
+    table.add_row("pages delivered to the demo webhook", str(pages.received))
     for measurement, n in sorted(points.items()):
         table.add_row(f"InfluxDB points {measurement}", str(n))
     Console().print(table)

@@ -450,6 +450,43 @@ def test_ack_in_time_stops_escalation(
     assert receiver.to("officer-b") == []
 
 
+def test_an_ack_written_to_the_journal_by_the_console_stops_escalation(
+    kafka_settings: Any,
+    tmp_path: Path,
+    receiver: Receiver,
+    pager_factory: Callable[..., PagerProcess],
+    journal: Journal,
+) -> None:
+    """The web console acknowledges by appending to scantrail.pages; the pager follows it."""
+    roster = write_roster(
+        tmp_path, [officer(receiver, "officer-a"), officer(receiver, "officer-b")]
+    )
+    pager = pager_factory(roster).start("--ack-timeout", "4")
+    acked, ignored = make_alert("fever_confirmed:c1"), make_alert("fever_confirmed:c2")
+    publish(kafka_settings, acked, ignored)
+    journal.wait(lambda _: bool(journal.actions(acked.alert_id, "delivered")))
+    console_ack = PageRecord(
+        alert_id=acked.alert_id, action="acknowledged", site_id=SITE, severity="critical",
+        at=datetime.now(UTC), officer_id="console:li", by="console:li",
+    )  # fmt: skip
+    producer = make_producer(kafka_settings)
+    producer.send(
+        kafka_settings.topic(contract.PAGES),
+        key=console_ack.key(),
+        value=contract.encode(console_ack),
+    ).get(timeout=10)
+    producer.close()
+    journal.wait(has(journal, ignored.alert_id, "escalated"), timeout=30)  # the control escalates
+    journal.settle(6)  # well past the 4 s ack timeout of the acknowledged one
+    assert journal.actions(acked.alert_id, "escalated") == []
+    assert [p["alert_id"] for p in receiver.to("officer-b")] == [ignored.alert_id]
+    # A later ack through the pager's own endpoint finds it acknowledged already.
+    status, body = pager.request(
+        "POST", f"/ack/{acked.alert_id}", {"officer_id": "officer-a"}, bearer("officer-a")
+    )
+    assert (status, body["acknowledged_by"], body["already"]) == (200, "console:li", True)
+
+
 @pytest.mark.slow
 def test_receiver_down_for_a_minute_gets_the_page_after_retries(
     kafka_settings: Any,
