@@ -1,0 +1,199 @@
+"""The console's log-in, sessions, CSRF and throttling, and assign / resolve, over real HTTP.
+
+The console runs as ``scantrail console`` on the real broker; alerts are
+published straight to the test's alerts topic. Requests go through
+``urllib`` with a cookie jar (what a browser would send), and the assign /
+resolve flow through headless Chromium.
+"""
+
+from __future__ import annotations
+
+import http.cookiejar
+import json
+import re
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import Select, WebDriverWait
+
+from scantrail import contract
+from scantrail.console.accounts import make_account, save_account
+from scantrail.contract import Alert, PageRecord
+from tests.browser import save_screenshot
+from tests.support import consume_all, free_port, publish, service_env, start_scantrail
+
+pytestmark = pytest.mark.integration
+PASSWORD = "a test password 1"
+
+
+@pytest.fixture
+def console(kafka_settings, influx_settings, tmp_path) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    accounts = tmp_path / "accounts.json"
+    for name, role, sites in (("li", "officer", ["site-a"]), ("wang", "supervisor", [])):
+        save_account(accounts, make_account(name, role, sites, PASSWORD))
+    now = datetime.now(UTC)
+    publish(
+        kafka_settings,
+        [
+            Alert(
+                alert_id=f"fever_confirmed:{i}",
+                kind="fever_confirmed",
+                severity="critical",
+                site_id=site,
+                person_id=f"p-{i}",
+                event_time=now - timedelta(minutes=i),
+                raised_at=now,
+                evidence=[f"t-{i}"],
+            )  # fmt: skip
+            for i, site in enumerate(("site-a", "site-b"))
+        ],
+    )
+    port = free_port()
+    env = service_env(kafka_settings, influx_settings, SCANTRAIL_CONSOLE_ACCOUNTS=str(accounts))
+    proc = start_scantrail("console", "--port", str(port), env=env, log=tmp_path / "console.log")
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/healthz", timeout=2) as r:  # noqa: S310
+                if json.loads(r.read())["alerts"] == 2:
+                    break
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            pytest.fail((tmp_path / "console.log").read_text()[-3000:])
+        time.sleep(0.3)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+class Client:
+    """urllib with cookies, no redirects followed (so statuses and Set-Cookie are visible)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.jar = http.cookiejar.CookieJar()
+
+        class NoRedirect(urllib.request.HTTPRedirectHandler):
+            def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+                return None
+
+        self.opener = urllib.request.build_opener(
+            urllib.request.HTTPCookieProcessor(self.jar), NoRedirect()
+        )
+
+    def request(self, path: str, form: dict[str, str] | None = None) -> tuple[int, Any, str]:
+        data = None if form is None else urllib.parse.urlencode(form).encode()
+        try:
+            with self.opener.open(f"{self.url}{path}", data=data, timeout=10) as r:
+                return r.status, r.headers, r.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.headers, exc.read().decode()
+
+    def csrf(self, path: str) -> str:
+        _status, _headers, body = self.request(path)
+        match = re.search(r'name="csrf" value="([^"]+)"', body)
+        assert match, body[:500]
+        return match.group(1)
+
+
+def test_log_in_sessions_csrf_and_throttling(console: str) -> None:
+    client = Client(console)
+    status, headers, _ = client.request("/queue")
+    assert status == 303 and headers["Location"].startswith("/login")
+    token = client.csrf("/login")
+    # No CSRF token, or somebody else's: refused before the password is looked at.
+    assert client.request("/login", {"user": "li", "password": PASSWORD})[0] == 403
+    login = {"user": "li", "password": PASSWORD, "csrf": token}
+    assert Client(console).request("/login", login)[0] == 403
+    status, headers, _ = client.request("/login", login)
+    assert status == 303
+    cookie = next(v for k, v in headers.items() if k == "Set-Cookie" and "scantrail_session" in v)
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Secure" not in cookie
+    status, headers, body = client.request("/queue")
+    assert status == 200 and "fever_confirmed:0" in body and "fever_confirmed:1" not in body
+    assert "default-src 'self'" in headers["Content-Security-Policy"]
+    assert client.request("/alerts/fever_confirmed:1")[0] == 403  # site-b's alert
+    # Every form needs the session's token.
+    assert client.request("/alerts/fever_confirmed:0/ack", {"csrf": "forged"})[0] == 403
+    assert client.request("/alerts/fever_confirmed:0/ack", {})[0] == 403
+    session_token = client.csrf("/queue")
+    assert client.request("/alerts/fever_confirmed:1/ack", {"csrf": session_token})[0] == 403
+    # Log-out ends the session on the server: the old cookie is worth nothing.
+    old = [c for c in client.jar if c.name == "scantrail_session"][0].value
+    assert client.request("/logout", {"csrf": session_token})[0] == 303
+    replay = Client(console)
+    replay.jar.set_cookie(
+        http.cookiejar.Cookie(
+            0,
+            "scantrail_session",
+            old,
+            None,
+            False,
+            "127.0.0.1",
+            False,
+            False,
+            "/",
+            True,
+            False,
+            None,
+            False,
+            None,
+            None,
+            {},
+        )  # fmt: skip
+    )
+    assert replay.request("/queue")[0] == 303
+
+    # Five wrong passwords lock the name for the window, even with the right one.
+    attacker = Client(console)
+    for _ in range(5):
+        token = attacker.csrf("/login")
+        bad = {"user": "wang", "password": "not the password", "csrf": token}
+        assert attacker.request("/login", bad)[0] == 401
+    token = attacker.csrf("/login")
+    status, headers, body = attacker.request(
+        "/login", {"user": "wang", "password": PASSWORD, "csrf": token}
+    )
+    assert status == 429 and int(headers["Retry-After"]) > 200
+    assert "Too many failed log-ins" in body
+
+
+def test_assign_and_resolve_are_page_records(console: str, kafka_settings, browser_factory) -> None:  # type: ignore[no-untyped-def]
+    browser = browser_factory(lang="zh-CN")
+    browser.get(f"{console}/login")
+    browser.find_element(By.ID, "user").send_keys("li")
+    browser.find_element(By.ID, "password").send_keys(PASSWORD)
+    browser.find_element(By.ID, "login-button").click()
+    WebDriverWait(browser, 10).until(lambda b: "/queue" in b.current_url)
+    assert "告警队列" in browser.page_source
+    browser.find_element(By.ID, "lang-switch").click()
+    WebDriverWait(browser, 10).until(lambda b: "Alert queue" in b.page_source)
+    browser.get(f"{console}/alerts/fever_confirmed:0")
+    Select(browser.find_element(By.ID, "assign-to")).select_by_value("wang")
+    browser.find_element(By.ID, "case-assign").click()
+    WebDriverWait(browser, 10).until(lambda b: b.find_elements(By.ID, "case-assigned"))
+    assert browser.find_element(By.ID, "case-assigned").text == "console:wang"
+    browser.find_element(By.ID, "resolve-note").send_keys("sent to the fever clinic")
+    browser.find_element(By.ID, "case-resolve").click()
+    WebDriverWait(browser, 10).until(
+        lambda b: "resolved" in b.find_element(By.ID, "case-status").text
+    )
+    save_screenshot(browser, "console-case-resolved")
+    records = [
+        contract.decode_as(m.value, PageRecord)
+        for m in consume_all(kafka_settings, contract.PAGES, expect=3, timeout_s=20)
+    ]
+    assert [(r.action, r.officer_id, r.by, r.reason) for r in records] == [
+        ("assigned", "console:wang", "console:li", "assigned by li"),
+        ("acknowledged", "console:li", "console:li", "acknowledged in the console"),
+        ("resolved", "console:li", "console:li", "sent to the fever clinic"),
+    ]
