@@ -41,6 +41,7 @@ class Filters:
     site: str = ""
     severity: str = ""
     kind: str = ""
+    status: str = ""
     show_closed: bool = False
 
     @classmethod
@@ -49,6 +50,7 @@ class Filters:
             site=str(query.get("site", "")),
             severity=str(query.get("severity", "")),
             kind=str(query.get("kind", "")),
+            status=str(query.get("status", "")),
             show_closed=query.get("closed", "") == "1",
         )
 
@@ -120,10 +122,18 @@ class Board:
             and (not filters.site or r.alert.site_id == filters.site)
             and (not filters.severity or r.alert.severity == filters.severity)
             and (not filters.kind or r.alert.kind == filters.kind)
-            and (filters.show_closed or self.is_open(r))
+            and (not filters.status or self.status(r) == filters.status)
+            and (filters.show_closed or filters.status or self.is_open(r))
         ]
+        # Open first; among them, what nobody answered (escalated, exhausted) on top.
         rows.sort(key=lambda r: r.alert.event_time, reverse=True)
-        rows.sort(key=lambda r: (not self.is_open(r), SEVERITY_ORDER.get(r.alert.severity, 9)))
+        rows.sort(
+            key=lambda r: (
+                not self.is_open(r),
+                self.status(r) not in ("escalated", "exhausted"),
+                SEVERITY_ORDER.get(r.alert.severity, 9),
+            )
+        )
         return rows
 
     def sites(self, sees_site: Any) -> list[str]:

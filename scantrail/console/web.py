@@ -31,6 +31,7 @@ from processors.contacts import ContactPolicy
 from processors.contacts import trace as run_trace
 from processors.screening_state import rounded_median
 from processors.trace_report import to_csv
+from processors.trails import from_micros, to_micros
 from scantrail import contract
 from scantrail.audit import AuditLog, audit_record
 from scantrail.clock import Clock, SystemClock
@@ -667,6 +668,7 @@ class Console:
         result = await asyncio.to_thread(
             run_trace, person, since, until, stores=index, policy=policy
         )
+        request["trail_index"] = index
         await self._audit(
             account, action=action, outcome="allowed", person_id=person, since=since,
             until=until, depth=policy.depth, contacts_returned=len(result.contacts),
@@ -694,6 +696,7 @@ class Console:
         if form["person"]:
             result = await self._run_trace(request, "trace")
         contacts = []
+        scans: list[dict[str, str]] = []
         graph = timeline = ""
         if result is not None:
             rtz = result.since.tzinfo
@@ -711,6 +714,13 @@ class Console:
             ]
             graph = contact_graph(result)
             timeline = encounter_timeline(result, rtz)
+            trail = request["trail_index"].trail_between(
+                result.index, to_micros(result.since), to_micros(result.until)
+            )
+            scans = [
+                {"time": from_micros(t, rtz).strftime("%Y-%m-%d %H:%M"), "site": site, "kiosk": k}
+                for t, site, k in zip(trail.times, trail.sites, trail.kiosks, strict=True)
+            ][:500]
         return self.render(
             request,
             "trace.html",
@@ -719,6 +729,7 @@ class Console:
             contacts=contacts,
             graph=graph,
             timeline=timeline,
+            scans=scans,
             csv_link="/trace.csv?" + request.query_string,
             zone=str(tz),
         )

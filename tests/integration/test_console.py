@@ -422,6 +422,7 @@ def test_console_end_to_end_in_a_browser(stack, kafka_settings, browser_factory)
     people = [td.text for td in table.find_elements(By.CSS_SELECTOR, "tbody td:first-child")]
     assert sorted(people) == ["p-contact-1", "p-contact-2"]
     epi.find_element(By.CSS_SELECTOR, "#contacts th:nth-child(1)").click()  # sort by person
+    assert "kiosk-a1" in text_of(epi, "trail")  # the index's own scan in the period
     assert epi.find_elements(By.CSS_SELECTOR, "#graph circle")
     assert epi.find_elements(By.CSS_SELECTOR, "#timeline circle")
     epi.set_window_size(1440, 1000)

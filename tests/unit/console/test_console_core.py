@@ -194,3 +194,14 @@ def test_graph_and_timeline_show_every_contact_of_a_small_trace() -> None:
     assert graph.count("<circle") == 4 and ">p-3<" in graph
     timeline = encounter_timeline(result, ZoneInfo("Asia/Shanghai"))
     assert timeline.count("<circle") == sum(len(c.times) for c in result.contacts)
+
+
+def test_escalated_alerts_lead_the_queue_and_filter_by_status() -> None:
+    paged, escalated, warning = alert(n=2), alert(n=1), alert(severity="warning", n=3)
+    board = fold([paged, escalated, warning], [])
+    board.apply(page(paged, "attempt", officer_id="officer-a", channel="webhook", attempt=1))
+    board.apply(page(escalated, "escalated", officer_id="officer-b", step=1))
+    order = [r.alert_id for r in board.visible(lambda _s: True, Filters())]
+    assert order == [escalated.alert_id, paged.alert_id, warning.alert_id]
+    only = board.visible(lambda _s: True, Filters(status="escalated"))
+    assert [r.alert_id for r in only] == [escalated.alert_id]
