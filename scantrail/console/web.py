@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -86,6 +87,7 @@ class Console:
         self.audit = AuditLog(kafka)
         self.follower = Follower(kafka, self._from_thread)
         self._producer: Any = None
+        self._notifying = False
         self._influx: Influx | None = None
 
     # --- data in -----------------------------------------------------------------
@@ -101,10 +103,12 @@ class Console:
             self.board.apply(event)
         elif isinstance(event, QuarantineRecord):
             self.quarantine[event.person_id] = event
-        if self.changed is not None:
+        if self.changed is not None and not self._notifying:
+            self._notifying = True  # one wake-up for a burst of records
             asyncio.ensure_future(self._notify())
 
     async def _notify(self) -> None:
+        self._notifying = False
         if self.changed is None:
             return
         async with self.changed:
@@ -270,7 +274,7 @@ class Console:
     # --- log-in ------------------------------------------------------------------------
 
     async def login_page(self, request: web.Request, error: str = "") -> web.Response:
-        token = request.cookies.get(LOGIN_COOKIE) or Sessions(0).create("-", 0).csrf
+        token = request.cookies.get(LOGIN_COOKIE) or secrets.token_urlsafe(24)
         response = self.render(
             request,
             "login.html",

@@ -425,7 +425,7 @@ def test_console_end_to_end_in_a_browser(stack, kafka_settings, browser_factory)
     assert "kiosk-a1" in text_of(epi, "trail")  # the index's own scan in the period
     assert epi.find_elements(By.CSS_SELECTOR, "#graph circle")
     assert epi.find_elements(By.CSS_SELECTOR, "#timeline circle")
-    epi.set_window_size(1440, 1000)
+    epi.set_window_size(1440, 1150)
     save_screenshot(epi, "console-trace")
     csv_text = epi.execute_async_script(
         "var done = arguments[0];"
