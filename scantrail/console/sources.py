@@ -40,6 +40,7 @@ class Follower:
         self.kafka, self.on_event = kafka, on_event
         self._stop = threading.Event()
         self.caught_up = threading.Event()
+        self.skipped = 0  # records that fail the contract: logged, counted, never fatal
         self._thread = threading.Thread(target=self._run, name="console-follower", daemon=True)
 
     def start(self) -> None:
@@ -73,6 +74,7 @@ class Follower:
                         try:
                             event = contract.decode(message.value, expect=expect)
                         except ContractError as exc:
+                            self.skipped += 1
                             log.warning("skipping %s@%d: %s", tp.topic, message.offset, exc)
                             continue
                         self.on_event(event)

@@ -346,6 +346,7 @@ class Console:
                 "ok": True,
                 "caught_up": self.follower.caught_up.is_set(),
                 "alerts": len(self.board.rows),
+                "skipped_records": self.follower.skipped,
             }
         )
 

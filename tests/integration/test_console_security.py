@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from kafka import KafkaProducer
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
@@ -55,6 +56,11 @@ def console(kafka_settings, influx_settings, tmp_path) -> Iterator[str]:  # type
             for i, site in enumerate(("site-a", "site-b"))
         ],
     )
+    producer = KafkaProducer(bootstrap_servers=kafka_settings.servers)
+    producer.send(kafka_settings.topic(contract.ALERTS), b'{"schema": "alert/1", "oops": 1}')
+    producer.send(kafka_settings.topic(contract.PAGES), b"not json")
+    producer.flush()
+    producer.close()
     port = free_port()
     env = service_env(kafka_settings, influx_settings, SCANTRAIL_CONSOLE_ACCOUNTS=str(accounts))
     proc = start_scantrail("console", "--port", str(port), env=env, log=tmp_path / "console.log")
@@ -63,7 +69,9 @@ def console(kafka_settings, influx_settings, tmp_path) -> Iterator[str]:  # type
     while True:
         try:
             with urllib.request.urlopen(f"{url}/healthz", timeout=2) as r:  # noqa: S310
-                if json.loads(r.read())["alerts"] == 2:
+                health = json.loads(r.read())
+                if health["caught_up"] and health["alerts"] == 2:
+                    assert health["skipped_records"] == 2  # malformed: counted, not fatal
                     break
         except OSError:
             pass
