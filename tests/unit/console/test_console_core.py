@@ -205,3 +205,13 @@ def test_escalated_alerts_lead_the_queue_and_filter_by_status() -> None:
     assert order == [escalated.alert_id, paged.alert_id, warning.alert_id]
     only = board.visible(lambda _s: True, Filters(status="escalated"))
     assert [r.alert_id for r in only] == [escalated.alert_id]
+
+
+def test_each_site_has_its_time_zone(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from scantrail.settings import ConsoleSettings
+
+    monkeypatch.setenv("SCANTRAIL_CONSOLE_SITE_TIMEZONES", '{"site-ur": "Asia/Urumqi"}')
+    settings = ConsoleSettings()
+    assert settings.zone_name("site-ur") == "Asia/Urumqi"
+    assert settings.zone_name("site-a") == "Asia/Shanghai"
+    assert (settings.host, settings.port) == ("127.0.0.1", 8480)  # loopback by default
