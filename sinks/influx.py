@@ -498,11 +498,13 @@ class InfluxSink:
         if value is None:  # a tombstone (compacted quarantine topic)
             raise ContractError("no value (a tombstone); nothing to write")
         validate = self._kinds.get(message.topic())
-        if validate is not None:
+        # NaN and Infinity are no JSON, yet pydantic's parser reads them in
+        # free fields (extras, an alert's detail): leave those to the full decode.
+        if validate is not None and b"NaN" not in value and b"Infinity" not in value:
             try:
                 event: contract.Event = validate(value)
-            except ValidationError:
-                pass
+            except (ValidationError, ValueError, TypeError, RecursionError, OverflowError):
+                pass  # the full decode says why (it is total: ContractError or an event)
             else:
                 if "schema_" in event.model_fields_set:
                     return event
