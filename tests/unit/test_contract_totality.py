@@ -207,9 +207,7 @@ def test_every_pathological_value_in_every_field_is_refused_or_accepted_cleanly(
 @given(
     st.one_of(
         json_value,
-        st.dictionaries(st.text(max_size=8), json_value).map(
-            lambda d: {**d, "schema": "alert/1"}
-        ),
+        st.dictionaries(st.text(max_size=8), json_value).map(lambda d: {**d, "schema": "alert/1"}),
         st.sampled_from(VALID).flatmap(
             lambda ev: st.tuples(st.sampled_from(sorted(ev)), json_value).map(
                 lambda kv: {**ev, kv[0]: kv[1]}
