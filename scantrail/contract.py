@@ -297,6 +297,12 @@ class KioskHeartbeat(Event):
     # live camera frames skipped because the decoder was still busy. A number
     # that keeps climbing means the gate sees the present only in snapshots.
     frames_dropped: Count | None = None
+    # Also added within version 1: why the revocation list could not be
+    # refreshed (the kiosk keeps its last good list meanwhile), frames refused
+    # for their size before decoding, and frames whose decoding ran out of time.
+    revocations_error: Annotated[str, StringConstraints(max_length=500)] | None = None
+    frames_too_large: Count | None = None
+    frames_over_budget: Count | None = None
 
     @property
     def time(self) -> datetime:

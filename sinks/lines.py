@@ -132,6 +132,9 @@ def kiosk_health_line(beat: KioskHeartbeat) -> str:
         "scans_since_start": beat.scans_since_start,
         "decode_failures": beat.decode_failures,
         "frames_dropped": beat.frames_dropped,
+        "frames_too_large": beat.frames_too_large,
+        "frames_over_budget": beat.frames_over_budget,
+        "revocations_error": beat.revocations_error,
         "version": beat.version,
         "last_scan_age_s": None
         if beat.last_scan_at is None

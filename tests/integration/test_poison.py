@@ -350,9 +350,18 @@ def test_hostile_records_on_every_input_topic_stop_nothing(
                     got[(letter.topic, letter.offset)] += 1
             return got
 
+        def missing() -> str:
+            got = letters()
+            return "\n".join(
+                f"missing {n - got[k]} of {n} dead letters for {k}"
+                for k, n in expected.items()
+                if got[k] < n
+            )
+
         until(
             lambda: all(letters()[k] >= n for k, n in expected.items()),
-            240, "a dead letter for every hostile record from every consumer", logs,
+            240, "a dead letter for every hostile record from every consumer",
+            lambda: missing() + "\n" + logs(),
         )  # fmt: skip
         time.sleep(5)  # a second dead letter for any of them would show now
         got = letters()
