@@ -293,6 +293,9 @@ class InfluxSink:
             )
             for t in SINK_TOPICS
         }
+        # The kind each topic carries: a scan on the temperature topic is as
+        # wrong as malformed JSON (dead-lettered, never written as a scan).
+        self._expect = {kafka.topic(t): contract.TOPIC_SCHEMAS[t] for t in SINK_TOPICS}
         # Only this sink changes its registry, so memory and SQLite stay equal.
         self._watched: dict[str, Watch] = self.state.watched()
         # Backfills recorded but not stored (a crash or stop before): run them first.
@@ -517,7 +520,7 @@ class InfluxSink:
             else:
                 if "schema_" in event.model_fields_set:
                     return event
-        return contract.decode(value)
+        return contract.decode(value, expect=self._expect.get(message.topic()))
 
     def _watch_all(self, events: Sequence[tuple[contract.Event, int | None]]) -> None:
         """Apply the poll's watches to the registry, recording the backfills they need.
