@@ -169,10 +169,18 @@ class FolderSource:
             raise ServiceError(f"{folder} is not a folder")
         self.paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         self.fps = fps
+        self.too_large = 0  # image files refused for their size (counted on the heartbeat)
 
     def __iter__(self) -> Iterator[Frame]:
+        from ingest.decode import ImageTooLarge, read_image
+
         for n, path in enumerate(self.paths):
-            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            try:
+                image = read_image(path)
+            except ImageTooLarge as exc:  # refused from its header, never decoded
+                self.too_large += 1
+                log.warning("%s", exc)
+                continue
             if image is None:
                 continue  # not an image after all; skip rather than stop the gate
             yield Frame(image=image, at=n / self.fps, name=path.name)

@@ -28,8 +28,11 @@ frame. Binary payloads are reported by :meth:`FrameDecoder.detect` with
 from __future__ import annotations
 
 import logging
+import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -40,9 +43,12 @@ from pyzbar import pyzbar
 from pyzbar.pyzbar import ZBarSymbol
 
 __all__ = [
+    "DEFAULT_MAX_PIXELS",
     "Detection",
     "FrameDecoder",
     "Image",
+    "ImageTooLarge",
+    "read_image",
     "decode_opencv",
     "decode_pyzbar",
     "decode_zxing",
@@ -173,6 +179,42 @@ def _erode(gray: Image, kernel: Any = _K2) -> Image:
     return cv2.erode(gray, kernel)
 
 
+#: The largest frame decoded by default: a 4K camera (4096 x 2160) with room.
+DEFAULT_MAX_PIXELS = 4096 * 2304
+#: How long one frame may take by default; a gate sees ~10 frames a second.
+DEFAULT_FRAME_BUDGET_S = 0.5
+
+
+class ImageTooLarge(ValueError):
+    """An image file whose header gives more pixels than allowed; it was not decoded."""
+
+
+def read_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image | None:
+    """An image file as a BGR frame, or None if unreadable; refused unread if too large.
+
+    The size comes from the file's header (Pillow reads only that), so a
+    76 KB PNG claiming 20,000 x 20,000 pixels costs nothing: OpenCV alone
+    would allocate 1.2 GB for it before any check.
+    """
+    from PIL import Image as PILImage
+    from PIL import UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
+            with PILImage.open(path) as probe:
+                width, height = probe.size
+    except PILImage.DecompressionBombError as exc:  # Pillow's own, far higher limit
+        raise ImageTooLarge(f"{path}: over the limit {max_pixels} ({exc})") from None
+    except (UnidentifiedImageError, OSError, ValueError):
+        return None
+    if width * height > max_pixels:
+        raise ImageTooLarge(
+            f"{path}: {width}x{height} = {width * height} pixels, over the limit {max_pixels}"
+        )
+    return cv2.imread(str(path), cv2.IMREAD_COLOR)
+
+
 @dataclass(frozen=True)
 class Step:
     """One rung of the escalation ladder: a preprocessing and a decoder."""
@@ -229,10 +271,26 @@ class FrameDecoder:
     steps: Sequence[Step] = field(default_factory=_ladder)
     frames: int = 0
     escalations: int = 0
+    #: Frames over this many pixels are refused before any decoding (``too_large``).
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    #: Seconds a frame may take; past it the ladder stops and the kiosk moves on
+    #: (``over_budget``). The cheap first read always runs. None: no budget.
+    budget_s: float | None = DEFAULT_FRAME_BUDGET_S
+    too_large: int = 0
+    over_budget: int = 0
+    clock: Callable[[], float] = time.monotonic
 
     def detect(self, frame: Image) -> list[Detection]:
         """Every code found, binary ones included (``text=None``)."""
         self.frames += 1
+        height, width = frame.shape[:2]
+        if height * width > self.max_pixels:
+            self.too_large += 1
+            log.warning(
+                "frame of %dx%d over the %d-pixel limit; skipped", width, height, self.max_pixels
+            )
+            return []
+        started = self.clock()
         gray = to_gray(frame)
         found = decode_zxing(gray)
         if _accepted(found) or not self.escalate:
@@ -242,6 +300,9 @@ class FrameDecoder:
         for step in self.steps:
             if largest > step.max_side:
                 continue
+            if self.budget_s is not None and self.clock() - started > self.budget_s:
+                self.over_budget += 1
+                break
             try:
                 more = step.read(step.prepare(gray))
             except Exception as exc:  # a preprocessing or decoder bug costs one rung only

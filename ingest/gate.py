@@ -143,14 +143,23 @@ def run_gate(gate: Gate, frames: Iterable[Frame], heartbeat_s: float = 30.0) -> 
         if isinstance(dropped, int) and getattr(frames, "live", False):
             gate.kiosk.frames_dropped = dropped
 
+    def note_health() -> None:  # what the heartbeat says about the list and the decoder
+        note_dropped()
+        revocations = gate.verifier.revocations
+        gate.kiosk.revocations_error = None if revocations is None else revocations.last_error
+        refused = [getattr(gate.decoder, "too_large", None), getattr(frames, "too_large", None)]
+        counted = [n for n in refused if isinstance(n, int)]
+        gate.kiosk.frames_too_large = sum(counted) if counted else None
+        gate.kiosk.frames_over_budget = getattr(gate.decoder, "over_budget", None)
+
     try:
         for frame in frames:
-            note_dropped()
+            note_health()
             heartbeat.tick()
             gate.on_frame(frame)
             gate.poll_thermometer()
     finally:
         gate.close()
-        note_dropped()
+        note_health()
         gate.kiosk.heartbeat(gate.clock.now())
     return gate.counts

@@ -32,6 +32,9 @@ class Kiosk:
         self.scans_since_start = 0
         self.decode_failures = 0
         self.frames_dropped: int | None = None  # live sources only (ingest.camera)
+        self.revocations_error: str | None = None  # set by the gate (ingest.passes)
+        self.frames_too_large: int | None = None  # set by the gate (ingest.decode)
+        self.frames_over_budget: int | None = None
         self.last_scan_at: datetime | None = None
 
     def record_scan(
@@ -140,6 +143,11 @@ class Kiosk:
             decode_failures=self.decode_failures,
             version=__version__,
             frames_dropped=self.frames_dropped,
+            revocations_error=None
+            if self.revocations_error is None
+            else self.revocations_error[:500],
+            frames_too_large=self.frames_too_large,
+            frames_over_budget=self.frames_over_budget,
         )
         self.spool.append(event)
         return event

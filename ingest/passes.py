@@ -30,6 +30,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 import os
 import re
 from collections.abc import Collection
@@ -44,6 +45,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from scantrail.contract import HealthCode, PassStatus
 from scantrail.errors import PassError
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "DEFAULT_SKEW",
@@ -64,6 +67,7 @@ __all__ = [
     "parse_pass",
     "public_key_bytes",
     "add_revocation",
+    "write_revocations",
     "read_revocations",
     "verify_pass",
     "write_private_key",
@@ -439,43 +443,83 @@ class RevocationList:
     """Revoked pass ids from a JSON file, re-read whenever the file's mtime changes.
 
     File format: ``{"version": 1, "revoked": {"<pass_id>": {"at": "...", "reason": "..."}}}``.
-    A missing file means nothing is revoked; an unreadable one keeps the last good list
-    (a kiosk must not start admitting revoked passes because of a half-written file).
+    Fail closed: :meth:`load` (at start) raises :class:`PassError` for a missing,
+    truncated or wrongly shaped list, so a kiosk never checks passes against
+    nothing by accident (``scantrail kiosk --no-revocations`` says so on
+    purpose). A later refresh that fails (file gone, half written, wrong shape)
+    keeps the last good list and says why in :attr:`last_error` and
+    :meth:`state`, which the kiosk's heartbeat and log carry.
     """
 
     path: Path
     _ids: frozenset[str] = field(default=frozenset(), init=False)
     _mtime_ns: int | None = field(default=None, init=False)
     last_error: str | None = field(default=None, init=False)
+    refresh_failures: int = field(default=0, init=False)
+    loaded: bool = field(default=False, init=False)
+
+    def load(self) -> RevocationList:
+        """Read the list now; raise :class:`PassError` unless it is there and well formed."""
+        try:
+            mtime = self.path.stat().st_mtime_ns
+        except OSError as exc:
+            raise PassError(
+                f"no readable revocation list at {self.path} ({exc.strerror}); a kiosk checks"
+                " passes only against one (--no-revocations if none exists)"
+            ) from None
+        self._ids = frozenset(read_revocations(self.path, missing_ok=False))
+        self._mtime_ns, self.loaded, self.last_error = mtime, True, None
+        return self
 
     def refresh(self) -> frozenset[str]:
         try:
-            mtime = self.path.stat().st_mtime_ns
-        except FileNotFoundError:
-            self._ids, self._mtime_ns = frozenset(), None
-            return self._ids
-        if mtime != self._mtime_ns:
+            mtime: int | None = self.path.stat().st_mtime_ns
+        except OSError as exc:
+            mtime = None
+            self._failed(f"revocation list {self.path} is gone ({exc.strerror})")
+        if mtime is not None and mtime != self._mtime_ns:
             try:
-                self._ids = frozenset(read_revocations(self.path))
-                self._mtime_ns = mtime
+                self._ids = frozenset(read_revocations(self.path, missing_ok=False))
+                self._mtime_ns, self.loaded = mtime, True
                 self.last_error = None
             except PassError as exc:
-                self.last_error = str(exc)
+                self._failed(str(exc))
         return self._ids
+
+    def _failed(self, reason: str) -> None:
+        if reason != self.last_error:  # logged once per new problem, not per scan
+            log.warning("%s; keeping the last good list (%d ids)", reason, len(self._ids))
+            self.refresh_failures += 1
+        self.last_error = reason
+
+    def state(self) -> dict[str, object]:
+        """For ``pass verify`` and the heartbeat: which list, how many ids, what is wrong."""
+        return {
+            "path": str(self.path),
+            "loaded": self.loaded,
+            "revoked": len(self._ids),
+            "error": self.last_error,
+            "refresh_failures": self.refresh_failures,
+        }
 
     @property
     def ids(self) -> frozenset[str]:
         return self._ids
 
 
-def read_revocations(path: Path) -> dict[str, dict[str, str]]:
+def read_revocations(path: Path, *, missing_ok: bool = True) -> dict[str, dict[str, str]]:
+    """The list's entries; a missing file is empty only with ``missing_ok`` (the issuer's side)."""
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        return {}
-    except (OSError, ValueError) as exc:
+        if missing_ok:
+            return {}
+        raise PassError(f"no revocation list at {path}") from None
+    except (OSError, ValueError, RecursionError) as exc:
         raise PassError(f"cannot read revocation list {path}: {exc}") from None
-    revoked = doc.get("revoked") if isinstance(doc, dict) else None
+    if not isinstance(doc, dict) or doc.get("version") != 1:
+        raise PassError(f"{path} is not a version 1 revocation list")
+    revoked = doc.get("revoked")
     if not isinstance(revoked, dict):
         raise PassError(f"{path} has no 'revoked' object")
     return {str(k): v if isinstance(v, dict) else {} for k, v in revoked.items()}
@@ -488,12 +532,17 @@ def add_revocation(path: Path, pass_id: str, *, at: datetime, reason: str) -> bo
     if pass_id in revoked:
         return False
     revoked[pass_id] = {"at": at.isoformat(), "reason": reason}
+    write_revocations(path, revoked)
+    return True
+
+
+def write_revocations(path: Path, revoked: dict[str, dict[str, str]]) -> None:
+    """Write a whole revocation list atomically (an empty one for a new issuer)."""
     doc = {"version": 1, "revoked": dict(sorted(revoked.items()))}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
     os.replace(tmp, path)  # readers never see a half-written list
-    return True
 
 
 class PassVerifier:

@@ -14,6 +14,7 @@ the policy's IANA time zone, because a gate in Shanghai closes its day at
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -33,6 +34,16 @@ PRECISION = 6
 
 class PolicyError(ScanTrailError, ValueError):
     """A screening policy value is missing, unknown or out of range."""
+
+
+#: Bounds every policy number must respect (the file is refused otherwise, the
+#: field named): NaN would silently disable a rule, inf or 1e300 overflow it.
+MAX_DURATION = timedelta(days=366)
+MAX_COUNT = 1_000_000
+_FLOAT_RANGES = {  # temperatures default to the contract's -50..100 °C
+    "anomaly_delta_c": (0.0, 20.0),
+    "drift_delta_c": (0.0, 20.0),
+}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -91,10 +102,18 @@ class ScreeningPolicy:
             raise PolicyError("valid_min_c must be below valid_max_c")
         for f in fields(self):
             value = getattr(self, f.name)
-            if isinstance(value, timedelta) and value <= timedelta(0):
-                raise PolicyError(f"{f.name} must be a positive duration")
-            if isinstance(value, int) and not isinstance(value, bool) and value < 1:
-                raise PolicyError(f"{f.name} must be at least 1")
+            if isinstance(value, timedelta) and not timedelta(0) < value <= MAX_DURATION:
+                raise PolicyError(f"{f.name} must be a positive duration of at most 366 days")
+            if (
+                isinstance(value, int)
+                and not isinstance(value, bool)
+                and not 1 <= value <= MAX_COUNT
+            ):
+                raise PolicyError(f"{f.name} must be between 1 and {MAX_COUNT}")
+            if isinstance(value, float):
+                low, high = _FLOAT_RANGES.get(f.name, (-50.0, 100.0))
+                if not (math.isfinite(value) and low <= value <= high):
+                    raise PolicyError(f"{f.name} must be a finite number from {low:g} to {high:g}")
         if self.anomaly_delta_c < 0 or self.drift_delta_c < 0:
             raise PolicyError("anomaly_delta_c and drift_delta_c must not be negative")
 
@@ -190,6 +209,8 @@ def _apply(base: ScreeningPolicy, values: object, where: str) -> ScreeningPolicy
         return dataclasses.replace(base, **changes)
     except PolicyError as exc:
         raise PolicyError(f"{where}: {exc}") from None
+    except (ValueError, OverflowError) as exc:  # anything the checks above missed
+        raise PolicyError(f"{where}: {exc}") from None
 
 
 def _cast(kind: type, raw: object, where: str) -> object:
@@ -197,13 +218,24 @@ def _cast(kind: type, raw: object, where: str) -> object:
         if isinstance(raw, bool):
             raise PolicyError(f"{where}: expected a duration, got {raw!r}")
         if isinstance(raw, int | float):
+            if not (math.isfinite(raw) and 0 < raw <= MAX_DURATION.total_seconds()):
+                raise PolicyError(f"{where}: expected a positive duration of at most 366 days")
             return timedelta(seconds=raw)
         match = _DURATION.match(raw) if isinstance(raw, str) else None
         if match is None:
             raise PolicyError(f"{where}: expected seconds or e.g. '20m', got {raw!r}")
-        return timedelta(seconds=float(match[1]) * _UNITS[match[2]])
+        seconds = float(match[1]) * _UNITS[match[2]]
+        if not 0 < seconds <= MAX_DURATION.total_seconds():
+            raise PolicyError(f"{where}: expected a positive duration of at most 366 days")
+        return timedelta(seconds=seconds)
     if kind is float and isinstance(raw, int | float) and not isinstance(raw, bool):
-        return float(raw)
+        try:
+            number = float(raw)
+        except OverflowError:  # an integer past any float
+            raise PolicyError(f"{where}: {str(raw)[:20]}... is out of range") from None
+        if not math.isfinite(number):
+            raise PolicyError(f"{where}: expected a finite number, got {raw!r}")
+        return number
     if kind is int and isinstance(raw, int) and not isinstance(raw, bool):
         return raw
     if kind is str and isinstance(raw, str):

@@ -8,6 +8,7 @@ are kept as long as trails matter (28 days), quarantine orders are compacted
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import ssl
 import time
@@ -27,6 +28,9 @@ from scantrail.settings import KafkaSettings
 log = logging.getLogger(__name__)
 
 DAY_MS = 24 * 3600 * 1000
+#: The most of a failed record's value a dead letter keeps: its base64 (4/3 of
+#: it) must fit in Kafka's default 1 MB record with room for the rest.
+DEAD_LETTER_VALUE_LIMIT = 512 * 1024
 
 
 @dataclass(frozen=True)
@@ -331,7 +335,20 @@ def send_dead_letter(
     reason: str,
     seen_at: datetime,
 ) -> Any:
-    """Publish a failed message to the dead-letter topic; returns the send future."""
+    """Publish a failed message to the dead-letter topic; returns the send future.
+
+    A value so large that its base64 would not fit in one Kafka record is
+    kept in part (the first :data:`DEAD_LETTER_VALUE_LIMIT` bytes), with its
+    length and SHA-256 in the reason: a dead letter the broker refuses would
+    leave its record neither processed nor kept.
+    """
+    if value is not None and len(value) > DEAD_LETTER_VALUE_LIMIT:
+        digest = hashlib.sha256(value).hexdigest()
+        reason = (  # first: the contract keeps a reason's first 2,000 characters
+            f"[value cut to its first {DEAD_LETTER_VALUE_LIMIT} of {len(value)} bytes,"
+            f" sha256 {digest}] {reason}"
+        )
+        value = value[:DEAD_LETTER_VALUE_LIMIT]
     record = contract.dead_letter(
         topic=topic,
         partition=partition,

@@ -26,10 +26,11 @@ import hashlib
 import json
 import re
 from collections.abc import Iterable, Mapping
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, ClassVar, Literal, TypeAlias, TypeVar
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     BeforeValidator,
@@ -85,8 +86,45 @@ def _rfc3339(value: object) -> object:
         raise ValueError(f"not a valid time: {exc}") from None
 
 
-#: An instant: RFC 3339 with an explicit offset, timezone-aware in Python.
-Instant = Annotated[AwareDatetime, BeforeValidator(_rfc3339)]
+#: The times every part of the pipeline can represent. InfluxDB stores
+#: nanoseconds since 1970 in an int64 (up to 2262-04-11), Kafka record
+#: timestamps are milliseconds since 1970 and never negative, and every local
+#: date of an instant must exist (year 1 at +05:00 is no date in UTC). A day's
+#: margin at each end keeps every offset's local date inside Python's range.
+EARLIEST_TIME = datetime(1970, 1, 2, tzinfo=UTC)
+LATEST_TIME = datetime(2262, 4, 10, tzinfo=UTC)
+#: The largest integer any field may carry: InfluxDB and Kafka count in int64.
+INT64_MAX = 2**63 - 1
+
+
+def _in_window(value: datetime) -> datetime:
+    try:
+        inside = EARLIEST_TIME <= value <= LATEST_TIME
+    except OverflowError:  # a year-1 or year-9999 time whose offset leaves the calendar
+        inside = False
+    if not inside:
+        raise ValueError(
+            f"time outside {EARLIEST_TIME.date()}..{LATEST_TIME.date()} (UTC),"
+            " the range Kafka, InfluxDB and every local date can represent"
+        )
+    return value
+
+
+def _day_in_window(value: date) -> date:
+    if not EARLIEST_TIME.date() <= value <= LATEST_TIME.date():
+        raise ValueError(
+            f"date outside {EARLIEST_TIME.date()}..{LATEST_TIME.date()},"
+            " the range every part of the pipeline can represent"
+        )
+    return value
+
+
+#: An instant: RFC 3339 with an explicit offset, timezone-aware in Python, inside the window.
+Instant = Annotated[AwareDatetime, BeforeValidator(_rfc3339), AfterValidator(_in_window)]
+#: A calendar day inside the same window.
+Day = Annotated[date, AfterValidator(_day_in_window)]
+#: A count or sequence number: never negative, never beyond int64.
+Count = Annotated[int, Field(ge=0, le=INT64_MAX)]
 
 Direction: TypeAlias = Literal["in", "out"]
 PassStatus: TypeAlias = Literal["valid", "expired", "revoked", "forged", "unknown"]
@@ -147,7 +185,7 @@ class ScanEvent(Event):
     pass_status: PassStatus
     health_code: HealthCode | None = None
     scanned_at: Instant
-    seq: Annotated[int, Field(ge=0)]
+    seq: Count
 
     _pseudonymous = field_validator("person_id")(_check_pseudonymous)
 
@@ -197,8 +235,8 @@ class QuarantineRecord(Event):
     schema_: str = Field(alias="schema", default="quarantine/1")
     person_id: Identifier
     site_id: Identifier
-    starts_on: date
-    ends_on: date
+    starts_on: Day
+    ends_on: Day
     reason: Annotated[str, StringConstraints(max_length=500)]
 
     _pseudonymous = field_validator("person_id")(_check_pseudonymous)
@@ -251,15 +289,21 @@ class KioskHeartbeat(Event):
     kiosk_id: Identifier
     site_id: Identifier
     sent_at: Instant
-    spool_depth: Annotated[int, Field(ge=0)]
+    spool_depth: Count
     last_scan_at: Instant | None = None
-    scans_since_start: Annotated[int, Field(ge=0)]
-    decode_failures: Annotated[int, Field(ge=0)]
+    scans_since_start: Count
+    decode_failures: Count
     version: Annotated[str, StringConstraints(min_length=1, max_length=64)]
     # Added within version 1 (optional, so every kiosk/1 reader still reads it):
     # live camera frames skipped because the decoder was still busy. A number
     # that keeps climbing means the gate sees the present only in snapshots.
-    frames_dropped: Annotated[int, Field(ge=0)] | None = None
+    frames_dropped: Count | None = None
+    # Also added within version 1: why the revocation list could not be
+    # refreshed (the kiosk keeps its last good list meanwhile), frames refused
+    # for their size before decoding, and frames whose decoding ran out of time.
+    revocations_error: Annotated[str, StringConstraints(max_length=500)] | None = None
+    frames_too_large: Count | None = None
+    frames_over_budget: Count | None = None
 
     @property
     def time(self) -> datetime:
@@ -332,10 +376,10 @@ class PageRecord(Event):
     site_id: Identifier
     severity: Severity
     at: Instant
-    step: Annotated[int, Field(ge=0)] = 0
+    step: Count = 0
     officer_id: Identifier | None = None
     channel: Channel | None = None
-    attempt: Annotated[int, Field(ge=1)] | None = None
+    attempt: Annotated[int, Field(ge=1, le=INT64_MAX)] | None = None
     reason: Annotated[str, StringConstraints(max_length=2000)] = ""
     alert: dict[str, Any] | None = None
     # Added within version 1 (optional): the person who took a console action
@@ -422,23 +466,47 @@ def _explain(error: ValidationError) -> str:
     return "; ".join(parts)
 
 
+def _no_constant(name: str) -> object:
+    raise ValueError(f"{name} is not JSON (RFC 8259 has no NaN or Infinity)")
+
+
+#: What parsing or validating hostile input may raise besides ValidationError:
+#: too many digits or an unknown constant (ValueError, UnicodeError), nesting
+#: past the parser's depth (RecursionError), an unserialisable object
+#: (TypeError) and numbers past a float (OverflowError).
+_MALFORMED = (ValueError, TypeError, RecursionError, OverflowError)
+
+
 def decode(raw: bytes | str, *, expect: type[Event] | None = None) -> Event:
     """Parse and validate one message; raise :class:`ContractError` saying why not.
 
     ``expect`` restricts the accepted kind (a temperature on the scans topic is
-    as wrong as malformed JSON).
+    as wrong as malformed JSON). Total: for any input the answer is an event
+    or a :class:`ContractError`, never another exception, so one bad record
+    can only ever become a dead letter.
     """
     try:
-        obj = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ContractError(f"not JSON: {exc}") from None
+        obj = json.loads(raw, parse_constant=_no_constant)
+    except _MALFORMED as exc:
+        raise ContractError(f"not JSON: {_brief(exc)}") from None
     cls = _event_type(obj, expect)
+    return _validate(cls, raw)
+
+
+def _brief(exc: BaseException) -> str:
+    text = str(exc)
+    return text if len(text) <= 300 else text[:300] + "..."
+
+
+def _validate(cls: type[Event], raw: bytes | str) -> Event:
     try:
         # Strict mode: JSON-mode validation accepts RFC 3339 strings for times
         # but never coerces "37.5" into a float or 1 into a string.
         return cls.model_validate_json(raw, strict=True)
     except ValidationError as exc:
         raise ContractError(f"invalid {cls.SCHEMA}: {_explain(exc)}") from None
+    except _MALFORMED as exc:
+        raise ContractError(f"invalid {cls.SCHEMA}: {type(exc).__name__}: {_brief(exc)}") from None
 
 
 def decode_as(raw: bytes | str, kind: type[E]) -> E:
@@ -450,12 +518,18 @@ def decode_as(raw: bytes | str, kind: type[E]) -> E:
 
 
 def from_dict(obj: object, *, expect: type[Event] | None = None) -> Event:
-    """Validate an already-parsed JSON object (see :func:`decode`)."""
-    cls = _event_type(obj, expect)
+    """Validate an already-parsed JSON object (see :func:`decode`); total like it."""
     try:
-        return cls.model_validate_json(json.dumps(obj), strict=True)
-    except ValidationError as exc:
-        raise ContractError(f"invalid {cls.SCHEMA}: {_explain(exc)}") from None
+        cls = _event_type(obj, expect)
+    except ContractError:
+        raise
+    except _MALFORMED as exc:  # a Mapping that fails to look its keys up
+        raise ContractError(f"not a JSON object: {_brief(exc)}") from None
+    try:
+        text = json.dumps(obj, allow_nan=False)
+    except _MALFORMED as exc:
+        raise ContractError(f"invalid {cls.SCHEMA}: not JSON data: {_brief(exc)}") from None
+    return _validate(cls, text)
 
 
 def _event_type(obj: object, expect: type[Event] | None) -> type[Event]:
@@ -466,7 +540,7 @@ def _event_type(obj: object, expect: type[Event] | None) -> type[Event]:
         raise ContractError("missing schema field")
     cls = SCHEMAS.get(schema)
     if cls is None:
-        raise ContractError(f"unknown schema {schema!r}")
+        raise ContractError(f"unknown schema {schema[:64]!r}")
     if expect is not None and cls is not expect:
         raise ContractError(f"schema {schema!r} does not belong here (expected {expect.SCHEMA!r})")
     return cls

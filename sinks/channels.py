@@ -10,7 +10,8 @@ one, and a replayed one from a fresh one: ``X-ScanTrail-Timestamp`` carries
 Unix seconds and ``X-ScanTrail-Signature: sha256=<hex>`` is
 HMAC-SHA256(secret, ``<timestamp>.`` + raw body). Binding the timestamp into
 the signature means a captured request cannot be replayed with a new
-timestamp; receivers should refuse timestamps more than five minutes off.
+timestamp; receivers should refuse timestamps more than five minutes off,
+which :func:`verify` does (``WEBHOOK_TOLERANCE_S``).
 
 Also here: the pager's settings (SMTP relay, retry pacing), loading the roster
 and reading webhook secrets, which never live in the roster itself.
@@ -40,7 +41,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from scantrail.contract import Alert
 from scantrail.errors import ServiceError, SinkError
 from scantrail.settings import state_dir
-from sinks.ack_tokens import load_ack_secret
+from sinks.ack_tokens import DEFAULT_LINK_TTL_S, MIN_SECRET_BYTES, load_ack_secret
 from sinks.routing import Roster, Webhook, parse_roster
 
 SIGNATURE_HEADER = "X-ScanTrail-Signature"
@@ -104,8 +105,32 @@ def sign(secret: bytes, timestamp: str, body: bytes) -> str:
     return f"sha256={digest}"
 
 
-def verify(secret: bytes, timestamp: str, body: bytes, signature: str) -> bool:
-    """Constant-time check of a signature header, for receivers and tests."""
+#: How far a webhook's timestamp may be from the receiver's clock (docs/pager.md).
+WEBHOOK_TOLERANCE_S = 300.0
+
+
+def verify(
+    secret: bytes,
+    timestamp: str,
+    body: bytes,
+    signature: str,
+    *,
+    now: float | None = None,
+    tolerance_s: float = WEBHOOK_TOLERANCE_S,
+) -> bool:
+    """Constant-time check of a signature header, for receivers and tests.
+
+    A timestamp more than ``tolerance_s`` away from ``now`` (default: the
+    clock) is refused however well signed, so a captured request cannot be
+    replayed later; so is one that is not Unix seconds.
+    """
+    if not timestamp.isascii() or not timestamp.isdigit() or len(timestamp) > 12:
+        return False
+    if not signature.isascii():
+        return False
+    moment = time.time() if now is None else now
+    if abs(moment - int(timestamp)) > tolerance_s:
+        return False
     return hmac.compare_digest(sign(secret, timestamp, body), signature)
 
 
@@ -150,7 +175,7 @@ class SmtpServer:
     host: str = "127.0.0.1"
     port: int = 25
     sender: str = "scantrail-pager@localhost"
-    starttls: bool = False
+    starttls: bool = True
     username: str | None = None
     password: str | None = None
     timeout_s: float = 15.0
@@ -219,6 +244,9 @@ class PagerSettings(BaseSettings):
     ack_secret_file: Path | None = None
     #: SCANTRAIL_PAGER_ACK_TIMEOUT_S: escalate a critical page nobody acknowledged after this.
     ack_timeout_s: float = Field(default=300.0, gt=0)
+    #: SCANTRAIL_PAGER_ACK_LINK_TTL_S: a page's ack link stops working this long after
+    #: it was sent (403); officers then acknowledge with their officer token.
+    ack_link_ttl_s: float = Field(default=float(DEFAULT_LINK_TTL_S), gt=0, le=366 * 24 * 3600)
     #: SCANTRAIL_PAGER_RETRY_INITIAL_S / _RETRY_CAP_S: backoff between channel attempts.
     retry_initial_s: float = Field(default=1.0, gt=0)
     retry_cap_s: float = Field(default=60.0, gt=0)
@@ -228,7 +256,9 @@ class PagerSettings(BaseSettings):
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 25
     smtp_from: str = "scantrail-pager@localhost"
-    smtp_starttls: bool = False
+    #: STARTTLS is on: pages name persons. Turn it off (SCANTRAIL_PAGER_SMTP_STARTTLS=false)
+    #: only for a relay on the same host that cannot speak TLS.
+    smtp_starttls: bool = True
     smtp_username: str | None = None
     smtp_password: SecretStr = SecretStr("")
 
@@ -258,6 +288,7 @@ def resolve_secrets(
     """Read every webhook's HMAC key now, so a missing one stops start-up, not a 3 a.m. page."""
     secrets: dict[Webhook, bytes] = {}
     missing: list[str] = []
+    short: list[str] = []
     for officers in roster.sites.values():
         for officer in officers:
             hook = officer.webhook
@@ -272,9 +303,15 @@ def resolve_secrets(
                     value = b""
             if not value:
                 missing.append(f"{officer.id}: {hook.secret_env or hook.secret_file}")
+            elif len(value) < MIN_SECRET_BYTES:
+                short.append(f"{officer.id}: {hook.secret_env or hook.secret_file}")
             secrets[hook] = value
     if missing:
         raise ServiceError(f"webhook secrets missing or empty: {', '.join(missing)}")
+    if short:
+        raise ServiceError(
+            f"webhook secrets shorter than {MIN_SECRET_BYTES} bytes: {', '.join(short)}"
+        )
     return secrets
 
 

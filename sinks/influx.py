@@ -83,8 +83,10 @@ from sinks.kafka_source import (
 )
 from sinks.lines import (
     alert_line,
+    dead_letter_line,
     kiosk_health_line,
     passage_line,
+    reason_kind,
     temperature_line,
     watched_temperature_line,
 )
@@ -114,6 +116,10 @@ QUIET_WAIT_S = 10.0
 # The loop turns at least every second (a poll, or a poll while waiting out an
 # outage); this long without a turn means it is hung, and a restart is due.
 STALE_AFTER_S = 120.0
+# A dead letter the broker did not take is sent again this many times in all
+# (each waits up to the timeout), then the sink stops rather than lose it.
+DEAD_LETTER_ATTEMPTS = 5
+DEAD_LETTER_TIMEOUT_S = 150.0
 
 
 @dataclass
@@ -131,6 +137,9 @@ class Batch:
     backfills: list[BackfillTask] = field(default_factory=list)
     backfill: BackfillResult | None = None
     backfill_lines: list[str] = field(default_factory=list)  # those not already in ``watched``
+    # Dead letters sent for this batch's bad records: (send future, what was sent),
+    # confirmed before its offsets are committed (see InfluxSink._confirm_dead_letters).
+    letters: list[tuple[Any, dict[str, Any]]] = field(default_factory=list)
 
 
 @dataclass
@@ -284,6 +293,9 @@ class InfluxSink:
             )
             for t in SINK_TOPICS
         }
+        # The kind each topic carries: a scan on the temperature topic is as
+        # wrong as malformed JSON (dead-lettered, never written as a scan).
+        self._expect = {kafka.topic(t): contract.TOPIC_SCHEMAS[t] for t in SINK_TOPICS}
         # Only this sink changes its registry, so memory and SQLite stay equal.
         self._watched: dict[str, Watch] = self.state.watched()
         # Backfills recorded but not stored (a crash or stop before): run them first.
@@ -360,7 +372,7 @@ class InfluxSink:
                 try:
                     event = decode(message)
                 except ContractError as exc:
-                    self._dead_letter(message, str(exc))
+                    self._dead_letter(message, str(exc), out)
                     continue
                 append(event)
                 if type(event) in _WATCH_KINDS:
@@ -432,8 +444,8 @@ class InfluxSink:
                 return
         if self._abandoned:
             return
-        self.producer.flush()  # dead letters are durable before their offsets move on
         out = pending.out
+        self._confirm_dead_letters(out)  # durable before their offsets move on
         if out.backfills:  # stored: forget them (a crash before this runs them again)
             self.state.finish_backfills(task.id for task in out.backfills)
         if pending.offsets:
@@ -498,15 +510,17 @@ class InfluxSink:
         if value is None:  # a tombstone (compacted quarantine topic)
             raise ContractError("no value (a tombstone); nothing to write")
         validate = self._kinds.get(message.topic())
-        if validate is not None:
+        # NaN and Infinity are no JSON, yet pydantic's parser reads them in
+        # free fields (extras, an alert's detail): leave those to the full decode.
+        if validate is not None and b"NaN" not in value and b"Infinity" not in value:
             try:
                 event: contract.Event = validate(value)
-            except ValidationError:
-                pass
+            except (ValidationError, ValueError, TypeError, RecursionError, OverflowError):
+                pass  # the full decode says why (it is total: ContractError or an event)
             else:
                 if "schema_" in event.model_fields_set:
                     return event
-        return contract.decode(value)
+        return contract.decode(value, expect=self._expect.get(message.topic()))
 
     def _watch_all(self, events: Sequence[tuple[contract.Event, int | None]]) -> None:
         """Apply the poll's watches to the registry, recording the backfills they need.
@@ -640,15 +654,51 @@ class InfluxSink:
             "stats": dict(self.stats.counts),
         }
 
-    def _dead_letter(self, message: Any, reason: str) -> None:
+    def _dead_letter(self, message: Any, reason: str, out: Batch) -> None:
+        """Send a bad record to the dead-letter topic and count it (stats and InfluxDB).
+
+        The send is confirmed before the batch's offsets are committed, so a
+        record is never skipped without its dead letter.
+        """
+        where = describe(message)
+        topic = where["topic"]
         self.stats.counts["deadletter"] += 1
-        send_dead_letter(
-            self.producer,
-            self.kafka.topic(contract.DEADLETTER),
-            **describe(message),
-            reason=reason,
-            seen_at=datetime.now(UTC),
-        )
+        self.stats.counts[f"deadletter:{topic}:{reason_kind(reason)}"] += 1
+        letter = {**where, "reason": reason, "seen_at": datetime.now(UTC)}
+        future = send_dead_letter(self.producer, self.kafka.topic(contract.DEADLETTER), **letter)
+        out.letters.append((future, letter))
+        at_ms = record_timestamp(message)
+        if at_ms is None:
+            at_ms = int(time.time() * 1000)
+        out.main.append(dead_letter_line(topic, reason, where["partition"], where["offset"], at_ms))
+
+    def _confirm_dead_letters(self, out: Batch) -> None:
+        """Every dead letter of the batch is on the broker, or the sink stops uncommitted.
+
+        A send that failed is retried (DEAD_LETTER_ATTEMPTS in all); if the
+        dead-letter topic stays unwritable, the sink exits with an error for
+        its supervisor rather than commit past records it could not keep.
+        """
+        self.producer.flush()
+        deadletter = self.kafka.topic(contract.DEADLETTER)
+        for future, letter in out.letters:
+            attempt = 1
+            while True:
+                try:
+                    future.get(timeout=DEAD_LETTER_TIMEOUT_S)
+                    break
+                except KafkaError as exc:
+                    self.stats.counts["deadletter_retries"] += 1
+                    if attempt >= DEAD_LETTER_ATTEMPTS or self._stop:
+                        raise ServiceError(
+                            f"cannot write dead letters to {deadletter} ({exc}); stopping"
+                            " with the batch uncommitted, so a restart reads it again"
+                        ) from None
+                    log.warning("dead letter not written (%s); retry %d", exc, attempt)
+                    time.sleep(self.backoff.delay(attempt, self.rng))
+                    attempt += 1
+                    future = send_dead_letter(self.producer, deadletter, **letter)
+                    self.producer.flush()
 
     def close(self) -> None:
         # A write still in flight here (after an error) finishes, but is not committed.

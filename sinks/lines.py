@@ -16,7 +16,7 @@ import hashlib
 from collections.abc import Mapping
 from datetime import datetime
 
-from scantrail.contract import Alert, KioskHeartbeat, TemperatureReading
+from scantrail.contract import SCHEMAS, Alert, KioskHeartbeat, TemperatureReading
 
 VALID_RANGE_C = (34.0, 42.0)
 _VALID_LOW, _VALID_HIGH = VALID_RANGE_C
@@ -132,6 +132,9 @@ def kiosk_health_line(beat: KioskHeartbeat) -> str:
         "scans_since_start": beat.scans_since_start,
         "decode_failures": beat.decode_failures,
         "frames_dropped": beat.frames_dropped,
+        "frames_too_large": beat.frames_too_large,
+        "frames_over_budget": beat.frames_over_budget,
+        "revocations_error": beat.revocations_error,
         "version": beat.version,
         "last_scan_age_s": None
         if beat.last_scan_at is None
@@ -171,3 +174,42 @@ def watched_temperature_point(
         "kiosk_id": kiosk_id,
     }
     return line("watched_temperature", {"person_id": person_id}, fields, ts_ns)
+
+
+_KNOWN_SCHEMAS = frozenset(SCHEMAS)
+_REASON_KINDS = (
+    ("not JSON", "not JSON"),
+    ("not a JSON object", "not a JSON object"),
+    ("missing schema", "missing schema"),
+    ("unknown schema", "unknown schema"),
+    ("schema ", "schema on the wrong topic"),
+    ("no value", "tombstone"),
+)
+
+
+def reason_kind(reason: str) -> str:
+    """A dead letter's reason as a tag of few values: what failed, never the hostile text itself.
+
+    ``invalid temperature/1: celsius: ...`` becomes ``invalid temperature/1``;
+    anything unforeseen is ``other``.
+    """
+    for prefix, kind in _REASON_KINDS:
+        if reason.startswith(prefix):
+            return kind
+    head = reason.partition(":")[0]
+    if head.startswith("invalid ") and head[len("invalid ") :] in _KNOWN_SCHEMAS:
+        return head
+    return "other"
+
+
+def dead_letter_line(topic: str, reason: str, partition: int, offset: int, at_ms: int) -> str:
+    """One dead letter, counted per topic and reason kind for the dashboard.
+
+    The timestamp is the failed record's own Kafka timestamp plus nanoseconds
+    derived from its partition and offset, so a re-delivered record rewrites
+    its point instead of counting twice.
+    """
+    jitter = (partition * 1_000_003 + offset) % 1_000_000
+    tags = {"topic": topic, "reason": reason_kind(reason)}
+    fields: dict[str, object] = {"count": 1, "partition": partition, "offset": offset}
+    return line("deadletters", tags, fields, at_ms * 1_000_000 + jitter)

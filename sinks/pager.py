@@ -40,6 +40,7 @@ from urllib.parse import quote, urlencode
 
 import aiohttp
 from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
 from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
 from kafka.errors import CommitFailedError, KafkaError
 
@@ -49,7 +50,7 @@ from scantrail.clock import Clock, SystemClock
 from scantrail.contract import Alert, PageRecord
 from scantrail.errors import ContractError, ServiceError
 from scantrail.settings import KafkaSettings
-from sinks.ack_tokens import is_officer, link_token, may_acknowledge
+from sinks.ack_tokens import check_ack, is_officer, link_token, well_formed
 from sinks.channels import (
     Backoff,
     Channel,
@@ -76,6 +77,45 @@ T = TypeVar("T")
 
 def _about(alert: Alert) -> dict[str, Any]:
     return {"alert_id": alert.alert_id, "site_id": alert.site_id, "severity": alert.severity}
+
+
+_ACK_STATUS = {"malformed": 400, "refused": 401, "expired": 403}
+_ACK_REFUSALS = {
+    "malformed": "malformed token: a link token (<expiry>.<hex>) or an officer token (hex)",
+    "refused": "a valid ack link token or officer token (Authorization: Bearer) is required",
+    "expired": "this ack link has expired; acknowledge with your officer token",
+}
+
+
+class _PathOnlyAccessLogger(AbstractAccessLogger):
+    """aiohttp's access log without the query string or the Authorization header.
+
+    The default format logs the request line, ``?token=...`` included, so
+    anyone reading the logs could acknowledge pages.
+    """
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        self.logger.info(
+            '%s "%s %s" %d %.3fs',
+            request.remote,
+            request.method,
+            request.path,
+            response.status,
+            time,
+        )
+
+
+def _journal_record(value: bytes | None) -> PageRecord:
+    """A journal record, with the alert it carries checked too (a restart resumes from it)."""
+    if value is None:
+        raise ContractError("no value (a tombstone)")
+    record = contract.decode_as(value, PageRecord)
+    if record.alert is not None:
+        try:
+            contract.from_dict(record.alert, expect=Alert)
+        except ContractError as exc:
+            raise ContractError(f"the alert it carries: {exc}") from None
+    return record
 
 
 class _Offsets:
@@ -163,7 +203,7 @@ class Pager:
             await self._in_kafka(self._read_journal)
             self.consumer = await self._in_kafka(self._make_consumer)
             self.session = aiohttp.ClientSession()
-            runner = web.AppRunner(self._app())
+            runner = self._runner()
             await runner.setup()
             await web.TCPSite(runner, self.settings.host, self.settings.port).start()
             log.info("pager listening on %s:%d", self.settings.host, self.settings.port)
@@ -208,7 +248,13 @@ class Pager:
     # --- Kafka -----------------------------------------------------------------
 
     def _read_journal(self) -> None:
-        """Fold the whole pages topic into the ledger (runs on the Kafka thread)."""
+        """Fold the whole pages topic into the ledger (runs on the Kafka thread).
+
+        A record that does not read (or whose carried alert does not) is
+        skipped, counted (``journal_unreadable``) and dead-lettered once: one
+        bad record must not stop paging from starting, on this start or any
+        later one.
+        """
         check_login(self.kafka)
         reader = KafkaConsumer(
             **connection(self.kafka),
@@ -216,6 +262,7 @@ class Pager:
             client_id="scantrail-pager-journal",
         )
         kept = False
+        unreadable: list[tuple[Any, str]] = []
         try:
             partitions = reader.partitions_for_topic(self.pages_topic)
             if not partitions:
@@ -228,18 +275,72 @@ class Pager:
                 for messages in reader.poll(timeout_ms=1000).values():
                     for message in messages:
                         try:
-                            record = contract.decode(message.value, expect=PageRecord)
+                            record = _journal_record(message.value)
                         except ContractError as exc:
                             log.warning(
-                                "unreadable page record at offset %d: %s", message.offset, exc
-                            )
+                                "unreadable page record at %s[%d]@%d: %s",
+                                message.topic, message.partition, message.offset, exc,
+                            )  # fmt: skip
+                            unreadable.append((message, str(exc)))
                             continue
-                        self.ledger.apply(cast(PageRecord, record))
+                        self.ledger.apply(record)
             log.info("journal read: %d alerts known", len(self.ledger.alerts))
             self._journal, kept = reader, True  # keeps following: acks written by others
         finally:
             if not kept:
                 reader.close()
+        self.stats["journal_unreadable"] += len(unreadable)
+        if unreadable:
+            self._dead_letter_journal(unreadable)
+
+    def _dead_letter_journal(self, unreadable: list[tuple[Any, str]]) -> None:
+        """Dead-letter unreadable journal records not dead-lettered by an earlier start.
+
+        The journal is re-read on every start, so the dead-letter topic is
+        read first (only when there is something to dead-letter) to find the
+        records already there.
+        """
+        deadletter = self.kafka.topic(contract.DEADLETTER)
+        known: set[tuple[int | None, int | None]] = set()
+        reader = KafkaConsumer(
+            **connection(self.kafka), enable_auto_commit=False, client_id="scantrail-pager-dlq"
+        )
+        try:
+            tps = [
+                TopicPartition(deadletter, p) for p in reader.partitions_for_topic(deadletter) or ()
+            ]
+            reader.assign(tps)
+            reader.seek_to_beginning(*tps)
+            end = reader.end_offsets(tps)
+            while any(reader.position(tp) < end[tp] for tp in tps):
+                for messages in reader.poll(timeout_ms=1000).values():
+                    for message in messages:
+                        try:
+                            letter = contract.decode_as(message.value, contract.DeadLetter)
+                        except ContractError:
+                            continue
+                        if letter.topic == self.pages_topic:
+                            known.add((letter.partition, letter.offset))
+        finally:
+            reader.close()
+        futures = [
+            send_dead_letter(
+                self.producer,
+                deadletter,
+                topic=m.topic,
+                partition=m.partition,
+                offset=m.offset,
+                key=m.key,
+                value=m.value,
+                reason=f"unreadable pages journal record: {reason}",
+                seen_at=self.clock.now(),
+            )  # fmt: skip
+            for m, reason in unreadable
+            if (m.partition, m.offset) not in known
+        ]
+        for future in futures:
+            future.get(120)  # durable before paging starts; a failure stops the start-up
+        self.stats["deadletter"] += len(futures)
 
     def _follow_journal(self) -> list[PageRecord]:
         """Acknowledgements appended by others (the console) since the last look.
@@ -485,9 +586,9 @@ class Pager:
     def _ack_url(self, alert_id: str, officer_id: str) -> str:
         """The one-click ack link of one page: it acknowledges as that officer only."""
         base = self.settings.public_url or f"http://{self.settings.host}:{self.settings.port}"
-        query = urlencode(
-            {"officer": officer_id, "token": link_token(self.ack_secret, alert_id, officer_id)}
-        )
+        expires_at = int(self.clock.now().timestamp() + self.settings.ack_link_ttl_s)
+        token = link_token(self.ack_secret, alert_id, officer_id, expires_at)
+        query = urlencode({"officer": officer_id, "token": token})
         return f"{base.rstrip('/')}/ack/{quote(alert_id, safe=':')}?{query}"
 
     @staticmethod
@@ -498,6 +599,10 @@ class Pager:
         return request.query.get("token", "")
 
     # --- HTTP ------------------------------------------------------------------
+
+    def _runner(self) -> web.AppRunner:
+        """The HTTP server; its access log names paths, never queries (tokens travel there)."""
+        return web.AppRunner(self._app(), access_log_class=_PathOnlyAccessLogger)
 
     def _app(self) -> web.Application:
         app = web.Application()
@@ -528,10 +633,15 @@ class Pager:
             msg = 'name the officer: {"officer_id": "..."} or ?officer=...'
             return web.json_response({"error": msg}, status=400)
         token = self._presented_token(request)
-        if not token or not may_acknowledge(self.ack_secret, alert_id, officer_id, token):
+        verdict = (
+            check_ack(self.ack_secret, alert_id, officer_id, token, self.clock.now().timestamp())
+            if token
+            else "refused"
+        )
+        if verdict != "ok":
+            self.stats[f"ack_{verdict}"] += 1
             self.stats["ack_refused"] += 1
-            msg = "a valid ack link token or officer token (Authorization: Bearer) is required"
-            return web.json_response({"error": msg}, status=401)
+            return web.json_response({"error": _ACK_REFUSALS[verdict]}, status=_ACK_STATUS[verdict])
         state = self.ledger.alerts.get(alert_id)
         if state is None or not state.handled:
             return web.json_response({"error": f"unknown alert {alert_id}"}, status=404)
@@ -554,6 +664,9 @@ class Pager:
         site_id = request.match_info["site_id"]
         officer_id = request.query.get("officer", "")
         token = self._presented_token(request)
+        if token and not well_formed(token):
+            self.stats["queue_refused"] += 1
+            return web.json_response({"error": _ACK_REFUSALS["malformed"]}, status=400)
         if not officer_id or not token or not is_officer(self.ack_secret, officer_id, token):
             self.stats["queue_refused"] += 1
             msg = "?officer=... and that officer's token (Authorization: Bearer) are required"

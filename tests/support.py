@@ -65,10 +65,12 @@ def scantrail_cmd(*args: str) -> list[str]:
 
 
 def start_scantrail(*args: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    handle = log.open("ab")
-    return subprocess.Popen(
-        scantrail_cmd(*args), env=env, stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT
-    )
+    # The child keeps its own copy of the descriptor; closing ours leaks nothing
+    # (an unclosed file is a ResourceWarning, and warnings fail the tests).
+    with log.open("ab") as handle:
+        return subprocess.Popen(
+            scantrail_cmd(*args), env=env, stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT
+        )
 
 
 def drain_with_sink(env: dict[str, str], log: Path, idle_exit_s: int = 10) -> None:

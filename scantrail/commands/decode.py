@@ -10,18 +10,41 @@ import click
 
 @click.command()
 @click.argument("images", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
-def decode(images: tuple[Path, ...]) -> None:
-    """Print {"file": ..., "texts": [...]} for each IMAGE (texts empty if none or unreadable)."""
-    import cv2
+@click.option(
+    "--max-pixels",
+    type=click.IntRange(1, 1 << 31),
+    default=None,
+    help="Refuse images with more pixels than this, from their header, before decoding."
+    "  [default: 4096 x 2304, a 4K camera]",
+)
+def decode(images: tuple[Path, ...], max_pixels: int | None) -> None:
+    """Print {"file": ..., "texts": [...]} for each IMAGE (texts empty if none or unreadable).
 
-    from ingest.decode import FrameDecoder
+    An image over the pixel limit gets an "error" and is never decoded; when any
+    image was refused or unreadable, a summary with the counts goes to stderr.
+    """
+    from ingest.decode import DEFAULT_MAX_PIXELS, FrameDecoder, ImageTooLarge, read_image
 
-    decoder = FrameDecoder()
+    limit = max_pixels or DEFAULT_MAX_PIXELS
+    decoder = FrameDecoder(max_pixels=limit, budget_s=None)
+    unreadable = too_large = 0
     for path in images:
-        frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
         record: dict[str, object] = {"file": str(path), "texts": []}
-        if frame is None:
-            record["error"] = "not a readable image"
+        try:
+            frame = read_image(path, limit)
+        except ImageTooLarge as exc:
+            too_large += 1
+            record["error"] = str(exc)
         else:
-            record["texts"] = decoder.decode(frame)
+            if frame is None:
+                unreadable += 1
+                record["error"] = "not a readable image"
+            else:
+                record["texts"] = decoder.decode(frame)
         click.echo(json.dumps(record, ensure_ascii=False))
+    if too_large or unreadable:
+        click.echo(
+            f"{len(images)} image(s): {too_large} over the pixel limit ({limit}),"
+            f" {unreadable} unreadable",
+            err=True,
+        )

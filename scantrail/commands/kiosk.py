@@ -34,7 +34,12 @@ import click
     "--revocations",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Revocation list (JSON, re-read when it changes).",
+    help="Revocation list (JSON, re-read when it changes). Required to check passes.",
+)
+@click.option(
+    "--no-revocations",
+    is_flag=True,
+    help="Check passes without a revocation list: only when none exists (nothing revoked).",
 )
 @click.option(
     "--thermometer",
@@ -66,6 +71,7 @@ def kiosk(
     source: str | None,
     pass_key: Path | None,
     revocations: Path | None,
+    no_revocations: bool,
     thermometer: str,
     direction: str,
     simulated: bool,
@@ -82,6 +88,14 @@ def kiosk(
     its network keeps scanning and catches up later.
     """
     import signal
+
+    if not simulated and revocations is None and not no_revocations:
+        raise click.UsageError(
+            "a kiosk checks passes against a revocation list: give --revocations FILE,"
+            " or --no-revocations if none exists"
+        )
+    if revocations is not None and no_revocations:
+        raise click.UsageError("--revocations and --no-revocations exclude each other")
 
     from ingest.kiosk import GateIdentity, Kiosk
     from ingest.kiosk_runner import run_simulated
@@ -161,9 +175,12 @@ def _run_camera(
         device = SimulatedThermometer(seed=1, clock=clock)
     elif thermometer != "none":
         raise click.BadParameter(f"unknown thermometer {thermometer!r}", param_hint="--thermometer")
+    # Fail closed: the list must read now; later failures keep the last good one.
     verifier = PassVerifier(
-        load_public_key(pass_key), RevocationList(revocations) if revocations else None
+        load_public_key(pass_key), RevocationList(revocations).load() if revocations else None
     )
+    if revocations is None:
+        logging.getLogger(__name__).warning("checking passes without a revocation list")
     frames = open_source(source)
     gate = Gate(
         kiosk,

@@ -68,6 +68,10 @@ def keygen(out_dir: Path | None) -> None:
     key = generate_key()
     write_private_key(key, out_dir / "issuer.key")
     write_public_key(key, out_dir / "issuer.pub")
+    if not (out_dir / "revoked.json").exists():  # kiosks need a list, if an empty one
+        from ingest.passes import write_revocations
+
+        write_revocations(out_dir / "revoked.json", {})
     click.echo(f"private key: {out_dir / 'issuer.key'} (mode 0600; keep it off the kiosks)")
     click.echo(f"public key:  {out_dir / 'issuer.pub'} (copy to every kiosk)")
 
@@ -211,13 +215,28 @@ def token(wallet: Path) -> None:
 @pub_option
 @revocations_option
 @click.option("--skew", type=click.IntRange(0, 600), default=30, show_default=True, help="Seconds.")
-def verify(text: str, pub_path: Path | None, revocations: Path | None, skew: int) -> None:
-    """Print the kiosk's verdict on a scanned TEXT as JSON."""
+@click.option(
+    "--no-revocations", is_flag=True, help="Verify without a revocation list (none exists)."
+)
+def verify(
+    text: str, pub_path: Path | None, revocations: Path | None, skew: int, no_revocations: bool
+) -> None:
+    """Print the kiosk's verdict on a scanned TEXT as JSON, with the revocation list's state.
+
+    As at a kiosk, a missing or unreadable list is an error, not "nothing revoked".
+    """
     from ingest.passes import PassVerifier, RevocationList, load_public_key
 
+    listing = (
+        None
+        if no_revocations
+        else RevocationList(revocations or _issuer_dir() / "revoked.json").load()
+    )
     verifier = PassVerifier(
         load_public_key(pub_path or _issuer_dir() / "issuer.pub"),
-        RevocationList(revocations or _issuer_dir() / "revoked.json"),
+        listing,
         skew=timedelta(seconds=skew),
     )
-    click.echo(json.dumps(verifier.verify(text, _now()).to_dict()))
+    verdict: dict[str, object] = dict(verifier.verify(text, _now()).to_dict())
+    verdict["revocations"] = "none (--no-revocations)" if listing is None else listing.state()
+    click.echo(json.dumps(verdict))

@@ -11,9 +11,20 @@ from pathlib import Path
 
 import click
 
-from processors.screen_offline import screen_lines
+from processors.screen_offline import screen_file
 from processors.screening_policy import DEFAULT_TIMEZONE, PolicyError, SitePolicies
 from scantrail.contract import encode
+from scantrail.jsonl import DEFAULT_MAX_LINE_BYTES
+
+#: The --max-line-bytes option of the offline commands (screen, trace).
+max_line_bytes_option = click.option(
+    "--max-line-bytes",
+    type=click.IntRange(1, 1 << 30),
+    default=DEFAULT_MAX_LINE_BYTES,
+    show_default=True,
+    envvar="SCANTRAIL_MAX_LINE_BYTES",
+    help="Refuse input lines longer than this (each reported by number, never read whole).",
+)
 
 
 def _load_policy(path: Path | None, timezone: str | None) -> SitePolicies:
@@ -46,17 +57,18 @@ def _load_policy(path: Path | None, timezone: str | None) -> SitePolicies:
     default=None,
     help="YAML with 'default' and per-site 'sites' overrides of the screening policy.",
 )
-def screen(file: Path, timezone: str | None, policy_file: Path | None) -> None:
+@max_line_bytes_option
+def screen(file: Path, timezone: str | None, policy_file: Path | None, max_line_bytes: int) -> None:
     """Screen FILE (scan, temperature and quarantine JSON lines, any order).
 
     Alerts are printed as alert/1 JSON lines sorted by event time, then kind.
     Bad lines are reported on stderr with their number and skipped; a summary
     goes to stderr too. Quarantine records apply before any scan; when a person
-    has several, the last line wins.
+    has several, the last line wins. Exits 1 when there were lines and none was usable.
     """
     policy = _load_policy(policy_file, timezone)
     with file.open("rb") as handle:
-        result = screen_lines(handle, policy)
+        result = screen_file(handle, policy, max_line_bytes)
     for bad in result.bad:
         click.echo(str(bad), err=True)
     for alert in result.alerts:
@@ -66,3 +78,5 @@ def screen(file: Path, timezone: str | None, policy_file: Path | None) -> None:
         f"screened {read}; {len(result.alerts)} alert(s); {len(result.bad)} bad line(s) skipped",
         err=True,
     )
+    if result.bad and not result.counts:  # an empty file is no error: nothing to screen
+        raise click.ClickException(f"no usable line in {file} ({len(result.bad)} bad)")

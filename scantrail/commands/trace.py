@@ -10,18 +10,24 @@ from __future__ import annotations
 
 import gc
 import json
+import math
 import sys
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO, TextIO
 
 import click
 
 from processors.contacts import ContactPolicy
 from processors.contacts import trace as run_trace
 from processors.trails import TrailIndex
-from scantrail.contract import ScanEvent, decode
+from scantrail.commands.screen import max_line_bytes_option
+from scantrail.contract import EARLIEST_TIME, LATEST_TIME, ScanEvent, decode
 from scantrail.errors import ContractError
+from scantrail.jsonl import DEFAULT_MAX_LINE_BYTES, read_lines, too_long
+
+#: The largest --window-minutes: a week (contacts further apart are no contacts).
+MAX_WINDOW_MINUTES = 7 * 24 * 60.0
 
 
 class AwareDateTime(click.ParamType):
@@ -41,21 +47,53 @@ class AwareDateTime(click.ParamType):
                 self.fail(f"{value!r} is not an RFC 3339 time", param, ctx)
         if moment.tzinfo is None:
             self.fail(f"{value!r} has no offset (write e.g. 2020-02-10T08:00:00+08:00)", param, ctx)
+        try:
+            inside = EARLIEST_TIME <= moment <= LATEST_TIME
+        except OverflowError:
+            inside = False
+        if not inside:
+            self.fail(
+                f"{value!r} is outside {EARLIEST_TIME.date()}..{LATEST_TIME.date()}", param, ctx
+            )
         return moment
 
 
-def load_scans(lines: TextIO, index: TrailIndex, errors: TextIO) -> tuple[int, int]:
-    """Add every valid scan to ``index``; report bad lines; return (lines read, bad lines)."""
-    read = bad = 0
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        read += 1
+class WindowMinutes(click.ParamType):
+    """Minutes between 0 and a week, finite (inf, nan and 1e300 are refused)."""
+
+    name = "MINUTES"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
         try:
-            event = decode(line, expect=ScanEvent)
+            minutes = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(minutes) or not 0 <= minutes <= MAX_WINDOW_MINUTES:
+            self.fail(f"{value!r} is not between 0 and {MAX_WINDOW_MINUTES:g}", param, ctx)
+        return minutes
+
+
+def load_scans(
+    lines: BinaryIO, index: TrailIndex, errors: TextIO, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+) -> tuple[int, int]:
+    """Add every valid scan to ``index``; report bad lines; return (lines read, bad lines).
+
+    Lines are numbered as :mod:`scantrail.jsonl` does for every offline command.
+    """
+    read = bad = 0
+    for line in read_lines(lines, max_line_bytes):
+        read += 1
+        if line.data is None:
+            bad += 1
+            click.echo(f"line {line.number}: {too_long(line, max_line_bytes)}", file=errors)
+            continue
+        try:
+            event = decode(line.data, expect=ScanEvent)
         except ContractError as exc:
             bad += 1
-            click.echo(f"line {number}: {exc}", file=errors)
+            click.echo(f"line {line.number}: {exc}", file=errors)
             continue
         if isinstance(event, ScanEvent):  # always, given expect=ScanEvent
             index.add_event(event)
@@ -77,7 +115,7 @@ def load_scans(lines: TextIO, index: TrailIndex, errors: TextIO) -> tuple[int, i
 @click.option("--until", required=True, type=AwareDateTime(), help="End of the period (inclusive).")
 @click.option(
     "--window-minutes",
-    type=click.FloatRange(min=0),
+    type=WindowMinutes(),
     default=15,
     show_default=True,
     help="Largest time difference between two scans at one site that counts (inclusive).",
@@ -97,6 +135,7 @@ def load_scans(lines: TextIO, index: TrailIndex, errors: TextIO) -> tuple[int, i
     type=click.Path(dir_okay=False, path_type=Path),
     help="Also draw the contact graph and timeline to FILE.png or FILE.html.",
 )
+@max_line_bytes_option
 def trace(
     scans_path: Path,
     person: str,
@@ -107,12 +146,13 @@ def trace(
     same_kiosk: bool,
     fmt: str,
     plot: Path | None,
+    max_line_bytes: int,
 ) -> None:
     """Find the contacts of a person from a file of scans.
 
     Two persons are contacts when scanned at the same site within the window
     of each other; with --depth 2, contacts of contacts are found too. Times in
-    the output use the offset of --since.
+    the output use the offset of --since. Exits 1 when there were lines and none was a usable scan.
     """
     if since > until:
         raise click.BadParameter("--since is after --until", param_hint="--since")
@@ -122,8 +162,8 @@ def trace(
         window=timedelta(minutes=window_minutes), depth=depth, same_kiosk=same_kiosk
     )
     index = TrailIndex()
-    with scans_path.open(encoding="utf-8", errors="replace") as lines:
-        read, bad = load_scans(lines, index, sys.stderr)
+    with scans_path.open("rb") as lines:
+        read, bad = load_scans(lines, index, sys.stderr, max_line_bytes)
     index.settle()
     gc.freeze()  # the index is long-lived; see TrailIndex.settle
     click.echo(
@@ -131,6 +171,8 @@ def trace(
         f"{bad} invalid lines skipped",
         err=True,
     )
+    if bad and read == bad:  # an empty file is no error
+        raise click.ClickException(f"no usable line in {scans_path} ({bad} bad)")
     if not index.knows(person):
         click.echo(f"warning: no scans of {person!r} in {scans_path}", err=True)
     result = run_trace(

@@ -64,10 +64,13 @@ def test_broker_down_for_30s_while_scanning_loses_nothing(
     ensure_topics(settings)
     env = dict(private_kafka.env, SCANTRAIL_KAFKA_BOOTSTRAP=private_kafka.bootstrap)
     scans, rate = 1200, 20.0  # 60 s of scanning
-    log = (tmp_path / "kiosk.log").open("wb")
-    kiosk = subprocess.Popen(
-        kiosk_cmd(tmp_path / "spool.db", scans, rate), env=env, stdout=subprocess.PIPE, stderr=log
-    )
+    with (tmp_path / "kiosk.log").open("wb") as log:  # the child keeps its own descriptor
+        kiosk = subprocess.Popen(
+            kiosk_cmd(tmp_path / "spool.db", scans, rate),
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=log,
+        )
     time.sleep(10)
     private_kafka.stop()
     time.sleep(30)  # the kiosk keeps scanning into its spool

@@ -24,7 +24,14 @@ from tests.support import ROOT
 DASHBOARD = ROOT / "deploy" / "grafana" / "scantrail-dashboard.json"
 START = datetime(2020, 2, 10, 0, 0, tzinfo=UTC)  # 08:00 in Shanghai
 RANGE = {"start": "2020-02-09T23:00:00Z", "stop": "2020-02-11T01:00:00Z", "window": "20m"}
-MEASUREMENTS = {"temperature", "alerts", "passages", "kiosk_health", "watched_temperature"}
+MEASUREMENTS = {
+    "temperature",
+    "alerts",
+    "passages",
+    "kiosk_health",
+    "watched_temperature",
+    "deadletters",
+}
 
 
 def load() -> dict[str, Any]:
@@ -82,7 +89,9 @@ def test_dashboard_is_well_formed() -> None:
             used = set(re.findall(r'r\._measurement == "([a-z_]+)"', query))
             assert used and used <= MEASUREMENTS, (panel["title"], used)
     titles = " ".join(p["title"].lower() for p in shown)
-    for topic in ("passages", "temperature", "fever", "quarantine", "spool", "last scan"):
+    for topic in (
+        "passages", "temperature", "fever", "quarantine", "spool", "last scan", "dead letters"
+    ):  # fmt: skip
         assert topic in titles, topic
 
 
@@ -143,6 +152,14 @@ def test_every_panel_query_returns_rows_for_a_simulated_day(
         producer.send(
             kafka_settings.topic(event.TOPIC), key=event.key(), value=contract.encode(event)
         )
+    bad = [b"not json", b'{"schema": "scan/1"}']  # the dead-letter panel needs some
+    for value in bad:
+        producer.send(
+            kafka_settings.topic(contract.SCANS),
+            value=value,
+            timestamp_ms=int(START.timestamp() * 1000) + 3600_000,
+        )
+    expect["deadletter"] = len(bad)
     producer.flush()
     producer.close()
 

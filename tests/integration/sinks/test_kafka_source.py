@@ -11,6 +11,8 @@ from kafka import KafkaProducer
 from scantrail import contract
 from sinks.kafka_source import SinkConsumer
 
+pytestmark = pytest.mark.integration
+
 N = 400
 
 

@@ -28,6 +28,7 @@ from kafka import KafkaConsumer, TopicPartition
 from scantrail import contract
 from scantrail.broker import make_producer
 from scantrail.contract import Alert, PageRecord
+from scantrail.errors import ContractError
 from sinks.ack_tokens import officer_token
 from sinks.channels import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from tests.support import free_port, service_env, start_scantrail
@@ -36,8 +37,11 @@ pytestmark = pytest.mark.integration
 
 SHANGHAI = timezone(timedelta(hours=8))
 SITE = "site-1"
-SECRETS = {"officer-a": b"secret-a-0123456789", "officer-b": b"secret-b-0123456789"}
-ACK_SECRET = b"ack-secret-for-tests-0123456789"
+SECRETS = {
+    "officer-a": b"secret-a-0123456789abcdef0123456789",
+    "officer-b": b"secret-b-0123456789abcdef0123456789",
+}
+ACK_SECRET = b"ack-secret-for-tests-0123456789abcdef"
 
 
 def bearer(officer_id: str) -> dict[str, str]:
@@ -139,15 +143,14 @@ class PagerProcess:
     def __init__(self, kafka_settings: Any, roster: Path, log: Path, **env: str) -> None:
         self.port = free_port()
         self.log = log
-        self.env = service_env(
-            kafka_settings,
-            TEST_PAGER_SECRET_A=SECRETS["officer-a"].decode(),
-            TEST_PAGER_SECRET_B=SECRETS["officer-b"].decode(),
-            SCANTRAIL_PAGER_ACK_SECRET=ACK_SECRET.decode(),
-            SCANTRAIL_PAGER_RETRY_INITIAL_S="0.5",
-            SCANTRAIL_PAGER_RETRY_CAP_S="4",
-            **env,
-        )
+        defaults = {
+            "TEST_PAGER_SECRET_A": SECRETS["officer-a"].decode(),
+            "TEST_PAGER_SECRET_B": SECRETS["officer-b"].decode(),
+            "SCANTRAIL_PAGER_ACK_SECRET": ACK_SECRET.decode(),
+            "SCANTRAIL_PAGER_RETRY_INITIAL_S": "0.5",
+            "SCANTRAIL_PAGER_RETRY_CAP_S": "4",
+        }
+        self.env = service_env(kafka_settings, **(defaults | env))
         self.args = ["sink", "pager", "--roster", str(roster), "--port", str(self.port)]
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -214,8 +217,10 @@ class Journal:
         while True:
             for messages in self.consumer.poll(timeout_ms=300).values():
                 for m in messages:
-                    rec = contract.decode(m.value, expect=PageRecord)
-                    assert isinstance(rec, PageRecord)
+                    try:
+                        rec = contract.decode_as(m.value, PageRecord)
+                    except ContractError:
+                        continue  # a bad record a test put in the journal on purpose
                     self.records.append(rec)
             if pred(self.records):
                 return self.records
@@ -304,7 +309,10 @@ def test_critical_alert_is_delivered_by_webhook_and_email_with_a_valid_signature
 ) -> None:
     box, smtp_port = smtp
     roster = write_roster(tmp_path, [officer(receiver, "officer-a", "a@example.org")])
-    pager_factory(roster, SCANTRAIL_PAGER_SMTP_PORT=str(smtp_port)).start()
+    # aiosmtpd here speaks no TLS: the setting a local relay needs.
+    pager_factory(
+        roster, SCANTRAIL_PAGER_SMTP_PORT=str(smtp_port), SCANTRAIL_PAGER_SMTP_STARTTLS="false"
+    ).start()
     alert = make_alert("fever_confirmed:c1")
     publish(kafka_settings, alert)
 
@@ -433,9 +441,9 @@ def test_ack_in_time_stops_escalation(
     assert pager.request("POST", "/ack/nope:1", a, bearer("officer-a"))[0] == 404
     # A token is required, and it must sign the officer named (a link: and the alert).
     assert pager.request("POST", f"/ack/{alert.alert_id}", a)[0] == 401
-    assert (
-        pager.request("POST", f"/ack/{alert.alert_id}", a, {"Authorization": "Bearer 00"})[0] == 401
-    )
+    malformed, wrong = {"Authorization": "Bearer 00"}, {"Authorization": f"Bearer {'0' * 64}"}
+    assert pager.request("POST", f"/ack/{alert.alert_id}", a, malformed)[0] == 400
+    assert pager.request("POST", f"/ack/{alert.alert_id}", a, wrong)[0] == 401
     assert pager.request("POST", link.replace("officer-a", "officer-b"))[0] == 401
     assert pager.request("POST", link.replace(alert.alert_id, "fever_confirmed:other"))[0] == 401
     intruder = {"officer_id": "intruder"}
@@ -537,3 +545,105 @@ def test_an_open_escalation_survives_a_pager_restart(
         "officer-b",
     ]
     assert len(receiver.to("officer-a")) == 1  # the restart did not page A again
+
+
+def test_ack_links_expire_malformed_tokens_get_400_and_no_token_is_logged(
+    kafka_settings: Any,
+    tmp_path: Path,
+    receiver: Receiver,
+    pager_factory: Callable[..., PagerProcess],
+    journal: Journal,
+) -> None:
+    roster = write_roster(tmp_path, [officer(receiver, "officer-a")])
+    pager = pager_factory(roster, SCANTRAIL_PAGER_ACK_LINK_TTL_S="3").start("--ack-timeout", "600")
+    alert = make_alert("fever_confirmed:k1")
+    publish(kafka_settings, alert)
+    journal.wait(has(journal, alert.alert_id, "delivered"))
+    link = receiver.to("officer-a")[0]["ack_url"]
+    token = link.rpartition("token=")[2]
+    a = {"officer_id": "officer-a"}
+    path = f"/ack/{alert.alert_id}"
+    for bad in ("é" * 64, "x" * 64, "1." + "0" * 10):  # non-ASCII included: 400, never a 500
+        assert (
+            pager.request(
+                "POST", path, a, {"Authorization": f"Bearer {bad}".encode().decode("latin-1")}
+            )[0]
+            == 400
+        )
+    assert (
+        pager.request(
+            "GET", f"/queue/{SITE}?officer=officer-a", headers={"Authorization": "Bearer zz"}
+        )[0]
+        == 400
+    )
+    time.sleep(3.5)  # past the link's 3 s
+    status, body = pager.request("POST", link)
+    assert status == 403 and "expired" in body["error"]
+    assert (
+        pager.request("POST", path, a, bearer("officer-a"))[0] == 200
+    )  # the officer token still works
+    pager.stop()
+    log = pager.log.read_text()
+    assert f"/ack/{alert.alert_id}" in log, "the access log should show the request"
+    assert token not in log and "token=" not in log
+    assert officer_token(ACK_SECRET, "officer-a") not in log
+
+
+def test_short_ack_secret_stops_the_pager_at_start(
+    kafka_settings: Any, tmp_path: Path, receiver: Receiver
+) -> None:
+    roster = write_roster(tmp_path, [officer(receiver, "officer-a")])
+    pager = PagerProcess(
+        kafka_settings, roster, tmp_path / "short.log", SCANTRAIL_PAGER_ACK_SECRET="x"
+    )
+    proc = start_scantrail(*pager.args, env=pager.env, log=pager.log)
+    assert proc.wait(timeout=60) != 0
+    out = pager.log.read_text()
+    assert "at least 32 bytes" in out and "Traceback" not in out
+
+
+def test_bad_records_in_the_journal_do_not_stop_paging(
+    kafka_settings: Any,
+    tmp_path: Path,
+    receiver: Receiver,
+    pager_factory: Callable[..., PagerProcess],
+    journal: Journal,
+) -> None:
+    """Unreadable journal records are dead-lettered once, however often the pager starts."""
+    pages = kafka_settings.topic(contract.PAGES)
+    carried = make_alert("fever_confirmed:j0").to_dict() | {
+        "event_time": "9999-12-31T23:59:59-05:00"
+    }
+    bad = [
+        b'{"schema":"page/1","alert_id":"x","at":' + b"9" * 5000 + b"}",
+        b"[" * 100_000 + b"]" * 100_000,
+        json.dumps({
+            "schema": "page/1", "alert_id": "fever_confirmed:j0", "action": "escalated",
+            "site_id": SITE, "severity": "critical", "at": "2026-12-01T00:00:00Z",
+            "step": 1, "officer_id": "officer-a", "alert": carried,
+        }).encode(),
+    ]  # fmt: skip
+    producer = make_producer(kafka_settings)
+    for value in bad:
+        producer.send(pages, key=b"x", value=value)
+    producer.flush()
+    producer.close()
+    roster = write_roster(tmp_path, [officer(receiver, "officer-a")])
+    for n in range(2):  # two starts: still one dead letter per bad record
+        pager = pager_factory(roster).start("--ack-timeout", "600")
+        alert = make_alert(f"fever_confirmed:j{n + 1}")
+        publish(kafka_settings, alert)
+        journal.wait(has(journal, alert.alert_id, "delivered"))
+        assert pager.proc is not None and pager.proc.poll() is None
+        pager.stop()
+    dead = KafkaConsumer(
+        kafka_settings.topic(contract.DEADLETTER),
+        bootstrap_servers=kafka_settings.servers,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=5000,
+    )
+    letters = [contract.decode_as(m.value, contract.DeadLetter) for m in dead]
+    dead.close()
+    assert sorted(letter.value for letter in letters) == sorted(bad)
+    assert all(letter.topic == pages and "journal" in letter.reason for letter in letters)
+    assert any("the alert it carries" in letter.reason for letter in letters)

@@ -9,11 +9,17 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from scantrail.contract import TemperatureReading
-from sinks.lines import temperature_line, temperature_line_reference
+from sinks.lines import (
+    dead_letter_line,
+    reason_kind,
+    temperature_line,
+    temperature_line_reference,
+)
 
 identifiers = st.from_regex(r"[A-Za-z0-9._:@/-]{1,24}", fullmatch=True)
 pseudonyms = identifiers.filter(lambda s: not s.lstrip("+").isdigit())
@@ -86,3 +92,30 @@ def test_sink_state_forgets_old_minutes_only(tmp_path) -> None:  # type: ignore[
     # The recent minute still knows its scan: a re-delivery does not raise it.
     assert state.add_passages([(k_new, "c")]) == {k_new: 1}
     assert state.add_passages([(k_new, "d")]) == {k_new: 2}
+
+
+@pytest.mark.parametrize(
+    ("reason", "kind"),
+    [
+        ("not JSON: Expecting value: line 1 column 1 (char 0)", "not JSON"),
+        (
+            "invalid temperature/1: celsius: Input should be a finite number",
+            "invalid temperature/1",
+        ),
+        ("unknown schema 'x, y=1 z'", "unknown schema"),
+        ("schema 'scan/1' does not belong here (expected 'alert/1')", "schema on the wrong topic"),
+        ("no value (a tombstone); nothing to write", "tombstone"),
+        ("invalid evil, tag=1: x", "other"),  # hostile text never becomes a tag
+    ],
+)
+def test_dead_letter_reasons_become_few_tag_values(reason: str, kind: str) -> None:
+    assert reason_kind(reason) == kind
+
+
+def test_a_redelivered_dead_letter_rewrites_its_point() -> None:
+    first = dead_letter_line("t.scantrail.scans", "not JSON: x", 2, 41, 1_600_000_000_000)
+    again = dead_letter_line("t.scantrail.scans", "not JSON: y", 2, 41, 1_600_000_000_000)
+    other = dead_letter_line("t.scantrail.scans", "not JSON: x", 2, 42, 1_600_000_000_000)
+    assert first == again
+    assert first.split(" ")[-1] != other.split(" ")[-1]
+    assert first.startswith("deadletters,reason=not\\ JSON,topic=t.scantrail.scans count=1i,")
