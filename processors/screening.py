@@ -25,7 +25,9 @@ alerts, and are pure: no I/O, no clock; time is the events' own time.
 * :func:`apply_quarantine` and :func:`judge_scan` – ``GateState`` keyed by
   ``person_id``, the native key of ``scantrail.scans`` and
   ``scantrail.quarantine``: ``quarantine_breach``, ``pass_forged``,
-  ``pass_refused``.
+  ``pass_refused``, ``health_code_yellow``/``health_code_red``.
+* :func:`judge_outing` – ``HouseholdState`` keyed by ``household_id`` (scans
+  repartitioned by household): ``outing_quota_exceeded``.
 """
 
 from __future__ import annotations
@@ -38,7 +40,9 @@ from processors.screening_policy import PolicyLike, ScreeningPolicy, resolve
 from processors.screening_state import (
     Confirmation,
     GateState,
+    HouseholdState,
     KioskState,
+    Outing,
     PersonState,
     Sample,
     SeenIds,
@@ -51,6 +55,7 @@ __all__ = [
     "expire_pending",
     "judge_reading_for_kiosk",
     "judge_reading_for_person",
+    "judge_outing",
     "judge_scan",
     "pending_deadline",
 ]
@@ -277,6 +282,106 @@ def judge_scan(state: GateState, scan: ScanEvent, policy: PolicyLike) -> list[Al
                 "days_left": (ends - today).days,
             }
             alerts.append(_scan_alert("quarantine_breach", "critical", scan, detail))
+    colour = scan.health_code
+    if colour is not None and colour != "green" and colour in p.health_codes_alerted:
+        kind, severity = _HEALTH_ALERTS[colour]
+        alerts.append(_scan_alert(kind, severity, scan, _health_detail(scan)))
+    return alerts
+
+
+# Yellow: up to 7 days of home isolation; red: 14 days, or a test (field notes).
+_HEALTH_ALERTS: dict[str, tuple[str, Severity]] = {
+    "yellow": ("health_code_yellow", "warning"),
+    "red": ("health_code_red", "critical"),
+}
+
+
+def _health_detail(scan: ScanEvent) -> dict[str, Any]:
+    return {
+        "health_code": scan.health_code,
+        "direction": scan.direction,
+        "pass_id": scan.pass_id,
+        "pass_status": scan.pass_status,
+        "venue_kind": scan.venue_kind,
+        "advice": "home isolation up to 7 days"
+        if scan.health_code == "yellow"
+        else "home quarantine 14 days or a test",
+    }
+
+
+# --- household shard (out scans keyed by household) ---------------------------------------
+
+
+def counts_for_outing(scan: ScanEvent, policy: PolicyLike) -> bool:
+    """Whether the household rule looks at this scan at all.
+
+    Only ``out`` scans of a valid pass that names its household count; a
+    refused pass did not go out, an old event without ``household_id`` is
+    skipped, and exempt pass kinds (a worker's pass) are neither counted nor
+    judged.
+    """
+    if scan.direction != "out" or scan.household_id is None or scan.pass_status != "valid":
+        return False
+    p = resolve(policy, scan.site_id)
+    return scan.pass_kind is None or scan.pass_kind not in p.outing_exempt_pass_kinds
+
+
+def judge_outing(state: HouseholdState, scan: ScanEvent, policy: PolicyLike) -> list[Alert]:
+    """One person per household every two days.
+
+    An ``out`` scan at time t raises ``outing_quota_exceeded`` when the
+    distinct persons of its household with an ``out`` scan in (t − window, t],
+    this one included, are more than the quota. Evidence: the ``out`` scans
+    counted. A scan arriving late is counted for the later scans it falls
+    before, and each scan raises the alert at most once.
+    """
+    if not counts_for_outing(scan, policy):
+        return []
+    p = resolve(policy, scan.site_id)
+    if any(o.event_id == scan.event_id for o in state.outings):
+        return []  # a re-delivery
+    state.outings.append(
+        Outing(scan.event_id, scan.scanned_at, scan.person_id, scan.site_id, scan.kiosk_id)
+    )
+    state.outings.sort(key=lambda o: (o.time, o.event_id))
+    alerts: list[Alert] = []
+    for outing in state.outings:
+        if outing.time < scan.scanned_at or outing.event_id in state.alerted:
+            continue  # only this scan and later ones can change their count
+        if not outing.time - p.outing_window < scan.scanned_at:
+            continue
+        counted = [
+            o for o in state.outings if outing.time - p.outing_window < o.time <= outing.time
+        ]
+        persons = sorted({o.person_id for o in counted})
+        if len(persons) <= p.outing_quota:
+            continue
+        state.alerted.append(outing.event_id)
+        alerts.append(
+            make_alert(
+                "outing_quota_exceeded",
+                "info",
+                site_id=outing.site_id,
+                kiosk_id=outing.kiosk_id,
+                person_id=outing.person_id,
+                event_time=outing.time,
+                evidence=[o.event_id for o in counted],
+                detail={
+                    "household_id": scan.household_id,
+                    "persons": persons,
+                    "quota": p.outing_quota,
+                    "window_h": p.outing_window.total_seconds() / 3600,
+                    "outings": [
+                        {"person_id": o.person_id, "at": o.time.isoformat(), "event_id": o.event_id}
+                        for o in counted
+                    ],
+                },
+            )
+        )
+    newest = state.outings[-1].time
+    state.outings = [o for o in state.outings if o.time > newest - p.outing_window * 2]
+    kept = {o.event_id for o in state.outings}
+    state.alerted = [i for i in state.alerted if i in kept]
     return alerts
 
 
