@@ -35,6 +35,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "scantrail.commands.trace:trace",
         "Find the contacts of a person from a file of scans.",
     ),
+    "venue": ("scantrail.commands.venue:venue_group", "Issue venue codes and their posters."),
+    "checkin": (
+        "scantrail.commands.checkin:checkin",
+        "Serve venue check-in pages for phones (spool first, then Kafka).",
+    ),
 }
 
 
