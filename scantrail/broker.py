@@ -49,6 +49,8 @@ def topic_specs(settings: KafkaSettings) -> list[TopicSpec]:
         TopicSpec(contract.KIOSKS, {"retention.ms": str(7 * DAY_MS)}),
         TopicSpec(contract.PAGES, {"retention.ms": str(365 * DAY_MS)}),
         TopicSpec(contract.DEADLETTER, {"retention.ms": retention}),
+        # Who read whose trail: kept a year, like the pages, for the auditor.
+        TopicSpec(contract.AUDIT, {"retention.ms": str(365 * DAY_MS)}),
     ]
     # acks=all means "every in-sync replica": with replication 3 that must be at
     # least 2 replicas, or a lone leader could acknowledge and then be lost.

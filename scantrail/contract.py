@@ -53,6 +53,7 @@ ALERTS = "scantrail.alerts"
 KIOSKS = "scantrail.kiosks"
 PAGES = "scantrail.pages"
 DEADLETTER = "scantrail.deadletter"
+AUDIT = "scantrail.audit"
 
 Identifier = Annotated[
     str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@/-]+$")
@@ -371,6 +372,50 @@ class PageRecord(Event):
         return self.alert_id.encode()
 
 
+AuditChannel: TypeAlias = Literal["http", "cli", "console", "replay"]
+AuditOutcome: TypeAlias = Literal["allowed", "refused", "failed"]
+
+
+class AuditRecord(Event):
+    """Who read or changed personal data, when, through what, and what came back.
+
+    One record per request, refused requests included: an auditor must see the
+    attempts that failed as well as the reads that succeeded. Keyed by actor
+    so one person's (or credential's) actions stay in order on one partition.
+    ``person_id`` is the pseudonymous subject of the request; a refused request
+    whose subject was not a valid pseudonymous id leaves it empty and says why
+    in ``reason``, so a refused identifier is never stored in clear.
+    """
+
+    SCHEMA: ClassVar[str] = "audit/1"
+    TOPIC: ClassVar[str] = AUDIT
+
+    schema_: str = Field(alias="schema", default="audit/1")
+    audit_id: Identifier
+    at: Instant
+    actor: Identifier
+    role: Identifier | None = None
+    channel: AuditChannel
+    action: Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z_]+$")]
+    outcome: AuditOutcome
+    reason: Annotated[str, StringConstraints(max_length=500)] = ""
+    person_id: Identifier | None = None
+    since: Instant | None = None
+    until: Instant | None = None
+    depth: Annotated[int, Field(ge=0, le=100)] | None = None
+    contacts_returned: Annotated[int, Field(ge=0)] | None = None
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+    _pseudonymous = field_validator("person_id")(_check_pseudonymous)
+
+    @property
+    def time(self) -> datetime:
+        return self.at
+
+    def key(self) -> bytes:
+        return self.actor.encode()
+
+
 EVENT_TYPES: tuple[type[Event], ...] = (
     ScanEvent,
     TemperatureReading,
@@ -379,10 +424,20 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     KioskHeartbeat,
     DeadLetter,
     PageRecord,
+    AuditRecord,
 )
 SCHEMAS: dict[str, type[Event]] = {cls.SCHEMA: cls for cls in EVENT_TYPES}
 TOPIC_SCHEMAS: dict[str, type[Event]] = {cls.TOPIC: cls for cls in EVENT_TYPES}
-ALL_TOPICS: tuple[str, ...] = (SCANS, TEMPERATURES, QUARANTINE, ALERTS, KIOSKS, PAGES, DEADLETTER)
+ALL_TOPICS: tuple[str, ...] = (
+    SCANS,
+    TEMPERATURES,
+    QUARANTINE,
+    ALERTS,
+    KIOSKS,
+    PAGES,
+    DEADLETTER,
+    AUDIT,
+)
 
 
 def _explain(error: ValidationError) -> str:

@@ -86,3 +86,18 @@ def influx_settings(influx_settings_base) -> Iterator[object]:  # type: ignore[n
         yield base.model_copy(update={"bucket": name, "watched_bucket": f"{name}_w"})
         for bucket in created:
             buckets.delete_bucket(bucket)
+
+
+@pytest.fixture
+def browser_factory():  # type: ignore[no-untyped-def]
+    """Open headless Chromium windows (see tests/browser.py); all are closed after the test."""
+    from contextlib import ExitStack
+
+    from tests.browser import open_browser
+
+    with ExitStack() as stack:
+
+        def factory(**kwargs):  # type: ignore[no-untyped-def]
+            return stack.enter_context(open_browser(**kwargs))
+
+        yield factory
