@@ -42,7 +42,7 @@ def wait_healthy(port: int, proc: Any, log: Path) -> None:
         if proc.poll() is not None:
             pytest.fail(f"checkin exited early: {log.read_text()[-2000:]}")
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:  # noqa: S310
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
                 if r.status == 200:
                     return
         except OSError:
@@ -51,7 +51,7 @@ def wait_healthy(port: int, proc: Any, log: Path) -> None:
 
 
 def stats(port: int) -> dict[str, Any]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats", timeout=5) as r:  # noqa: S310
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats", timeout=5) as r:
         return dict(json.load(r))
 
 
