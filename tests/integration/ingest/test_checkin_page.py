@@ -132,7 +132,9 @@ def test_phones_check_in_at_a_market_and_the_trace_finds_the_contact(
     people = Residents(tmp_path, port)
     assert people.poster.read_bytes().startswith(b"%PDF")
     log = tmp_path / "checkin.log"
-    env = service_env(kafka_settings, **people.env)
+    env = service_env(
+        kafka_settings, SCANTRAIL_VISITOR_SECRET="district-test-secret-0123", **people.env
+    )
     server = start_scantrail(
         "checkin", "--port", str(port), "--spool", str(tmp_path / "checkin.db"), env=env, log=log
     )
@@ -165,19 +167,46 @@ def test_phones_check_in_at_a_market_and_the_trace_finds_the_contact(
         other.get(forged)
         assert other.find_element("id", "result").get_attribute("data-reason") == "venue_forged"
 
+        # a visitor without a pass registers with a phone number on the same page
+        from selenium.webdriver.common.by import By
+
+        visitor = browser_factory(width=PHONE[0], height=PHONE[1], lang="en")
+        visitor.get(people.url)
+        visitor.find_element(By.TAG_NAME, "summary").click()
+        visitor.find_element(By.ID, "phone").send_keys("+86 138 0013 8000")
+        visitor.find_element(By.ID, "visiting").send_keys("p-case")
+        visitor.find_element(By.ID, "celsius").send_keys("36.6")
+        save_screenshot(visitor, "checkin-visitor-form-en")
+        visitor.find_element(By.ID, "register").click()
+        result = visitor.find_element(By.ID, "result")
+        assert result.get_attribute("data-reason") == "visitor_ok"
+        assert "13800138000" not in visitor.page_source
+
         counts = stats(port)["counts"]
         assert counts == {
             "checked_in": 2,
             "refused_health_code_red": 1,
             "refused_replayed": 1,
             "refused_venue_forged": 1,
+            "visitors": 1,
         }
-        messages = consume_all(kafka_settings, contract.SCANS, expect=3, timeout_s=60)
+        messages = consume_all(kafka_settings, contract.SCANS, expect=4, timeout_s=60)
+        readings = consume_all(kafka_settings, contract.TEMPERATURES, expect=1, timeout_s=30)
     finally:
         server.terminate()
         server.wait(timeout=60)
     scans = [contract.decode_as(m.value, contract.ScanEvent) for m in messages]
-    assert sorted((s.person_id, s.kiosk_id, s.venue_kind, s.health_code) for s in scans) == [
+    [guest] = [s for s in scans if s.person_kind == "visitor"]
+    assert guest.person_id.startswith("v-") and guest.visiting == "p-case"
+    assert all(b"13800138000" not in m.value for m in messages + readings)
+    [reading] = [contract.decode_as(m.value, contract.TemperatureReading) for m in readings]
+    assert (reading.person_id, reading.celsius, reading.scan_event_id) == (
+        guest.person_id,
+        36.6,
+        guest.event_id,
+    )
+    residents = [s for s in scans if s.person_kind is None]
+    assert sorted((s.person_id, s.kiosk_id, s.venue_kind, s.health_code) for s in residents) == [
         ("p-case", "market-01", "market", "green"),
         ("p-contact", "market-01", "market", "green"),
         ("p-red", "market-01", "market", "red"),
@@ -216,7 +245,8 @@ def test_phones_check_in_at_a_market_and_the_trace_finds_the_contact(
     )
     found = trace("p-case", now - timedelta(days=1), now + timedelta(hours=1), stores=index)
     contacts = {c.person_id: c for c in found.contacts}
-    assert set(contacts) == {"p-contact", "p-red"}
+    # the visitor's check-in enters the trails like a resident's
+    assert set(contacts) == {"p-contact", "p-red", guest.person_id}
     assert contacts["p-contact"].sites == ("market-01",)
 
 
