@@ -40,6 +40,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "scantrail.commands.checkin:checkin",
         "Serve venue check-in pages for phones (spool first, then Kafka).",
     ),
+    "visitor": (
+        "scantrail.commands.visitor:visitor",
+        "Register a visitor without a pass at a kiosk (keyed-hash id).",
+    ),
     "report": (
         "scantrail.commands.report:report",
         "Write the daily report (PDF and JSON), once or every day.",

@@ -310,3 +310,24 @@ def test_pages_over_http(world: World, spool: Spool) -> None:
     assert s2 == 200 and 'data-admit="true"' in green and "ADMITTED" in green
     assert s3 == 200 and 'data-reason="replayed"' in red and "禁止通行" in red
     assert json.loads(stats)["counts"] == {"checked_in": 1, "refused_replayed": 1}
+
+
+def test_kiosk_registers_a_visitor_into_its_spool(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from scantrail.cli import cli
+
+    spool_path = tmp_path / "kiosk.db"
+    args = ["visitor", "--kiosk-id", "kiosk-007", "--site-id", "site-1", "--phone", "138 0013 8000"]
+    args += ["--visiting", "hh-12", "--celsius", "36.4", "--spool", str(spool_path)]
+    args += ["--publish-timeout", "0"]
+    refused = CliRunner().invoke(cli, args, env={"SCANTRAIL_VISITOR_SECRET": ""})
+    assert refused.exit_code != 0 and "SCANTRAIL_VISITOR_SECRET" in refused.output
+    result = CliRunner().invoke(cli, args, env={"SCANTRAIL_VISITOR_SECRET": SECRET.decode()})
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["person_id"] == visitor_id("13800138000", SECRET) and out["spool_depth"] == 2
+    spool = Spool(spool_path)
+    [scan] = spooled_scans(spool)
+    assert (scan.kiosk_id, scan.person_kind, scan.visiting) == ("kiosk-007", "visitor", "hh-12")
+    assert all(b"13800138000" not in row.value for row in spool.peek())
