@@ -119,26 +119,25 @@ class GateWorld:
     venues: int = 0
     venue_share: float = 0.0  # of outings, those followed by a phone check-in at a venue
     visitor_share: float = 0.0  # of arrivals at a gate, those that are visitors
+    worker_share: float = 0.0  # residents with a worker's pass (exempt from the outing quota)
 
     @classmethod
     def districts(
         cls, *, kiosks: int = 4, residents: int = 200, seed: int = 1, **more: Any
     ) -> GateWorld:
         """Households with ids, yellow and red codes, venues with check-ins, and visitors."""
-        return cls(
-            kiosks=kiosks,
-            residents=residents,
-            seed=seed,
-            household_max=4,
-            group_outing_share=0.2,
-            household_ids=True,
-            yellow_share=0.03,
-            red_share=0.01,
-            venues=3,
-            venue_share=0.3,
-            visitor_share=0.05,
-            **more,
-        )
+        extras: dict[str, Any] = {
+            "household_max": 4,
+            "group_outing_share": 0.2,
+            "household_ids": True,
+            "yellow_share": 0.03,
+            "red_share": 0.01,
+            "venues": 3,
+            "venue_share": 0.3,
+            "visitor_share": 0.05,
+            "worker_share": 0.6,
+        }
+        return cls(kiosks=kiosks, residents=residents, seed=seed, **{**extras, **more})
 
     def household_id(self, household: int) -> str:
         return f"hh-{self.seed:x}-{household:05d}"
@@ -281,6 +280,9 @@ def _timeline(
                 colour[r] = "yellow"
     venue_seq: dict[str, int] = {}
     visitors = 0
+    workers: set[int] = set()
+    if world.worker_share > 0:
+        workers = {r for r in residents if extra.random() < world.worker_share}
     kiosks_of_site: dict[str, list[int]] = {}
     for k in range(world.kiosks):
         kiosks_of_site.setdefault(world.site_of_kiosk(k), []).append(k)
@@ -363,6 +365,7 @@ def _timeline(
                     scanned_at=t + offset[k],
                     seq=seq[k],
                     household_id=hh,
+                    pass_kind="worker" if member in workers else None,
                 ),
             )
             if direction == "out" and world.venues > 0 and extra.random() < world.venue_share:
@@ -383,6 +386,7 @@ def _timeline(
                     venue_kind=kind,
                     venue_site_id=world.site_of_kiosk(k),
                     household_id=hh,
+                    pass_kind="worker" if member in workers else None,
                 )
                 _insert_ordered(pending, due, counter * 4 + 3, -1, checkin)
             if direction == "in" and world.visitor_share > 0:

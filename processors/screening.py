@@ -48,7 +48,14 @@ from processors.screening_state import (
     SeenIds,
     make_alert,
 )
-from scantrail.contract import Alert, QuarantineRecord, ScanEvent, Severity, TemperatureReading
+from scantrail.contract import (
+    Alert,
+    QuarantineRecord,
+    ScanEvent,
+    Severity,
+    TemperatureReading,
+    alert_id,
+)
 
 __all__ = [
     "apply_quarantine",
@@ -312,6 +319,10 @@ def _health_detail(scan: ScanEvent) -> dict[str, Any]:
 # --- household shard (out scans keyed by household) ---------------------------------------
 
 
+def _outing_identity(event_id: str, alert: Alert) -> Alert:
+    return alert.model_copy(update={"alert_id": alert_id(alert.kind, [event_id])})
+
+
 def counts_for_outing(scan: ScanEvent, policy: PolicyLike) -> bool:
     """Whether the household rule looks at this scan at all.
 
@@ -357,25 +368,36 @@ def judge_outing(state: HouseholdState, scan: ScanEvent, policy: PolicyLike) -> 
         if len(persons) <= p.outing_quota:
             continue
         state.alerted.append(outing.event_id)
+        # Identity: the out scan that broke the quota, not the whole evidence.
+        # Members' scans reach the household shard from different partitions,
+        # so a scan arriving late may be missing from the evidence the live
+        # worker lists; the alert is still the same alert (same id) as offline.
         alerts.append(
-            make_alert(
-                "outing_quota_exceeded",
-                "info",
-                site_id=outing.site_id,
-                kiosk_id=outing.kiosk_id,
-                person_id=outing.person_id,
-                event_time=outing.time,
-                evidence=[o.event_id for o in counted],
-                detail={
-                    "household_id": scan.household_id,
-                    "persons": persons,
-                    "quota": p.outing_quota,
-                    "window_h": p.outing_window.total_seconds() / 3600,
-                    "outings": [
-                        {"person_id": o.person_id, "at": o.time.isoformat(), "event_id": o.event_id}
-                        for o in counted
-                    ],
-                },
+            _outing_identity(
+                outing.event_id,
+                make_alert(
+                    "outing_quota_exceeded",
+                    "info",
+                    site_id=outing.site_id,
+                    kiosk_id=outing.kiosk_id,
+                    person_id=outing.person_id,
+                    event_time=outing.time,
+                    evidence=[o.event_id for o in counted],
+                    detail={
+                        "household_id": scan.household_id,
+                        "persons": persons,
+                        "quota": p.outing_quota,
+                        "window_h": p.outing_window.total_seconds() / 3600,
+                        "outings": [
+                            {
+                                "person_id": o.person_id,
+                                "at": o.time.isoformat(),
+                                "event_id": o.event_id,
+                            }
+                            for o in counted
+                        ],
+                    },
+                ),
             )
         )
     newest = state.outings[-1].time

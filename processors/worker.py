@@ -10,6 +10,7 @@ from processors.agents import Outcomes
 from processors.app import create_app
 from processors.batching import Batching
 from processors.live import install_screening
+from processors.live_households import install_households
 from processors.live_trails import install_trails
 from processors.screening_policy import SitePolicies
 from scantrail.broker import ensure_topics
@@ -43,14 +44,21 @@ def build_worker(loglevel: str = "info") -> faust.Worker:
     outcomes = Outcomes()
     batching = Batching(settings.batch_max_events, settings.batch_wait_ms / 1000)
     trails = install_trails(app, topics, outcomes, kafka.partitions, batching=batching)
+    policy = SitePolicies()
+    households = install_households(app, topics, policy, outcomes, kafka.partitions, batching)
+
+    def on_scan(event: Any, effects: Any, scan: Any) -> None:
+        trails.index_scan(event, effects, scan)
+        households.forward_scan(event, effects, scan)
+
     install_screening(
         app,
         topics,
-        SitePolicies(),
+        policy,
         outcomes,
         kafka.partitions,
         batching,
-        on_scan=trails.index_scan,
+        on_scan=on_scan,
         scan_caches=trails.caches,
     )
 

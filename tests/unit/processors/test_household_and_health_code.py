@@ -181,3 +181,20 @@ def test_scantrail_screen_raises_the_new_kinds(tmp_path: object) -> None:
     assert result.exit_code == 0, result.output
     kinds = [json.loads(line)["kind"] for line in result.stdout.splitlines()]
     assert kinds == ["outing_quota_exceeded", "health_code_red"]
+
+
+def test_an_alert_keeps_its_id_when_a_member_scan_arrives_after_it() -> None:
+    # Live, members' scans come from different partitions: b and c before a.
+    a, b, c = out("p-a", timedelta(0)), out("p-b", H), out("p-c", 2 * H)
+    state = HouseholdState()
+    live = judge_outing(state, b, POLICY) + judge_outing(state, c, POLICY)
+    live += judge_outing(state, a, POLICY)
+    offline = quota_alerts([a, b, c])
+    assert sorted(x.alert_id for x in live) == sorted(x.alert_id for x in offline)
+    by_id = {x.alert_id: x for x in offline}
+    for alert in live:  # the late scan may be missing from the evidence, nothing else
+        assert set(alert.evidence) <= set(by_id[alert.alert_id].evidence)
+        assert (alert.person_id, alert.event_time) == (
+            by_id[alert.alert_id].person_id,
+            by_id[alert.alert_id].event_time,
+        )
