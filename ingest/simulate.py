@@ -128,7 +128,7 @@ class GateWorld:
         """Households with ids, yellow and red codes, venues with check-ins, and visitors."""
         extras: dict[str, Any] = {
             "household_max": 4,
-            "group_outing_share": 0.2,
+            "group_outing_share": 0.0,  # group gaps would stretch a fast demo's clock
             "household_ids": True,
             "yellow_share": 0.03,
             "red_share": 0.01,
