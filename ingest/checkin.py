@@ -158,23 +158,28 @@ class CheckinService:
         self.counts[f"refused_{reason}"] += 1
         return Outcome(Admission(False, reason), venue, None, status)
 
-    def venue(self, code: str, address: str) -> Outcome:
-        """Judge the venue code alone (the page a poster opens)."""
+    def _admit_request(self, code: str, address: str, now: datetime) -> Outcome:
+        """Every request: the address's rate first (before any signature work), then the code.
+
+        A refusal comes back refused; otherwise an admitted outcome with the venue.
+        """
         if not self.by_address.allow(address, self.monotonic()):
             return self._refuse("rate_limited", status=429)
-        verdict = verify_venue(code, issuer=self.verifier.issuer, now=self.clock())
+        verdict = verify_venue(code, issuer=self.verifier.issuer, now=now)
         if verdict.status != "valid" or verdict.venue is None:
             return self._refuse(f"venue_{verdict.status}", verdict.venue, status=400)
         return Outcome(Admission(True, "ok"), verdict.venue)
 
+    def venue(self, code: str, address: str) -> Outcome:
+        """Judge the venue code alone (the page a poster opens)."""
+        return self._admit_request(code, address, self.clock())
+
     def check_in(self, code: str, token: str, address: str) -> Outcome:
         now = self.clock()
-        if not self.by_address.allow(address, self.monotonic()):
-            return self._refuse("rate_limited", status=429)
-        venue_verdict = verify_venue(code, issuer=self.verifier.issuer, now=now)
-        venue = venue_verdict.venue
-        if venue_verdict.status != "valid" or venue is None:
-            return self._refuse(f"venue_{venue_verdict.status}", venue, status=400)
+        opened = self._admit_request(code, address, now)
+        venue = opened.venue
+        if not opened.admission.admit or venue is None:
+            return opened
         token = token.strip()
         if not token.startswith(TOKEN_PREFIX + "."):
             return self._refuse("not_a_token" if token.startswith("ST1.") else "unknown", venue)
@@ -210,12 +215,10 @@ class CheckinService:
         self, code: str, phone: str, visiting: str, celsius_text: str, address: str
     ) -> Outcome:
         now = self.clock()
-        if not self.by_address.allow(address, self.monotonic()):
-            return self._refuse("rate_limited", status=429)
-        venue_verdict = verify_venue(code, issuer=self.verifier.issuer, now=now)
-        venue = venue_verdict.venue
-        if venue_verdict.status != "valid" or venue is None:
-            return self._refuse(f"venue_{venue_verdict.status}", venue, status=400)
+        opened = self._admit_request(code, address, now)
+        venue = opened.venue
+        if not opened.admission.admit or venue is None:
+            return opened
         if self.visitor_secret is None:
             return self._refuse("bad_input", venue, status=503)
         try:
