@@ -126,8 +126,24 @@ def test_poster_is_a_one_page_pdf(world: World, tmp_path: Path) -> None:
     assert verdict.venue is not None
     url = checkin_url("http://127.0.0.1:8090", code)
     assert url.startswith("http://127.0.0.1:8090/v/STV1.")
-    pdf = write_poster(verdict.venue, code, url, tmp_path / "poster.pdf").read_bytes()
-    assert pdf.startswith(b"%PDF") and pdf.count(b"/Type /Page\n") + pdf.count(b"/Type /Page ") >= 1
+    poster = write_poster(verdict.venue, code, url, tmp_path / "poster.pdf")
+    assert poster.read_bytes().startswith(b"%PDF")
+    # printed and scanned: the poster's QR opens the check-in page of this venue
+    import shutil
+    import subprocess
+
+    import cv2
+
+    from ingest.decode import FrameDecoder
+
+    if not shutil.which("pdftoppm"):
+        pytest.fail("pdftoppm is missing: run `make install` (deploy/local/system-deps.sh)")
+    png = tmp_path / "poster"
+    subprocess.run(
+        ["pdftoppm", "-r", "100", "-png", "-singlefile", str(poster), str(png)], check=True
+    )
+    image = cv2.imread(str(png) + ".png", cv2.IMREAD_COLOR)
+    assert FrameDecoder().decode(image) == [url]
 
 
 # --- visitors, admission -------------------------------------------------------------------
@@ -331,3 +347,29 @@ def test_kiosk_registers_a_visitor_into_its_spool(tmp_path: Path) -> None:
     [scan] = spooled_scans(spool)
     assert (scan.kiosk_id, scan.person_kind, scan.visiting) == ("kiosk-007", "visitor", "hh-12")
     assert all(b"13800138000" not in row.value for row in spool.peek())
+
+
+def test_venue_issue_command_signs_a_code_the_issuer_key_verifies(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from ingest.passes import load_public_key
+    from scantrail.cli import cli
+
+    env = {"SCANTRAIL_STATE": str(tmp_path / "state")}
+    runner = CliRunner()
+    assert runner.invoke(cli, ["pass", "keygen"], env=env).exit_code == 0
+    args = ["venue", "issue", "--venue-id", "pharmacy-3", "--site", "site-2", "--kind", "pharmacy"]
+    args += ["--name", "大药房", "--out", str(tmp_path / "venues")]
+    result = runner.invoke(cli, args, env=env)
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["url"] == checkin_url("http://127.0.0.1:8090", out["code"])
+    assert Path(out["poster"]).read_bytes().startswith(b"%PDF")
+    key = load_public_key(tmp_path / "state" / "issuer" / "issuer.pub")
+    verdict = verify_venue(out["code"], issuer=key, now=datetime.now(UTC))
+    assert verdict.venue is not None
+    assert (verdict.status, verdict.venue.kind, verdict.venue.name) == (
+        "valid",
+        "pharmacy",
+        "大药房",
+    )
