@@ -114,14 +114,25 @@ class Residents:
         return run_cli(["pass", "token", self.wallets[person]], self.env).strip()
 
 
+def result_after(browser: Any, button: str) -> Any:
+    """Click ``button`` and wait for the result page (a click does not wait for the load)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    browser.find_element(By.ID, button).click()
+    return WebDriverWait(browser, 20).until(
+        expected_conditions.presence_of_element_located((By.ID, "result"))
+    )
+
+
 def submit_token(browser: Any, url: str, token: str) -> tuple[str, str]:
     from selenium.webdriver.common.by import By
 
     browser.get(url)
     box = browser.find_element(By.ID, "token")
     box.send_keys(token)
-    browser.find_element(By.ID, "submit").click()
-    result = browser.find_element(By.ID, "result")
+    result = result_after(browser, "submit")
     return str(result.get_attribute("data-admit")), str(result.get_attribute("data-reason"))
 
 
@@ -177,8 +188,7 @@ def test_phones_check_in_at_a_market_and_the_trace_finds_the_contact(
         visitor.find_element(By.ID, "visiting").send_keys("p-case")
         visitor.find_element(By.ID, "celsius").send_keys("36.6")
         save_screenshot(visitor, "checkin-visitor-form-en")
-        visitor.find_element(By.ID, "register").click()
-        result = visitor.find_element(By.ID, "result")
+        result = result_after(visitor, "register")
         assert result.get_attribute("data-reason") == "visitor_ok"
         assert "13800138000" not in visitor.page_source
 
