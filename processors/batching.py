@@ -41,6 +41,7 @@ from faust.streams import _current_event
 
 from processors.agents import EXIT_BROKER_LOST, Outcomes, exit_at_once, is_transient
 from processors.app import Topics
+from processors.table_writes import TableWrites, Write, Writer
 from scantrail import contract
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,8 @@ class Batching:
 
     max_events: int = 2000
     within_s: float = 0.02
+    writer: Writer | None = None
+    """How a batch's table writes are made (None: faust's own, one key at a time)."""
 
 
 @contextmanager
@@ -115,13 +118,14 @@ def one_line(raw: bytes, encode: Callable[[], bytes]) -> bytes:
 class Effects:
     """What one batch will do once it is done deciding (see the module docstring for the order)."""
 
-    def __init__(self, topics: Topics, outcomes: Outcomes) -> None:
+    def __init__(self, topics: Topics, outcomes: Outcomes, writer: Writer | None = None) -> None:
         self.topics = topics
         self.outcomes = outcomes
+        self.writer: Writer = writer or TableWrites()
         self.alerts: list[contract.Alert] = []
         self.letters: list[contract.DeadLetter] = []
         self.forwards: dict[tuple[int, int], tuple[Any, list[bytes]]] = {}
-        self.writes: dict[tuple[int, Any], tuple[Any, Callable[[], None]]] = {}
+        self.writes: dict[tuple[int, bytes], Write] = {}
         self.later: list[Callable[[], None]] = []
 
     def alert(self, alerts: Sequence[contract.Alert]) -> None:
@@ -152,9 +156,14 @@ class Effects:
         else:
             forward[1].append(record)
 
-    def write(self, event: Any, table: Any, key: Any, put: Callable[[], None]) -> None:
-        """A table write for after the sends; a later write of the same key replaces it."""
-        self.writes[(id(table), key)] = (event, put)
+    def write(self, event: Any, table: Any, key: bytes, value: Callable[[], Any] | None) -> None:
+        """A table write for after the sends (``value`` None: a delete).
+
+        A later write of the same key in the batch replaces it; the value is
+        made only when the batch is written, so it is the key's last state.
+        The key lives in ``event``'s partition, as a one-event agent writes it.
+        """
+        self.writes[(id(table), key)] = Write(table, event.message.partition, key, value, event)
 
     def discard_write(self, table: Any, key: Any) -> bool:
         """Drop a write not yet made; True if there was one."""
@@ -180,9 +189,7 @@ class Effects:
         if futures:
             await asyncio.gather(*futures)
         self.outcomes.counts["alert"] += len(self.alerts)
-        for event, put in self.writes.values():
-            with acting_for(event):
-                put()
+        await self.writer.write(list(self.writes.values()))
         for step in self.later:
             step()
 
@@ -201,6 +208,7 @@ async def run_batched(
     after: Callable[[], Any] | None = None,
     trim: Sequence[Any] = (),
     fatal: Callable[[int], Any] = exit_at_once,
+    writer: Writer | None = None,
 ) -> None:
     """Run ``handle`` over each event of each batch, then make the batch's effects durable.
 
@@ -224,7 +232,7 @@ async def run_batched(
     async for events in stream.take_events(batching.max_events, batching.within_s):
         counts[f"{stage}_batches"] += 1
         counts[f"{stage}_batched_events"] += len(events)
-        effects = Effects(topics, outcomes)
+        effects = Effects(topics, outcomes, writer or batching.writer)
         for event in events:
             try:
                 with acting_for(event):
