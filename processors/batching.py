@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -224,14 +225,19 @@ async def run_batched(
 
     ``<stage>_batches`` and ``<stage>_batched_events`` on ``/stats`` give the
     mean batch size: near one means the stage is idle or starved, not batching.
+    ``<stage>_judge_ms`` (running the rules) and ``<stage>_flush_ms`` (sends,
+    acks, table writes, ticks) show where a stage's time goes.
     ``after`` runs once a batch is durable (it may send watermark ticks);
     ``trim`` holds the state caches to bound between batches (never during
     one: a state changed by this batch must stay the object that is written).
     """
     counts = outcomes.counts
+    batches, batched = f"{stage}_batches", f"{stage}_batched_events"
+    judge_ms, flush_ms = f"{stage}_judge_ms", f"{stage}_flush_ms"
     async for events in stream.take_events(batching.max_events, batching.within_s):
-        counts[f"{stage}_batches"] += 1
-        counts[f"{stage}_batched_events"] += len(events)
+        started = time.perf_counter()
+        counts[batches] += 1
+        counts[batched] += len(events)
         effects = Effects(topics, outcomes, writer or batching.writer)
         for event in events:
             try:
@@ -244,10 +250,13 @@ async def run_batched(
                 outcomes.counts[f"{stage}_error"] += 1
                 log.exception("%s: internal error on an event; dead-lettering it", stage)
                 effects.dead_letter(event, f"{stage}: internal error {type(exc).__name__}: {exc}")
+        judged = time.perf_counter()
+        counts[judge_ms] += round((judged - started) * 1000)
         try:
             await effects.flush()
             if after is not None:
                 await after()
+            counts[flush_ms] += round((time.perf_counter() - judged) * 1000)
         except asyncio.CancelledError:
             raise
         except Exception as exc:

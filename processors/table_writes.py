@@ -98,13 +98,8 @@ class BulkWrites:
         import rocksdict
 
         by_table: dict[int, list[Write]] = defaultdict(list)
-        one_by_one: list[Write] = []
         for w in writes:
-            if getattr(w.table, "is_global", False):
-                one_by_one.append(w)
-            else:
-                by_table[id(w.table)].append(w)
-        await TableWrites().write(one_by_one)
+            by_table[id(w.table)].append(w)
         delivered: dict[tuple[str, int], int] = {}
         failures: list[str] = []
 
