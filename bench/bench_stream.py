@@ -579,7 +579,8 @@ def throughput(base: KafkaSettings, args: argparse.Namespace, logs: Path) -> dic
         log("large: bare consumer (fetch + contract.decode)")
         ceiling = bare_consumer(settings, n, args.timeout)
         floors = {}
-        for mode in () if args.skip_floors else ("decode", "write"):
+        modes = ("decode", "write") if args.write_floor else ("decode",)
+        for mode in () if args.skip_floors else modes:
             log(f"large: faust floor, {mode} (a faust agent, no rules)")
             floors[mode] = faust_floor(settings, n, mode, args.timeout, logs)
             log(f"  {mode}: {floors[mode].get('events_per_second', 'not finished')}/s")
@@ -861,6 +862,9 @@ def main() -> None:
     parser.add_argument("--skip-quix", action="store_true")
     parser.add_argument("--skip-latency", action="store_true")
     parser.add_argument("--skip-floors", action="store_true", help="development: no faust floors")
+    parser.add_argument(
+        "--write-floor", action="store_true", help="also faust + one table write per record"
+    )
     parser.add_argument("--keep-topics", action="store_true")
     parser.add_argument(
         "--worker-env",

@@ -233,37 +233,150 @@ async def run_batched(
     """
     counts = outcomes.counts
     batches, batched = f"{stage}_batches", f"{stage}_batched_events"
-    judge_ms, flush_ms = f"{stage}_judge_ms", f"{stage}_flush_ms"
+    judge_ms = f"{stage}_judge_ms"
+    pipeline = Pipeline(stream, stage, outcomes, after, fatal)
     async for events in stream.take_events(batching.max_events, batching.within_s):
+        if pipeline.failed:
+            return
+        if pipeline.idle():
+            for states in trim:  # nothing judged is unwritten now
+                states.trim()
+        hold(events)
         started = time.perf_counter()
         counts[batches] += 1
         counts[batched] += len(events)
-        effects = Effects(topics, outcomes, writer or batching.writer)
-        for event in events:
-            try:
-                with acting_for(event):
-                    handle(event, effects)
-            except Exception as exc:
-                if is_transient(exc):
-                    _end(stage, exc, fatal, EXIT_BROKER_LOST)
-                    return
-                outcomes.counts[f"{stage}_error"] += 1
-                log.exception("%s: internal error on an event; dead-lettering it", stage)
-                effects.dead_letter(event, f"{stage}: internal error {type(exc).__name__}: {exc}")
-        judged = time.perf_counter()
-        counts[judge_ms] += round((judged - started) * 1000)
-        try:
-            await effects.flush()
-            if after is not None:
-                await after()
-            counts[flush_ms] += round((time.perf_counter() - judged) * 1000)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            _end(stage, exc, fatal, EXIT_BROKER_LOST if is_transient(exc) else EXIT_SOFTWARE)
+        effects = pipeline.effects(lambda: Effects(topics, outcomes, writer or batching.writer))
+        if not judge_batch(events, handle, effects, stage, outcomes, fatal):
             return
-        for states in trim:
-            states.trim()
+        pipeline.add(events)
+        counts[judge_ms] += round((time.perf_counter() - started) * 1000)
+        await pipeline.kick(limit=8 * batching.max_events)
+    await pipeline.close()
+
+
+class Pipeline:
+    """Judged batches waiting to be made durable, and the one flush in flight.
+
+    While a flush runs, the batches that arrive are judged into one shared
+    :class:`Effects` (a group commit): when the flush ends, they are made
+    durable together, one write per key and one message per partition for
+    all of them. A flush's cost is mostly waiting for acks, so this is what
+    lets a stage keep up; order is kept because flushes run one at a time.
+    """
+
+    def __init__(
+        self,
+        stream: Any,
+        stage: str,
+        outcomes: Outcomes,
+        after: Callable[[], Any] | None,
+        fatal: Callable[[int], Any],
+    ) -> None:
+        self.stream, self.stage, self.outcomes = stream, stage, outcomes
+        self.after, self.fatal = after, fatal
+        self.waiting: Effects | None = None
+        self.events: list[Any] = []
+        self.task: asyncio.Future[None] | None = None
+        self.failed = False
+
+    def effects(self, make: Callable[[], Effects]) -> Effects:
+        if self.waiting is None:
+            self.waiting = make()
+        return self.waiting
+
+    def add(self, events: Sequence[Any]) -> None:
+        self.events.extend(events)
+
+    def idle(self) -> bool:
+        return (self.task is None or self.task.done()) and self.waiting is None
+
+    async def kick(self, limit: int) -> None:
+        """Start the flush if none runs; wait for it when too much is waiting."""
+        if self.task is None or self.task.done():
+            self.task = asyncio.ensure_future(self._drain())
+        elif len(self.events) >= limit:
+            await self.task
+
+    async def _drain(self) -> None:
+        while self.waiting is not None and not self.failed:
+            effects, events = self.waiting, self.events
+            self.waiting, self.events = None, []
+            self.outcomes.counts[f"{self.stage}_flushes"] += 1
+            ok = await finish(
+                self.stream, events, effects, self.stage, self.outcomes, self.after, self.fatal
+            )
+            self.failed = not ok
+
+    async def close(self) -> None:
+        while self.task is not None and not self.task.done():
+            await self.task
+        if self.waiting is not None and not self.failed:
+            await self._drain()
+
+
+def hold(events: Sequence[Any]) -> None:
+    """Keep faust from committing ``events`` when ``take_events`` acks them.
+
+    ``take_events`` acks a batch as soon as the agent asks for the next one.
+    One more reference on each message makes that ack not the last, so the
+    offset becomes committable only when :func:`finish` acks it again, once
+    the batch's effects are durable. The next batch is judged meanwhile.
+    """
+    for event in events:
+        incref = getattr(event.message, "incref", None)
+        if incref is not None:
+            incref()
+
+
+def judge_batch(
+    events: Sequence[Any],
+    handle: Handler,
+    effects: Effects,
+    stage: str,
+    outcomes: Outcomes,
+    fatal: Callable[[int], Any],
+) -> bool:
+    """Run the rules over each event; False if the worker must end (a broker failure)."""
+    for event in events:
+        try:
+            with acting_for(event):
+                handle(event, effects)
+        except Exception as exc:
+            if is_transient(exc):
+                _end(stage, exc, fatal, EXIT_BROKER_LOST)
+                return False
+            outcomes.counts[f"{stage}_error"] += 1
+            log.exception("%s: internal error on an event; dead-lettering it", stage)
+            effects.dead_letter(event, f"{stage}: internal error {type(exc).__name__}: {exc}")
+    return True
+
+
+async def finish(
+    stream: Any,
+    events: Sequence[Any],
+    effects: Effects,
+    stage: str,
+    outcomes: Outcomes,
+    after: Callable[[], Any] | None,
+    fatal: Callable[[int], Any],
+) -> bool:
+    """Make a judged batch durable, then release its events to faust's commit."""
+    started = time.perf_counter()
+    try:
+        await effects.flush()
+        if after is not None:
+            await after()
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        _end(stage, exc, fatal, EXIT_BROKER_LOST if is_transient(exc) else EXIT_SOFTWARE)
+        return False
+    outcomes.counts[f"{stage}_flush_ms"] += round((time.perf_counter() - started) * 1000)
+    ack = getattr(stream, "ack", None)
+    if ack is not None and all(hasattr(e.message, "incref") for e in events):
+        for event in events:
+            await ack(event)
+    return True
 
 
 def _end(stage: str, exc: BaseException, fatal: Callable[[int], Any], code: int) -> None:
