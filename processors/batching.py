@@ -372,10 +372,11 @@ async def finish(
         _end(stage, exc, fatal, EXIT_BROKER_LOST if is_transient(exc) else EXIT_SOFTWARE)
         return False
     outcomes.counts[f"{stage}_flush_ms"] += round((time.perf_counter() - started) * 1000)
-    ack = getattr(stream, "ack", None)
-    if ack is not None and all(hasattr(e.message, "incref") for e in events):
-        for event in events:
-            await ack(event)
+    for event in events:
+        if hasattr(event.message, "incref"):
+            # The reference hold() took: faust's own ack of the batch (and its
+            # sensors) already ran, so only the message's count is released.
+            event.ack()
     return True
 
 
