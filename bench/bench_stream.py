@@ -1,28 +1,31 @@
-"""Bench: the live worker on the real broker, next to a bare consumer, and produce→alert latency.
+"""Bench: the live worker against faust's own floor and a Quix Streams peer, on the real broker.
 
-Run with ``make bench-stream`` (``.venv/bin/python bench/bench_stream.py``), or
-``--temperatures 20000`` for a quick run. Each phase uses a fresh topic
-namespace, a fresh faust app id and a fresh data dir; the namespace's topics
-are deleted at the end unless ``--keep-topics``.
+Run with ``make bench-stream`` (sizes: ``BENCH_STREAM_ARGS="--large 200000 --small 50000"``),
+or for development ``bench/bench_stream.py --large 20000 --skip-small --skip-latency``.
+Every phase gets a fresh topic namespace (or a fresh consumer group), a
+fresh data dir, and is bounded by ``--timeout``; topics are deleted at the
+end unless ``--keep-topics``. Written to ``bench/results/stream.json``, with
+the issue's ``headline`` object:
 
-Measured, and written to ``bench/results/stream.json``:
-
-* throughput — N temperature readings (and the scans they pair with, from
-  :func:`ingest.simulate.simulate_events`) are pre-loaded, then
-  ``scantrail worker`` starts as a subprocess; its ``/stats`` counts are polled
-  until ``temperature`` reaches N (and then until the consumer group has
-  committed past everything its inputs, internal topics included, held:
-  :meth:`Worker.drained`). In the same run a bare kafka-python consumer
-  that only runs :func:`scantrail.contract.decode` over the same topic gives
-  the ceiling; the ratio is reported. The worker phase is bounded by
-  ``--timeout``: if it has not finished, the rate so far is reported.
-* latency — a fresh worker, then ``--rate`` readings/s for ``--seconds``
-  (paced, ``measured_at`` = now). A share are hot readings of nobody
-  (``fever_unidentified``, raised by the kiosk shard at once) and a share are
-  hot readings of a new person (``fever_suspected``, raised by the person shard
-  after the repartition and the watermark reorder). Each alert's evidence is
-  matched to the reading's send time; latency = alert consumed − send called,
-  both on this process's monotonic clock.
+* large set (``--large`` readings with their scans, from
+  :func:`ingest.simulate.simulate_events`; ``--readings-per-person`` sets the
+  residents): a bare consumer (fetch + decode), the faust ``decode`` floor
+  (``bench/faust_floor.py``; ``--write-floor`` adds the one-write floor), the
+  Quix Streams peer (``bench/quix_peer.py`` in ``.venv-quix``), then
+  ``scantrail worker`` until the group has committed past everything its
+  inputs and internal topics held (:meth:`Worker.drained`). The headline rate
+  is readings + scans over the time from the first counted reading to the
+  drain. Then a worker of the same app id on an empty data dir restores the
+  tables from the changelogs: changelog records, seconds to ``/ready``.
+* small set (``--small`` readings): one worker, then two worker processes in
+  one consumer group, each until drained: the scale-out ratio.
+* latency: a fresh worker, then ``--rate`` readings/s and
+  ``--scan-rate-offered`` scans/s for ``--seconds`` (``measured_at`` and
+  ``scanned_at`` = now). A share are hot readings of nobody
+  (``fever_unidentified``), hot readings of a new person
+  (``fever_suspected``) and scans out by a quarantined person
+  (``quarantine_breach``). Latency = alert consumed - send called, both on
+  this process's monotonic clock.
 """
 
 from __future__ import annotations
