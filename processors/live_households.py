@@ -40,6 +40,47 @@ class LiveHouseholds:
     caches: tuple[StateTable, ...]
 
 
+class HouseholdStage:
+    """``screen-households``: out scans, forwarded by household, judged against its window."""
+
+    name = "screen-households"
+
+    def __init__(
+        self, app: faust.App, policy: PolicyLike, outcomes: Outcomes, partitions: int
+    ) -> None:
+        self.policy, self.outcomes, self.partitions = policy, outcomes, partitions
+        self.topic = app.topic(
+            f"{app.conf.id}-by-household",
+            key_serializer="raw",
+            value_serializer="raw",
+            partitions=partitions,
+            internal=True,
+        )
+        table = app.Table("household-state", default=None, key_type=bytes, partitions=partitions)
+        self.households = StateTable(table, HouseholdState, limit=100_000)
+
+    def forward_scan(self, event: Any, effects: Effects, scan: contract.ScanEvent) -> None:
+        """Called by the gate stage: hand an out scan the rule counts to its household."""
+        if scan.household_id is None or not counts_for_outing(scan, self.policy):
+            return
+        record = one_line(event.message.value, lambda: contract.encode(scan))
+        target = partition_of(scan.household_id.encode(), self.partitions)
+        effects.forward(self.topic, target, record)
+
+    def step(self, event: Any, effects: Effects) -> None:
+        for record in split_records(event.value):
+            scan = decode_as(record, contract.ScanEvent)
+            if scan.household_id is None:
+                continue
+            state = self.households.load(scan.household_id)
+            before = len(state.outings), len(state.alerted)
+            alerts = judge_outing(state, scan, self.policy)
+            effects.alert(alerts)
+            self.outcomes.counts["outing"] += 1
+            if alerts or (len(state.outings), len(state.alerted)) != before:
+                self.households.save(effects, event, scan.household_id, state)
+
+
 def install_households(
     app: faust.App,
     topics: Topics,
@@ -48,50 +89,16 @@ def install_households(
     partitions: int,
     batching: Batching,
 ) -> LiveHouseholds:
-    by_household = app.topic(
-        f"{app.conf.id}-by-household",
-        key_serializer="raw",
-        value_serializer="raw",
-        partitions=partitions,
-        internal=True,
-    )
-    table = app.Table("household-state", default=None, key_type=bytes, partitions=partitions)
-    households = StateTable(table, HouseholdState, limit=100_000)
+    stage = HouseholdStage(app, policy, outcomes, partitions)
 
     @app.on_partitions_assigned.connect
     async def forget_households(sender: Any, assigned: Any, **kwargs: Any) -> None:
-        households.forget()
+        stage.households.forget()
 
-    def forward_scan(event: Any, effects: Effects, scan: contract.ScanEvent) -> None:
-        if scan.household_id is None or not counts_for_outing(scan, policy):
-            return
-        record = one_line(event.message.value, lambda: contract.encode(scan))
-        target = partition_of(scan.household_id.encode(), partitions)
-        effects.forward(by_household, target, record)
-
-    def judge_household(event: Any, effects: Effects) -> None:
-        for record in split_records(event.value):
-            scan = decode_as(record, contract.ScanEvent)
-            if scan.household_id is None:
-                continue
-            state = households.load(scan.household_id)
-            before = len(state.outings), len(state.alerted)
-            alerts = judge_outing(state, scan, policy)
-            effects.alert(alerts)
-            outcomes.counts["outing"] += 1
-            if alerts or (len(state.outings), len(state.alerted)) != before:
-                households.save(effects, event, scan.household_id, state)
-
-    @app.agent(by_household, name="screen-households")
+    @app.agent(stage.topic, name=stage.name)
     async def screen_households(stream: Any) -> None:
         await run_batched(
-            stream,
-            judge_household,
-            topics,
-            outcomes,
-            "screen-households",
-            batching,
-            trim=(households,),
+            stream, stage.step, topics, outcomes, stage.name, batching, trim=(stage.households,)
         )
 
-    return LiveHouseholds(forward_scan, (households,))
+    return LiveHouseholds(stage.forward_scan, (stage.households,))

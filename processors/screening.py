@@ -32,6 +32,7 @@ alerts, and are pure: no I/O, no clock; time is the events' own time.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
@@ -61,6 +62,8 @@ __all__ = [
     "apply_quarantine",
     "expire_pending",
     "judge_reading_for_kiosk",
+    "judge_kiosk",
+    "Verdict",
     "judge_reading_for_person",
     "judge_outing",
     "judge_scan",
@@ -75,44 +78,64 @@ def _is_new(seen: SeenIds, event_id: str, when: datetime, policy: ScreeningPolic
 # --- kiosk shard ---------------------------------------------------------------------------
 
 
-def judge_reading_for_kiosk(
-    state: KioskState, reading: TemperatureReading, policy: PolicyLike
-) -> list[Alert]:
+@dataclass(frozen=True)
+class Verdict:
+    """What a rule decided: its alerts, and whether the state changed in a way that must be kept.
+
+    ``changed`` is False when the only change is to the duplicate filter and
+    no alert was raised: a restart that forgets it judges the event again and
+    raises nothing again, so the shell may leave that write for later.
+    """
+
+    alerts: list[Alert]
+    changed: bool
+
+
+def judge_kiosk(state: KioskState, reading: TemperatureReading, policy: PolicyLike) -> Verdict:
     """Validity per kiosk (``sensor_fault``) and fevers nobody can be named for."""
     p = resolve(policy, reading.site_id)
     t = reading.measured_at
     if not _is_new(state.seen, reading.event_id, t, p):
-        return []
+        return Verdict([], False)
     if p.is_valid(reading.celsius):
         if reading.person_id is None and reading.celsius >= p.fever_c:
-            return [_unidentified(reading, p)]
-        return []
+            return Verdict([_unidentified(reading, p)], True)
+        return Verdict([], False)
     state.invalid.append(Sample.of(reading))
     newest = max(s.time for s in state.invalid)
     state.invalid = [s for s in state.invalid if s.time > newest - p.fault_window]
     recent = [s for s in state.invalid if t - p.fault_window < s.time <= t]
     if len(recent) < p.fault_count:
-        return []
+        return Verdict([], True)
     if state.last_fault_at is not None and t - state.last_fault_at < p.fault_cooldown:
-        return []
+        return Verdict([], True)
     state.last_fault_at = t
-    return [
-        make_alert(
-            "sensor_fault",
-            "warning",
-            site_id=reading.site_id,
-            kiosk_id=reading.kiosk_id,
-            event_time=t,
-            evidence=[s.event_id for s in recent],
-            detail={
-                "invalid_readings": len(recent),
-                "celsius": [s.celsius for s in sorted(recent, key=lambda s: (s.time, s.event_id))],
-                "valid_range_c": [p.valid_min_c, p.valid_max_c],
-                "min_count": p.fault_count,
-                "window_s": p.fault_window.total_seconds(),
-            },
-        )
-    ]
+    return Verdict([_sensor_fault(reading, recent, p)], True)
+
+
+def judge_reading_for_kiosk(
+    state: KioskState, reading: TemperatureReading, policy: PolicyLike
+) -> list[Alert]:
+    """The alerts of :func:`judge_kiosk`."""
+    return judge_kiosk(state, reading, policy).alerts
+
+
+def _sensor_fault(reading: TemperatureReading, recent: list[Sample], p: ScreeningPolicy) -> Alert:
+    return make_alert(
+        "sensor_fault",
+        "warning",
+        site_id=reading.site_id,
+        kiosk_id=reading.kiosk_id,
+        event_time=reading.measured_at,
+        evidence=[s.event_id for s in recent],
+        detail={
+            "invalid_readings": len(recent),
+            "celsius": [s.celsius for s in sorted(recent, key=lambda s: (s.time, s.event_id))],
+            "valid_range_c": [p.valid_min_c, p.valid_max_c],
+            "min_count": p.fault_count,
+            "window_s": p.fault_window.total_seconds(),
+        },
+    )
 
 
 def _unidentified(reading: TemperatureReading, p: ScreeningPolicy) -> Alert:
