@@ -56,8 +56,18 @@ bench-trace: install ## Contact index build and trace latency vs DuckDB
 bench-qr: install ## QR decode rate and speed vs single decoders
 	$(PY) bench/bench_qr.py
 
-bench-stream: up ## Worker throughput and latency vs a bare consumer
-	$(PY) bench/bench_stream.py
+QUIX_VENV := .venv-quix
+QUIX_STAMP := $(QUIX_VENV)/.installed
+
+# Quix Streams (the bench-stream peer) pins confluent-kafka < 2.13; the project
+# pins 2.16.1, so the peer gets its own venv instead of an extra of .[dev].
+$(QUIX_STAMP): bench/requirements-quix.txt
+	@test -x $(QUIX_VENV)/bin/python || $(PYTHON) -m venv $(QUIX_VENV)
+	$(QUIX_VENV)/bin/python -m pip install -q -r bench/requirements-quix.txt
+	@touch $(QUIX_STAMP)
+
+bench-stream: up $(QUIX_STAMP) ## Worker vs faust's floor and Quix; state size, 2 processes, latency, recovery
+	$(PY) bench/bench_stream.py $(BENCH_STREAM_ARGS)
 
 bench-sink: up ## Sink points/s vs direct influxdb-client writes
 	$(PY) bench/bench_sink.py

@@ -18,10 +18,11 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from ingest.admission import admit
 from ingest.camera import Frame
 from ingest.decode import FrameDecoder
 from ingest.dedupe import ScanDeduplicator
-from ingest.kiosk import Kiosk
+from ingest.kiosk import Kiosk, ScanExtras
 from ingest.kiosk_runner import HeartbeatTimer
 from ingest.pairing import Pairer
 from ingest.passes import PassVerifier
@@ -40,6 +41,7 @@ class GateCounts:
     unknown_codes: int = 0
     readings: int = 0
     paired: int = 0
+    refused: int = 0  # scans recorded but refused entry (pass problems, red/yellow codes)
 
 
 class Gate:
@@ -98,8 +100,19 @@ class Gate:
                 pass_id=verdict.pass_id,
                 health_code=verdict.health_code,
                 at=now,
+                extra=ScanExtras(household_id=verdict.household_id, pass_kind=verdict.pass_kind),
             )
             self.counts.scans += 1
+            decision = admit(verdict)
+            if not decision.admit:
+                # What the gate shows: the scan is recorded either way (officers see it).
+                self.counts.refused += 1
+                log.warning(
+                    "REFUSED %s at %s: %s",
+                    scan.event_id,
+                    self.kiosk.gate.kiosk_id,
+                    decision.message(),
+                )
             scans.append(scan)
             self._spool(self.pairer.add_scan(scan))
             if self.measure_after_scan:

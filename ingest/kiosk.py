@@ -9,12 +9,35 @@ when it is re-sent after a crash.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
+from typing import Any
 
 from ingest.spool import Spool
 from scantrail import __version__, contract
-from scantrail.contract import Direction, HealthCode, Method, PassStatus
+from scantrail.contract import (
+    Direction,
+    HealthCode,
+    Method,
+    PassStatus,
+    PersonKind,
+    VenueKind,
+)
+
+
+@dataclass(frozen=True)
+class ScanExtras:
+    """Optional ``scan/1`` fields added within version 1 (absent when None)."""
+
+    household_id: str | None = None
+    pass_kind: str | None = None
+    venue_kind: VenueKind | None = None
+    venue_site_id: str | None = None
+    person_kind: PersonKind | None = None
+    visiting: str | None = None
+
+    def fields(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
 
 
 @dataclass(frozen=True)
@@ -26,9 +49,14 @@ class GateIdentity:
 class Kiosk:
     """Records scans, readings and heartbeats of one gate into its spool."""
 
-    def __init__(self, gate: GateIdentity, spool: Spool) -> None:
+    def __init__(
+        self, gate: GateIdentity, spool: Spool, *, event_prefix: str | None = None
+    ) -> None:
         self.gate = gate
         self.spool = spool
+        # Event ids start with the kiosk id; a check-in server that records for
+        # many venues into one spool names them by server and venue instead.
+        self.event_prefix = event_prefix or gate.kiosk_id
         self.scans_since_start = 0
         self.decode_failures = 0
         self.frames_dropped: int | None = None  # live sources only (ingest.camera)
@@ -46,10 +74,14 @@ class Kiosk:
         at: datetime,
         pass_id: str | None = None,
         health_code: HealthCode | None = None,
+        extra: ScanExtras | None = None,
     ) -> contract.ScanEvent:
+        """Spool one scan; ``extra`` carries the optional fields (household, venue, visitor)."""
+        more = extra.fields() if extra is not None else {}
+
         def build(seq: int) -> contract.ScanEvent:
             return contract.ScanEvent(
-                event_id=f"{self.gate.kiosk_id}-s{seq:010d}",
+                event_id=f"{self.event_prefix}-s{seq:010d}",
                 kiosk_id=self.gate.kiosk_id,
                 site_id=self.gate.site_id,
                 direction=direction,
@@ -59,12 +91,48 @@ class Kiosk:
                 health_code=health_code,
                 scanned_at=at,
                 seq=seq,
+                **more,
             )
 
         event = self.spool.append_numbered("scan_seq", build)
         self.scans_since_start += 1
         self.last_scan_at = at
         return event
+
+    def record_visitor(
+        self,
+        *,
+        visitor_id: str,
+        direction: Direction,
+        at: datetime,
+        visiting: str | None = None,
+        celsius: float | None = None,
+        method: Method = "forehead_ir",
+        extra: ScanExtras | None = None,
+    ) -> tuple[contract.ScanEvent, contract.TemperatureReading | None]:
+        """Spool a visitor's passage (no pass: ``pass_status`` unknown) and their reading.
+
+        ``visitor_id`` is already the keyed hash (:func:`ingest.visitors.visitor_id`):
+        what the visitor showed never reaches the kiosk's spool.
+        """
+        base = extra or ScanExtras()
+        scan = self.record_scan(
+            person_id=visitor_id,
+            direction=direction,
+            pass_status="unknown",
+            at=at,
+            extra=replace(base, person_kind="visitor", visiting=visiting),
+        )
+        reading = None
+        if celsius is not None:
+            reading = self.record_reading(
+                celsius=celsius,
+                method=method,
+                at=at,
+                person_id=visitor_id,
+                scan_event_id=scan.event_id,
+            )
+        return scan, reading
 
     def record_reading(
         self,
@@ -113,7 +181,7 @@ class Kiosk:
         scan_event_id: str | None,
     ) -> contract.TemperatureReading:
         return contract.TemperatureReading(
-            event_id=f"{self.gate.kiosk_id}-t{number:010d}",
+            event_id=f"{self.event_prefix}-t{number:010d}",
             kiosk_id=self.gate.kiosk_id,
             site_id=self.gate.site_id,
             measured_at=at,

@@ -102,6 +102,9 @@ class GatePass:
     valid_until: datetime
     health_code: HealthCode | None = None
     device_key: bytes | None = None  # raw Ed25519 public key of a phone pass
+    # An optional ninth payload field (e.g. "worker"): passes without it keep
+    # their eight fields and their signatures.
+    kind: str | None = None
 
     @property
     def is_phone(self) -> bool:
@@ -120,6 +123,7 @@ class Verdict:
     household_id: str | None = None
     health_code: HealthCode | None = None
     form: Literal["paper", "token", "none"] = "none"
+    pass_kind: str | None = None
 
     def to_dict(self) -> dict[str, str | None]:
         return {
@@ -131,6 +135,7 @@ class Verdict:
             "health_code": self.health_code,
             "form": self.form,
             "reason": self.reason,
+            "pass_kind": self.pass_kind,
         }
 
 
@@ -183,6 +188,8 @@ def _payload(p: GatePass) -> bytes:
         "" if p.health_code is None else _HEALTH_TO_CHAR[p.health_code],
         "" if p.device_key is None else _b64e(p.device_key),
     ]
+    if p.kind is not None:
+        fields.append(p.kind)
     return "|".join(fields).encode("ascii")
 
 
@@ -192,9 +199,12 @@ def _parse_payload(raw: bytes) -> GatePass:
     except UnicodeDecodeError as exc:
         raise ValueError("payload is not ASCII") from exc
     parts = text.split("|")
-    if len(parts) != 8:
-        raise ValueError(f"payload has {len(parts)} fields, expected 8")
-    pass_id, person_id, site_id, household_id, vf, vu, health, device = parts
+    if len(parts) not in (8, 9):
+        raise ValueError(f"payload has {len(parts)} fields, expected 8 or 9")
+    pass_id, person_id, site_id, household_id, vf, vu, health, device = parts[:8]
+    kind = parts[8] if len(parts) == 9 else None
+    if kind is not None and not _ID.match(kind):
+        raise ValueError(f"bad pass kind {kind!r}")
     for value in (pass_id, person_id, site_id, household_id):
         if not _ID.match(value):
             raise ValueError(f"bad identifier {value!r}")
@@ -212,6 +222,7 @@ def _parse_payload(raw: bytes) -> GatePass:
         valid_until=_from_epoch(vu),
         health_code=_CHAR_TO_HEALTH[health] if health else None,
         device_key=device_key,
+        kind=kind,
     )
 
 
@@ -290,6 +301,8 @@ def issue_pass(gate_pass: GatePass, issuer: Ed25519PrivateKey) -> str:
     """Sign a pass and return its QR text (``ST1.…``)."""
     for name in ("pass_id", "person_id", "site_id", "household_id"):
         _check_id(name, getattr(gate_pass, name))
+    if gate_pass.kind is not None:
+        _check_id("kind", gate_pass.kind)
     if gate_pass.valid_until <= gate_pass.valid_from:
         raise PassError("valid_until must be after valid_from")
     if gate_pass.device_key is not None and len(gate_pass.device_key) != 32:
@@ -356,6 +369,7 @@ def _verdict(
         household_id=p.household_id,
         health_code=p.health_code,
         form="token" if form == "token" else "paper",
+        pass_kind=p.kind,
     )
 
 

@@ -29,17 +29,40 @@ a realistic day, each part behind its own field (their defaults switch it off):
   :meth:`GateWorld.kiosk_outages`); it keeps scanning into its spool, and those
   events are yielded *late*, all together right after the outage ends, with
   their original event times, as a kiosk catching up would publish them.
+
+What the districts did beyond the gates, also opt in (each off by default, so
+the plain profile's stream is unchanged; :meth:`GateWorld.districts` turns
+them all on):
+
+* ``household_ids``: scans carry the household from the pass, for the
+  one-person-per-household outing rule (households going out together, or
+  one after the other, break the quota);
+* ``yellow_share``/``red_share``: residents whose health code is yellow or red;
+* ``venues``/``venue_share``: markets, pharmacies and other posted venue codes,
+  where a share of the residents who go out check in by phone a little later
+  (a ``scan/1`` with the venue as kiosk and site, ``venue_kind`` set);
+* ``visitor_share``: of the arrivals, the share that are visitors without a
+  pass, registered with a keyed-hash id, whom they visit and a reading.
 """
 
 from __future__ import annotations
 
+import hashlib
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from scantrail.contract import Direction, Event, QuarantineRecord, ScanEvent, TemperatureReading
+from scantrail.contract import (
+    Direction,
+    Event,
+    QuarantineRecord,
+    ScanEvent,
+    TemperatureReading,
+    VenueKind,
+)
 
 # Relative gate traffic per local half hour (00:00, 00:30, ... 23:30); scaled so
 # the mean is 1, i.e. ``rate`` stays the average over a whole day.
@@ -89,6 +112,45 @@ class GateWorld:
     skew_s: tuple[float, float] = (120.0, 600.0)  # size of the offset, either sign
     outages: int = 0  # kiosk outages over the run (each on a different kiosk)
     outage_s: tuple[float, float] = (600.0, 2400.0)
+    # --- the districts' extras, opt in (see the module docstring) ---
+    household_ids: bool = False
+    yellow_share: float = 0.0
+    red_share: float = 0.0
+    venues: int = 0
+    venue_share: float = 0.0  # of outings, those followed by a phone check-in at a venue
+    visitor_share: float = 0.0  # of arrivals at a gate, those that are visitors
+    worker_share: float = 0.0  # residents with a worker's pass (exempt from the outing quota)
+
+    @classmethod
+    def districts(
+        cls, *, kiosks: int = 4, residents: int = 200, seed: int = 1, **more: Any
+    ) -> GateWorld:
+        """Households with ids, yellow and red codes, venues with check-ins, and visitors."""
+        extras: dict[str, Any] = {
+            "household_max": 4,
+            "group_outing_share": 0.0,  # group gaps would stretch a fast demo's clock
+            "household_ids": True,
+            "yellow_share": 0.03,
+            "red_share": 0.01,
+            "venues": 3,
+            "venue_share": 0.3,
+            "visitor_share": 0.05,
+            "worker_share": 0.6,
+        }
+        return cls(kiosks=kiosks, residents=residents, seed=seed, **{**extras, **more})
+
+    def household_id(self, household: int) -> str:
+        return f"hh-{self.seed:x}-{household:05d}"
+
+    def venue(self, index: int) -> tuple[str, VenueKind]:
+        kinds: tuple[VenueKind, ...] = ("market", "pharmacy", "bus", "workplace")
+        kind = kinds[index % len(kinds)]
+        return f"{kind}-{index:02d}", kind
+
+    def visitor_id(self, n: int) -> str:
+        # What ingest.visitors.visitor_id makes of a phone number: a keyed hash.
+        digest = hashlib.sha256(f"sim-visitor-{self.seed}-{n}".encode()).hexdigest()
+        return f"v-{digest[:32]}"
 
     @classmethod
     def realistic(cls, *, kiosks: int = 4, residents: int = 200, seed: int = 1) -> GateWorld:
@@ -197,11 +259,30 @@ def _timeline(
     quarantined = set(rng.sample(residents, k=int(world.residents * world.quarantine_share)))
     home_site = {r: f"site-{r % world.sites:03d}" for r in residents}
     household: dict[int, list[int]] = {}
+    household_of: dict[int, str] = {}
     if world.household_max > 1:
         for h, members in enumerate(world.households()):
             for r in members:
                 home_site[r] = f"site-{h % world.sites:03d}"
                 household[r] = members
+                if world.household_ids:
+                    household_of[r] = world.household_id(h)
+    # The districts' extras draw from their own generator, so the gates' own
+    # stream (and the plain profile) is the same with or without them.
+    extra = random.Random(f"districts-{world.seed}")
+    colour: dict[int, str] = {}
+    if world.yellow_share > 0 or world.red_share > 0:
+        for r in residents:
+            roll = extra.random()
+            if roll < world.red_share:
+                colour[r] = "red"
+            elif roll < world.red_share + world.yellow_share:
+                colour[r] = "yellow"
+    venue_seq: dict[str, int] = {}
+    visitors = 0
+    workers: set[int] = set()
+    if world.worker_share > 0:
+        workers = {r for r in residents if extra.random() < world.worker_share}
     kiosks_of_site: dict[str, list[int]] = {}
     for k in range(world.kiosks):
         kiosks_of_site.setdefault(world.site_of_kiosk(k), []).append(k)
@@ -263,11 +344,12 @@ def _timeline(
                 t = t + timedelta(seconds=rng.uniform(*world.group_gap_s))
             while pending and pending[0][0] <= t:
                 due, _, pk, event = pending.pop(0)
-                yield due, world.kiosk_id(pk), event
+                yield due, world.kiosk_id(pk) if pk >= 0 else "", event
             outside[member] = not outside[member]
             seq[k] += 1
             counter += 1
             scan_id = f"{world.kiosk_id(k)}-s{seq[k]:08d}"
+            hh = household_of.get(member)
             yield (
                 t,
                 world.kiosk_id(k),
@@ -279,11 +361,64 @@ def _timeline(
                     person_id=world.person_id(member),
                     pass_id=f"pass-{world.person_id(member)}",
                     pass_status="valid",
-                    health_code="green",
+                    health_code=colour.get(member, "green"),  # type: ignore[arg-type]
                     scanned_at=t + offset[k],
                     seq=seq[k],
+                    household_id=hh,
+                    pass_kind="worker" if member in workers else None,
                 ),
             )
+            if direction == "out" and world.venues > 0 and extra.random() < world.venue_share:
+                venue_id, kind = world.venue(extra.randrange(world.venues))
+                venue_seq[venue_id] = venue_seq.get(venue_id, 0) + 1
+                due = t + timedelta(seconds=extra.uniform(5.0, 40.0))
+                checkin = ScanEvent(
+                    event_id=f"checkin-sim.{venue_id}-s{venue_seq[venue_id]:08d}",
+                    kiosk_id=venue_id,
+                    site_id=venue_id,
+                    direction="in",
+                    person_id=world.person_id(member),
+                    pass_id=f"pass-{world.person_id(member)}",
+                    pass_status="valid",
+                    health_code=colour.get(member, "green"),  # type: ignore[arg-type]
+                    scanned_at=due,
+                    seq=venue_seq[venue_id],
+                    venue_kind=kind,
+                    venue_site_id=world.site_of_kiosk(k),
+                    household_id=hh,
+                    pass_kind="worker" if member in workers else None,
+                )
+                _insert_ordered(pending, due, counter * 4 + 3, -1, checkin)
+            if direction == "in" and world.visitor_share > 0:
+                if extra.random() < world.visitor_share:
+                    visitors += 1
+                    vt = t + timedelta(seconds=extra.uniform(1.0, 20.0))
+                    seq[k] += 1
+                    visitor_scan = ScanEvent(
+                        event_id=f"{world.kiosk_id(k)}-s{seq[k]:08d}",
+                        kiosk_id=world.kiosk_id(k),
+                        site_id=world.site_of_kiosk(k),
+                        direction="in",
+                        person_id=world.visitor_id(visitors),
+                        pass_status="unknown",
+                        scanned_at=vt + offset[k],
+                        seq=seq[k],
+                        person_kind="visitor",
+                        visiting=world.person_id(member),
+                    )
+                    _insert_ordered(pending, vt, counter * 4 + 3, k, visitor_scan)
+                    celsius = round(extra.gauss(36.3, 0.3), 2)
+                    reading = TemperatureReading(
+                        event_id=f"{visitor_scan.event_id}-t0",
+                        kiosk_id=world.kiosk_id(k),
+                        site_id=world.site_of_kiosk(k),
+                        measured_at=vt + timedelta(seconds=3) + offset[k],
+                        celsius=celsius,
+                        method="forehead_ir",
+                        person_id=visitor_scan.person_id,
+                        scan_event_id=visitor_scan.event_id,
+                    )
+                    _insert_ordered(pending, vt + timedelta(seconds=3), counter * 4 + 3, k, reading)
             readings = _readings_for(rng, world, member in fevered, direction)
             for i, (delay, celsius) in enumerate(readings):
                 due = t + timedelta(seconds=delay)
@@ -300,7 +435,7 @@ def _timeline(
                 )
                 _insert_ordered(pending, due, counter * 4 + i, k, reading)
     for due, _, pk, event in pending:
-        yield due, world.kiosk_id(pk), event
+        yield due, world.kiosk_id(pk) if pk >= 0 else "", event
 
 
 def _next_arrival(rng: random.Random, t: datetime, rate: float, zone: ZoneInfo) -> datetime:

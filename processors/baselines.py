@@ -148,6 +148,13 @@ def judge_reading_for_site_drift(
     _prune_drift(state, p)
     since = t - p.drift_window
     own = [s for s in state.readings.get(kiosk, []) if since < s.time <= t]
+    if len(own) < p.drift_min_readings:
+        return []
+    # Every way out below but the last changes nothing, so the cheap ones go first:
+    # the site's other kiosks are an hour of readings to gather and sort.
+    last = state.last_drift_at.get(kiosk)
+    if last is not None and t - last < p.drift_cooldown:
+        return []
     others = [
         s.celsius
         for k, samples in state.readings.items()
@@ -155,15 +162,12 @@ def judge_reading_for_site_drift(
         for s in samples
         if since < s.time <= t
     ]
-    if len(own) < p.drift_min_readings or len(others) < p.drift_min_readings:
+    if len(others) < p.drift_min_readings:
         return []
     kiosk_median = rounded_median(s.celsius for s in own)
     site_median = rounded_median(others)
     difference = round(kiosk_median - site_median, PRECISION)
     if abs(difference) <= p.drift_delta_c:
-        return []
-    last = state.last_drift_at.get(kiosk)
-    if last is not None and t - last < p.drift_cooldown:
         return []
     state.last_drift_at[kiosk] = t
     return [
@@ -192,12 +196,13 @@ def _prune_drift(state: DriftState, p: ScreeningPolicy) -> None:
     newest = state.newest
     if newest is None:
         return
-    for kiosk in list(state.readings):
-        kept = [s for s in state.readings[kiosk] if s.time > newest - p.drift_window]
-        if kept:
-            state.readings[kiosk] = kept
-        else:
+    bound = newest - p.drift_window
+    for kiosk, samples in list(state.readings.items()):
+        kept = [s for s in samples if s.time > bound]
+        if not kept:
             del state.readings[kiosk]
+        elif len(kept) != len(samples):
+            state.readings[kiosk] = kept
     for kiosk, last in list(state.last_drift_at.items()):
         if newest - last >= p.drift_cooldown:
             del state.last_drift_at[kiosk]

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -41,6 +42,7 @@ from faust.streams import _current_event
 
 from processors.agents import EXIT_BROKER_LOST, Outcomes, exit_at_once, is_transient
 from processors.app import Topics
+from processors.table_writes import TableWrites, Write, Writer
 from scantrail import contract
 
 log = logging.getLogger(__name__)
@@ -59,6 +61,8 @@ class Batching:
 
     max_events: int = 2000
     within_s: float = 0.02
+    writer: Writer | None = None
+    """How a batch's table writes are made (None: faust's own, one key at a time)."""
 
 
 @contextmanager
@@ -115,13 +119,14 @@ def one_line(raw: bytes, encode: Callable[[], bytes]) -> bytes:
 class Effects:
     """What one batch will do once it is done deciding (see the module docstring for the order)."""
 
-    def __init__(self, topics: Topics, outcomes: Outcomes) -> None:
+    def __init__(self, topics: Topics, outcomes: Outcomes, writer: Writer | None = None) -> None:
         self.topics = topics
         self.outcomes = outcomes
+        self.writer: Writer = writer or TableWrites()
         self.alerts: list[contract.Alert] = []
         self.letters: list[contract.DeadLetter] = []
         self.forwards: dict[tuple[int, int], tuple[Any, list[bytes]]] = {}
-        self.writes: dict[tuple[int, Any], tuple[Any, Callable[[], None]]] = {}
+        self.writes: dict[tuple[int, bytes], Write] = {}
         self.later: list[Callable[[], None]] = []
 
     def alert(self, alerts: Sequence[contract.Alert]) -> None:
@@ -152,9 +157,14 @@ class Effects:
         else:
             forward[1].append(record)
 
-    def write(self, event: Any, table: Any, key: Any, put: Callable[[], None]) -> None:
-        """A table write for after the sends; a later write of the same key replaces it."""
-        self.writes[(id(table), key)] = (event, put)
+    def write(self, event: Any, table: Any, key: bytes, value: Callable[[], Any] | None) -> None:
+        """A table write for after the sends (``value`` None: a delete).
+
+        A later write of the same key in the batch replaces it; the value is
+        made only when the batch is written, so it is the key's last state.
+        The key lives in ``event``'s partition, as a one-event agent writes it.
+        """
+        self.writes[(id(table), key)] = Write(table, event.message.partition, key, value, event)
 
     def discard_write(self, table: Any, key: Any) -> bool:
         """Drop a write not yet made; True if there was one."""
@@ -180,9 +190,7 @@ class Effects:
         if futures:
             await asyncio.gather(*futures)
         self.outcomes.counts["alert"] += len(self.alerts)
-        for event, put in self.writes.values():
-            with acting_for(event):
-                put()
+        await self.writer.write(list(self.writes.values()))
         for step in self.later:
             step()
 
@@ -201,6 +209,7 @@ async def run_batched(
     after: Callable[[], Any] | None = None,
     trim: Sequence[Any] = (),
     fatal: Callable[[int], Any] = exit_at_once,
+    writer: Writer | None = None,
 ) -> None:
     """Run ``handle`` over each event of each batch, then make the batch's effects durable.
 
@@ -216,37 +225,159 @@ async def run_batched(
 
     ``<stage>_batches`` and ``<stage>_batched_events`` on ``/stats`` give the
     mean batch size: near one means the stage is idle or starved, not batching.
+    ``<stage>_judge_ms`` (running the rules) and ``<stage>_flush_ms`` (sends,
+    acks, table writes, ticks) show where a stage's time goes.
     ``after`` runs once a batch is durable (it may send watermark ticks);
     ``trim`` holds the state caches to bound between batches (never during
     one: a state changed by this batch must stay the object that is written).
     """
     counts = outcomes.counts
+    batches, batched = f"{stage}_batches", f"{stage}_batched_events"
+    judge_ms = f"{stage}_judge_ms"
+    pipeline = Pipeline(stream, stage, outcomes, after, fatal)
     async for events in stream.take_events(batching.max_events, batching.within_s):
-        counts[f"{stage}_batches"] += 1
-        counts[f"{stage}_batched_events"] += len(events)
-        effects = Effects(topics, outcomes)
-        for event in events:
-            try:
-                with acting_for(event):
-                    handle(event, effects)
-            except Exception as exc:
-                if is_transient(exc):
-                    _end(stage, exc, fatal, EXIT_BROKER_LOST)
-                    return
-                outcomes.counts[f"{stage}_error"] += 1
-                log.exception("%s: internal error on an event; dead-lettering it", stage)
-                effects.dead_letter(event, f"{stage}: internal error {type(exc).__name__}: {exc}")
-        try:
-            await effects.flush()
-            if after is not None:
-                await after()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            _end(stage, exc, fatal, EXIT_BROKER_LOST if is_transient(exc) else EXIT_SOFTWARE)
+        if pipeline.failed:
             return
-        for states in trim:
-            states.trim()
+        if pipeline.idle():
+            for states in trim:  # nothing judged is unwritten now
+                states.trim()
+        hold(events)
+        started = time.perf_counter()
+        counts[batches] += 1
+        counts[batched] += len(events)
+        effects = pipeline.effects(lambda: Effects(topics, outcomes, writer or batching.writer))
+        if not judge_batch(events, handle, effects, stage, outcomes, fatal):
+            return
+        pipeline.add(events)
+        counts[judge_ms] += round((time.perf_counter() - started) * 1000)
+        await pipeline.kick(limit=8 * batching.max_events)
+    await pipeline.close()
+
+
+class Pipeline:
+    """Judged batches waiting to be made durable, and the one flush in flight.
+
+    While a flush runs, the batches that arrive are judged into one shared
+    :class:`Effects` (a group commit): when the flush ends, they are made
+    durable together, one write per key and one message per partition for
+    all of them. A flush's cost is mostly waiting for acks, so this is what
+    lets a stage keep up; order is kept because flushes run one at a time.
+    """
+
+    def __init__(
+        self,
+        stream: Any,
+        stage: str,
+        outcomes: Outcomes,
+        after: Callable[[], Any] | None,
+        fatal: Callable[[int], Any],
+    ) -> None:
+        self.stream, self.stage, self.outcomes = stream, stage, outcomes
+        self.after, self.fatal = after, fatal
+        self.waiting: Effects | None = None
+        self.events: list[Any] = []
+        self.task: asyncio.Future[None] | None = None
+        self.failed = False
+
+    def effects(self, make: Callable[[], Effects]) -> Effects:
+        if self.waiting is None:
+            self.waiting = make()
+        return self.waiting
+
+    def add(self, events: Sequence[Any]) -> None:
+        self.events.extend(events)
+
+    def idle(self) -> bool:
+        return (self.task is None or self.task.done()) and self.waiting is None
+
+    async def kick(self, limit: int) -> None:
+        """Start the flush if none runs; wait for it when too much is waiting."""
+        if self.task is None or self.task.done():
+            self.task = asyncio.ensure_future(self._drain())
+        elif len(self.events) >= limit:
+            await self.task
+
+    async def _drain(self) -> None:
+        while self.waiting is not None and not self.failed:
+            effects, events = self.waiting, self.events
+            self.waiting, self.events = None, []
+            self.outcomes.counts[f"{self.stage}_flushes"] += 1
+            ok = await finish(
+                self.stream, events, effects, self.stage, self.outcomes, self.after, self.fatal
+            )
+            self.failed = not ok
+
+    async def close(self) -> None:
+        while self.task is not None and not self.task.done():
+            await self.task
+        if self.waiting is not None and not self.failed:
+            await self._drain()
+
+
+def hold(events: Sequence[Any]) -> None:
+    """Keep faust from committing ``events`` when ``take_events`` acks them.
+
+    ``take_events`` acks a batch as soon as the agent asks for the next one.
+    One more reference on each message makes that ack not the last, so the
+    offset becomes committable only when :func:`finish` acks it again, once
+    the batch's effects are durable. The next batch is judged meanwhile.
+    """
+    for event in events:
+        incref = getattr(event.message, "incref", None)
+        if incref is not None:
+            incref()
+
+
+def judge_batch(
+    events: Sequence[Any],
+    handle: Handler,
+    effects: Effects,
+    stage: str,
+    outcomes: Outcomes,
+    fatal: Callable[[int], Any],
+) -> bool:
+    """Run the rules over each event; False if the worker must end (a broker failure)."""
+    for event in events:
+        try:
+            with acting_for(event):
+                handle(event, effects)
+        except Exception as exc:
+            if is_transient(exc):
+                _end(stage, exc, fatal, EXIT_BROKER_LOST)
+                return False
+            outcomes.counts[f"{stage}_error"] += 1
+            log.exception("%s: internal error on an event; dead-lettering it", stage)
+            effects.dead_letter(event, f"{stage}: internal error {type(exc).__name__}: {exc}")
+    return True
+
+
+async def finish(
+    stream: Any,
+    events: Sequence[Any],
+    effects: Effects,
+    stage: str,
+    outcomes: Outcomes,
+    after: Callable[[], Any] | None,
+    fatal: Callable[[int], Any],
+) -> bool:
+    """Make a judged batch durable, then release its events to faust's commit."""
+    started = time.perf_counter()
+    try:
+        await effects.flush()
+        if after is not None:
+            await after()
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        _end(stage, exc, fatal, EXIT_BROKER_LOST if is_transient(exc) else EXIT_SOFTWARE)
+        return False
+    outcomes.counts[f"{stage}_flush_ms"] += round((time.perf_counter() - started) * 1000)
+    for event in events:
+        if hasattr(event.message, "incref"):
+            # The reference hold() took: faust's own ack of the batch (and its
+            # sensors) already ran, so only the message's count is released.
+            event.ack()
+    return True
 
 
 def _end(stage: str, exc: BaseException, fatal: Callable[[int], Any], code: int) -> None:

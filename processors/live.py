@@ -42,6 +42,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -62,7 +63,7 @@ from processors.live_state import (
 from processors.screening import (
     apply_quarantine,
     expire_pending,
-    judge_reading_for_kiosk,
+    judge_kiosk,
     judge_reading_for_person,
     judge_scan,
     pending_deadline,
@@ -97,185 +98,161 @@ def reading_sort_key(reading: contract.TemperatureReading, rank: int) -> str:
     return f"{time_key(reading.measured_at)}|{reading.event_id}|{rank}"
 
 
-def install_screening(
-    app: faust.App,
-    topics: Topics,
-    policy: PolicyLike,
-    outcomes: Outcomes,
-    partitions: int,
-    batching: Batching,
-    on_scan: ScanHook | None = None,
-    scan_caches: Sequence[StateTable] = (),
-) -> None:
-    """Create the internal topics, tables and agents of the live screening.
+def tick_marks(event: Any) -> dict[str, Any] | None:
+    """The marks a watermark tick carries (None: a tick of an older release)."""
+    marks = json.loads(event.value).get("marks")
+    return marks if isinstance(marks, dict) else None
 
-    ``on_scan`` is also given every valid scan the gate agent judged (the
-    worker indexes contact trails there), with ``scan_caches`` its caches.
-    """
-    app_id = app.conf.id
 
-    def internal(name: str) -> Any:
-        return app.topic(
-            f"{app_id}-{name}",
+@dataclass
+class Shard:
+    """What every stage shares: the app, its topics, the policy, the counts, the batching."""
+
+    app: faust.App
+    topics: Topics
+    policy: PolicyLike
+    outcomes: Outcomes
+    partitions: int
+    batching: Batching
+
+    def internal(self, name: str) -> Any:
+        """An internal topic with as many partitions as the tables beside it."""
+        return self.app.topic(
+            f"{self.app.conf.id}-{name}",
             key_serializer="raw",
             value_serializer="raw",
-            partitions=partitions,
+            partitions=self.partitions,
             internal=True,
         )
 
-    def table(name: str) -> Any:
+    def table(self, name: str) -> Any:
         # bytes keys are stored raw, so a table's changelog partitions like its source topic.
-        return app.Table(name, default=None, key_type=bytes, partitions=partitions)
+        return self.app.Table(name, default=None, key_type=bytes, partitions=self.partitions)
 
-    by_person, by_site = internal("by-person"), internal("by-site")
-    persons_table = table("person-state")
-    kiosks = StateTable(table("kiosk-state"), KioskState)
-    persons = StateTable(persons_table, PersonState)
-    gates = StateTable(table("gate-state"), GateState)
-    clusters = StateTable(table("cluster-state"), ClusterState)
-    drifts = StateTable(table("drift-state"), DriftState)
-    person_buffer = ReorderBuffer(table("person-buffer"))
-    site_buffer = ReorderBuffer(table("site-buffer"))
-    source = SourceWatermarks()
-    sent_marks: dict[int, datetime] = {}
-    due_site_marks: dict[int, datetime] = {}  # person partition -> judged up to, not yet told
-    tick_sent_at = {"source": 0.0, "person": 0.0}
-    # Every internal topic has ``partitions`` partitions, and so has the source topic.
-    person_marks: dict[int, UpstreamWatermark] = defaultdict(lambda: UpstreamWatermark(partitions))
-    site_marks: dict[int, UpstreamWatermark] = defaultdict(lambda: UpstreamWatermark(partitions))
-    pending = PendingIndex()
-    temperatures_topic = topics.temperatures.get_topic_name()
-
-    @app.on_partitions_assigned.connect
-    async def forget_positions(sender: Any, assigned: Any, **kwargs: Any) -> None:
-        """A rebalance re-delivers from committed offsets: in-memory indexes start over."""
-        person_buffer.forget()
-        site_buffer.forget()
-        for states in (kiosks, persons, gates, clusters, drifts):
-            states.forget()
-        pending.forget()
-        person_marks.clear()
-        site_marks.clear()
-        sent_marks.clear()
-        due_site_marks.clear()
-        source.reset(time.monotonic())
-
-    def refused_for_skew(event: Any, moment: datetime, effects: Effects) -> bool:
+    def refused_for_skew(self, event: Any, moment: datetime, effects: Effects) -> bool:
         """Dead-letter an event stamped too far in the future (see processors.skew)."""
         skew = clock_skew_reason(moment, datetime.now(UTC))
         if skew is None:
             return False
-        outcomes.counts["clock_skew"] += 1
+        self.outcomes.counts["clock_skew"] += 1
         effects.dead_letter(event, skew)
         return True
 
-    async def broadcast(topic: Any, payload: dict[str, Any]) -> None:
+    def run(self, source: Any, stage: Stage) -> None:
+        """One agent over ``source`` that runs ``stage`` batch by batch."""
+
+        async def agent(stream: Any) -> None:
+            await run_batched(
+                stream,
+                stage.step,
+                self.topics,
+                self.outcomes,
+                stage.name,
+                self.batching,
+                after=stage.after,
+                trim=stage.caches,
+            )
+
+        self.app.agent(source, name=stage.name)(agent)
+
+
+class Stage:
+    """One step of the topology: its tables, and what it does with each event of a batch."""
+
+    name = ""
+    caches: tuple[Any, ...] = ()
+
+    def step(self, event: Any, effects: Effects) -> None:
+        raise NotImplementedError
+
+    async def after(self) -> None:
+        """Once a batch is durable (watermark ticks go out here)."""
+
+    def forget(self) -> None:
+        """A rebalance re-delivers from committed offsets: in-memory indexes start over."""
+        for cache in self.caches:
+            cache.forget()
+
+
+class Watermarks:
+    """Event-time progress: of the source partitions, and of each stage's partitions.
+
+    The kiosk stage tells the person stage how far every source partition has
+    certainly delivered; the person stage tells the site stage how far it has
+    judged and forwarded. Ticks are broadcast to every partition, at most once
+    per :data:`TICK_EVERY_S` per stage (:mod:`processors.watermarks`).
+    """
+
+    def __init__(self, shard: Shard, by_person: Any, by_site: Any) -> None:
+        self.shard = shard
+        self.by_person, self.by_site = by_person, by_site
+        self.temperatures = shard.topics.temperatures.get_topic_name()
+        self.source = SourceWatermarks()
+        self.sent: dict[int, datetime] = {}
+        self.due_sites: dict[int, datetime] = {}  # person partition -> judged up to, not yet told
+        self.sent_at = {"source": 0.0, "person": 0.0}
+        # Every internal topic has ``partitions`` partitions, and so has the source topic.
+        n = shard.partitions
+        self.persons: dict[int, UpstreamWatermark] = defaultdict(lambda: UpstreamWatermark(n))
+        self.sites: dict[int, UpstreamWatermark] = defaultdict(lambda: UpstreamWatermark(n))
+
+    def forget(self) -> None:
+        self.persons.clear()
+        self.sites.clear()
+        self.sent.clear()
+        self.due_sites.clear()
+        self.source.reset(time.monotonic())
+
+    async def broadcast(self, topic: Any, payload: dict[str, Any]) -> None:
         value = json.dumps(payload).encode()
-        for partition in range(partitions):
+        for partition in range(self.shard.partitions):
             await topic.send(key=TICK_KEY, value=value, partition=partition)
 
-    # --- kiosks: validity, unidentified fevers; fan out by person ------------------------
-
-    def screen_kiosk(event: Any, effects: Effects) -> None:
-        message = event.message
-        partition, offset = message.partition, message.offset
-        # The offset counts as delivered once the batch is durable, in offset
-        # order, and with the reading's time only if the reading went on.
-        moment: list[datetime | None] = [None]
-        effects.then(lambda: source.delivered(partition, offset, moment[0], time.monotonic()))
+    def highwater(self, partition: int) -> int | None:
         try:
-            reading = decode_as(message.value, contract.TemperatureReading)
-        except ContractError as exc:
-            outcomes.counts["deadletter"] += 1
-            effects.dead_letter(event, str(exc))
-            return
-        if refused_for_skew(event, reading.measured_at, effects):
-            return
-        outcomes.counts["temperature"] += 1
-        state = kiosks.load(reading.kiosk_id)
-        window = (tuple(state.invalid), state.last_fault_at)
-        alerts = judge_reading_for_kiosk(state, reading, policy)
-        effects.alert(alerts)
-        # A valid reading changes only the kiosk's duplicate filter (a day of ids,
-        # the bulk of the state). That is written with the next change that
-        # matters, not per reading: what a restart forgets there, the person
-        # stage filters again, and an unidentified fever is written at once, so
-        # a repeat is at worst the same alert (same alert_id) a crash may repeat.
-        if alerts or (tuple(state.invalid), state.last_fault_at) != window:
-            kiosks.save(effects, event, reading.kiosk_id, state)
-        # Forwarded whatever the kiosk's duplicate filter says: a crash between
-        # the state write and the send must not lose the reading downstream.
-        owner = (reading.person_id or f"~{reading.kiosk_id}").encode()
-        record = one_line(message.value, lambda: contract.encode(reading))
-        effects.forward(by_person, partition_of(owner, partitions), record)
-        moment[0] = reading.measured_at
-
-    @app.agent(topics.temperatures, name="screen-kiosks")
-    async def screen_kiosks(stream: Any) -> None:
-        await run_batched(
-            stream,
-            screen_kiosk,
-            topics,
-            outcomes,
-            "screen-kiosks",
-            batching,
-            after=advance_watermark,
-            trim=(kiosks,),
-        )
-
-    def highwater(partition: int) -> int | None:
-        try:
-            value = app.consumer.highwater(TP(temperatures_topic, partition))
+            value = self.shard.app.consumer.highwater(TP(self.temperatures, partition))
         except Exception:
             return None
         return None if value is None else int(value)
 
-    async def learn_starts() -> None:
+    async def learn_starts(self) -> None:
         """Owned source partitions that have not delivered: where will they start?"""
-        consumer = app.consumer
-        owned = {tp.partition for tp in consumer.assignment() if tp.topic == temperatures_topic}
-        source.assign(owned, time.monotonic())
-        for partition in source.waiting():
-            tp = TP(temperatures_topic, partition)
+        consumer = self.shard.app.consumer
+        owned = {tp.partition for tp in consumer.assignment() if tp.topic == self.temperatures}
+        self.source.assign(owned, time.monotonic())
+        for partition in self.source.waiting():
+            tp = TP(self.temperatures, partition)
             # faust's record of the committed offset it sought to (None: nothing committed).
             committed = consumer._committed_offset.get(tp)
             if committed is None:
                 committed = (await consumer.earliest_offsets(tp)).get(tp)
             if committed is not None:
-                source.starts_at(partition, int(committed))
+                self.source.starts_at(partition, int(committed))
 
-    async def advance_watermark(throttled: bool = True) -> None:
+    async def advance(self, throttled: bool = True) -> None:
+        """Tell the person stage how far the source has certainly delivered."""
         wall = time.monotonic()
-        if throttled and wall - tick_sent_at["source"] < TICK_EVERY_S:
+        if throttled and wall - self.sent_at["source"] < TICK_EVERY_S:
             return  # the tick timer sends it shortly
-        marks = source.marks(wall, datetime.now(UTC), highwater)
-        moved = {p: at for p, at in marks.items() if p not in sent_marks or at > sent_marks[p]}
+        marks = self.source.marks(wall, datetime.now(UTC), self.highwater)
+        sent = self.sent
+        moved = {p: at for p, at in marks.items() if p not in sent or at > sent[p]}
         if moved:
-            sent_marks.update(moved)
-            tick_sent_at["source"] = wall
-            await broadcast(by_person, {"marks": encode_marks(sent_marks)})
+            sent.update(moved)
+            self.sent_at["source"] = wall
+            await self.broadcast(self.by_person, {"marks": encode_marks(sent)})
 
-    async def tell_sites(throttled: bool = True) -> None:
-        """Tell the site shards how far person partitions have judged (and forwarded)."""
+    async def tell_sites(self, throttled: bool = True) -> None:
+        """Tell the site stage how far person partitions have judged (and forwarded)."""
         wall = time.monotonic()
-        if not due_site_marks or throttled and wall - tick_sent_at["person"] < TICK_EVERY_S:
+        if not self.due_sites or throttled and wall - self.sent_at["person"] < TICK_EVERY_S:
             return
-        payload = encode_marks(due_site_marks)
-        due_site_marks.clear()
-        tick_sent_at["person"] = wall
-        await broadcast(by_site, {"marks": payload})
+        payload = encode_marks(self.due_sites)
+        self.due_sites.clear()
+        self.sent_at["person"] = wall
+        await self.broadcast(self.by_site, {"marks": payload})
 
-    @app.timer(interval=TICK_EVERY_S)
-    async def send_due_ticks() -> None:
-        await advance_watermark(throttled=False)
-        await tell_sites(throttled=False)
-
-    @app.timer(interval=2.0)
-    async def follow_assignment() -> None:
-        """Learn where newly owned temperature partitions start (see processors.watermarks)."""
-        await learn_starts()
-
-    def watermark_report() -> dict[str, Any]:
+    def report(self) -> dict[str, Any]:
         """Event-time progress of every stage: what an operator checks when alerts lag."""
 
         def text(at: datetime | None) -> str | None:
@@ -286,164 +263,247 @@ def install_screening(
                 str(p): {
                     "newest": text(progress.newest),
                     "next_offset": progress.next_offset,
-                    "highwater": highwater(p),
-                    "sent": text(sent_marks.get(p)),
+                    "highwater": self.highwater(p),
+                    "sent": text(self.sent.get(p)),
                 }
-                for p, progress in sorted(source.progress.items())
+                for p, progress in sorted(self.source.progress.items())
             },
-            "persons": {str(p): text(m.passed) for p, m in sorted(person_marks.items())},
-            "sites": {str(p): text(m.passed) for p, m in sorted(site_marks.items())},
+            "persons": {str(p): text(m.passed) for p, m in sorted(self.persons.items())},
+            "sites": {str(p): text(m.passed) for p, m in sorted(self.sites.items())},
         }
 
-    @app.timer(interval=30.0)
-    async def log_watermarks() -> None:
-        log.info("watermarks: %s", json.dumps(watermark_report()))
+    def install(self, app: faust.App) -> None:
+        """The tick timers, the start-offset follower and ``/watermarks``."""
 
-    @app.page("/watermarks")
-    async def watermarks_view(web: Any, request: Any) -> Any:
-        return web.json(watermark_report())
+        @app.timer(interval=TICK_EVERY_S)
+        async def send_due_ticks() -> None:
+            await self.advance(throttled=False)
+            await self.tell_sites(throttled=False)
 
-    # --- persons: re-measure and baselines, in event-time order ---------------------------
+        @app.timer(interval=2.0)
+        async def follow_assignment() -> None:
+            """Learn where newly owned temperature partitions start (see processors.watermarks)."""
+            await self.learn_starts()
 
-    def judge_person_reading(
-        event: Any, effects: Effects, reading: contract.TemperatureReading, record: bytes
-    ) -> None:
-        partition = event.message.partition
-        for person_id in pending.due(partition, reading.measured_at):
-            expire_person(event, effects, person_id, reading.measured_at)
-        site_partition = partition_of(reading.site_id.encode(), partitions)
-        if reading.person_id is not None:
-            state = persons.load(reading.person_id)
-            alerts, confirmations = judge_reading_for_person(state, reading, policy)
-            effects.alert(alerts)
-            for confirmation in confirmations:
-                item = {"confirmation": confirmation.to_dict()}
-                effects.forward(by_site, site_partition, json.dumps(item).encode())
-            deadline = pending_deadline(state, policy)
-            if deadline is not None:
-                pending.push(partition, deadline, reading.person_id)
-            persons.save(effects, event, reading.person_id, state)
-        effects.forward(by_site, site_partition, record)
+        @app.timer(interval=30.0)
+        async def log_watermarks() -> None:
+            log.info("watermarks: %s", json.dumps(self.report()))
 
-    def expire_person(event: Any, effects: Effects, person_id: str, now: datetime) -> None:
-        state = persons.load(person_id)
-        alerts = expire_pending(state, now, policy)
-        if alerts:
-            effects.alert(alerts)
-            persons.save(effects, event, person_id, state)
+        @app.page("/watermarks")
+        async def watermarks_view(web: Any, request: Any) -> Any:
+            return web.json(self.report())
 
-    def expire_due(event: Any, effects: Effects, now: datetime) -> None:
-        for person_id in pending.due(event.message.partition, now):
-            expire_person(event, effects, person_id, now)
 
-    def screen_person_message(event: Any, effects: Effects) -> None:
-        partition = event.message.partition
-        if partition not in pending.indexed:
-            _index_pending(persons_table, pending, policy, partition, partitions)
-        if event.key == TICK_KEY:
-            marks = json.loads(event.value).get("marks")
-            if not isinstance(marks, dict):
-                return  # a tick of an older release: its successor will come
-            mark = person_marks[partition].update(decode_marks(marks))
-            if mark is None:
-                return
-            for text in person_buffer.take_until(effects, event, f"{time_key(mark)}|~"):
-                record = text.encode()
-                reading = decode_as(record, contract.TemperatureReading)
-                judge_person_reading(event, effects, reading, record)
-            expire_due(event, effects, mark)
-            # Told only once what was judged up to the mark has been forwarded.
-            effects.then(lambda: due_site_marks.__setitem__(partition, mark))
+class KioskStage(Stage):
+    """Validity and unidentified fevers per kiosk; every reading goes on to its person."""
+
+    name = "screen-kiosks"
+
+    def __init__(self, shard: Shard, marks: Watermarks, by_person: Any) -> None:
+        self.shard, self.marks, self.by_person = shard, marks, by_person
+        self.kiosks = StateTable(shard.table("kiosk-state"), KioskState)
+        self.caches = (self.kiosks,)
+
+    def step(self, event: Any, effects: Effects) -> None:
+        shard, message = self.shard, event.message
+        partition, offset = message.partition, message.offset
+        # The offset counts as delivered once the batch is durable, in offset
+        # order, and with the reading's time only if the reading went on.
+        moment: list[datetime | None] = [None]
+        source = self.marks.source
+        effects.then(lambda: source.delivered(partition, offset, moment[0], time.monotonic()))
+        try:
+            reading = decode_as(message.value, contract.TemperatureReading)
+        except ContractError as exc:
+            shard.outcomes.counts["deadletter"] += 1
+            effects.dead_letter(event, str(exc))
             return
-        passed = person_marks[partition].passed
+        if shard.refused_for_skew(event, reading.measured_at, effects):
+            return
+        shard.outcomes.counts["temperature"] += 1
+        state = self.kiosks.load(reading.kiosk_id)
+        verdict = judge_kiosk(state, reading, shard.policy)
+        effects.alert(verdict.alerts)
+        if verdict.changed:
+            self.kiosks.save(effects, event, reading.kiosk_id, state)
+        # Forwarded whatever the kiosk's duplicate filter says: a crash between
+        # the state write and the send must not lose the reading downstream.
+        owner = (reading.person_id or f"~{reading.kiosk_id}").encode()
+        record = one_line(message.value, lambda: contract.encode(reading))
+        effects.forward(self.by_person, partition_of(owner, shard.partitions), record)
+        moment[0] = reading.measured_at
+
+    async def after(self) -> None:
+        await self.marks.advance()
+
+
+class PersonStage(Stage):
+    """Re-measure and baselines per person, in event-time order; readings go on to their site."""
+
+    name = "screen-persons"
+
+    def __init__(self, shard: Shard, marks: Watermarks, by_site: Any) -> None:
+        self.shard, self.marks, self.by_site = shard, marks, by_site
+        self.table = shard.table("person-state")
+        self.persons = StateTable(self.table, PersonState)
+        self.buffer = ReorderBuffer(shard.table("person-buffer"))
+        self.pending = PendingIndex()
+        self.caches = (self.persons,)
+
+    def forget(self) -> None:
+        super().forget()
+        self.buffer.forget()
+        self.pending.forget()
+
+    def step(self, event: Any, effects: Effects) -> None:
+        partition = event.message.partition
+        if partition not in self.pending.indexed:
+            _index_pending(self.table, self.pending, self.shard.policy, partition, self.shard)
+        if event.key == TICK_KEY:
+            self.on_tick(event, effects)
+            return
+        passed = self.marks.persons[partition].passed
         rows: list[tuple[str, str]] = []
         for record in split_records(event.value):
             reading = decode_as(record, contract.TemperatureReading)
             if passed is not None and reading.measured_at <= passed:
-                outcomes.counts["late"] += 1
-                judge_person_reading(event, effects, reading, record)
-                expire_due(event, effects, passed)
+                self.shard.outcomes.counts["late"] += 1
+                self.judge(event, effects, reading, record)
+                self.expire_due(event, effects, passed)
             else:
                 rows.append((reading_sort_key(reading, 0), record.decode()))
         if rows:
-            person_buffer.add(effects, event, rows)
+            self.buffer.add(effects, event, rows)
 
-    @app.agent(by_person, name="screen-persons")
-    async def screen_persons(stream: Any) -> None:
-        await run_batched(
-            stream,
-            screen_person_message,
-            topics,
-            outcomes,
-            "screen-persons",
-            batching,
-            after=tell_sites,
-            trim=(persons,),
-        )
-
-    # --- sites: clusters of confirmed fevers, kiosk drift -----------------------------------
-
-    def judge_site_item(event: Any, effects: Effects, item: dict[str, Any]) -> None:
-        if "confirmation" in item:
-            confirmation = Confirmation.from_dict(item["confirmation"])
-            cluster = clusters.load(confirmation.site_id)
-            effects.alert(judge_confirmation_for_site(cluster, confirmation, policy))
-            clusters.save(effects, event, confirmation.site_id, cluster)
+    def on_tick(self, event: Any, effects: Effects) -> None:
+        partition = event.message.partition
+        marks = tick_marks(event)
+        mark = None if marks is None else self.marks.persons[partition].update(decode_marks(marks))
+        if mark is None:
             return
-        reading = contract.from_dict(item)
-        if not isinstance(reading, contract.TemperatureReading):
-            return
-        drift = drifts.load(reading.site_id)
-        effects.alert(judge_reading_for_site_drift(drift, reading, policy))
-        drifts.save(effects, event, reading.site_id, drift)
+        for text in self.buffer.take_until(effects, event, f"{time_key(mark)}|~"):
+            record = text.encode()
+            self.judge(event, effects, decode_as(record, contract.TemperatureReading), record)
+        self.expire_due(event, effects, mark)
+        # Told only once what was judged up to the mark has been forwarded.
+        effects.then(lambda: self.marks.due_sites.__setitem__(partition, mark))
 
-    def screen_site_message(event: Any, effects: Effects) -> None:
+    def judge(
+        self, event: Any, effects: Effects, reading: contract.TemperatureReading, record: bytes
+    ) -> None:
+        partition, policy = event.message.partition, self.shard.policy
+        self.expire_due(event, effects, reading.measured_at)
+        site_partition = partition_of(reading.site_id.encode(), self.shard.partitions)
+        if reading.person_id is not None:
+            state = self.persons.load(reading.person_id)
+            alerts, confirmations = judge_reading_for_person(state, reading, policy)
+            effects.alert(alerts)
+            for confirmation in confirmations:
+                item = {"confirmation": confirmation.to_dict()}
+                effects.forward(self.by_site, site_partition, json.dumps(item).encode())
+            deadline = pending_deadline(state, policy)
+            if deadline is not None:
+                self.pending.push(partition, deadline, reading.person_id)
+            self.persons.save(effects, event, reading.person_id, state)
+        effects.forward(self.by_site, site_partition, record)
+
+    def expire_due(self, event: Any, effects: Effects, now: datetime) -> None:
+        for person_id in self.pending.due(event.message.partition, now):
+            state = self.persons.load(person_id)
+            alerts = expire_pending(state, now, self.shard.policy)
+            if alerts:
+                effects.alert(alerts)
+                self.persons.save(effects, event, person_id, state)
+
+    async def after(self) -> None:
+        await self.marks.tell_sites()
+
+
+class SiteStage(Stage):
+    """Clusters of confirmed fevers and kiosk drift per site, in event-time order."""
+
+    name = "screen-sites"
+
+    def __init__(self, shard: Shard, marks: Watermarks) -> None:
+        self.shard, self.marks = shard, marks
+        self.clusters = StateTable(shard.table("cluster-state"), ClusterState)
+        self.drifts = StateTable(shard.table("drift-state"), DriftState)
+        self.buffer = ReorderBuffer(shard.table("site-buffer"))
+        self.caches = (self.clusters, self.drifts)
+
+    def forget(self) -> None:
+        super().forget()
+        self.buffer.forget()
+
+    def step(self, event: Any, effects: Effects) -> None:
         partition = event.message.partition
         if event.key == TICK_KEY:
-            marks = json.loads(event.value).get("marks")
-            if not isinstance(marks, dict):
-                return  # a tick of an older release
+            marks = tick_marks(event)
             # The watermark is complete only once every person partition reported.
-            before = site_marks[partition].update(decode_marks(marks))
+            before = (
+                None if marks is None else self.marks.sites[partition].update(decode_marks(marks))
+            )
             if before is not None:
-                for text in site_buffer.take_until(effects, event, f"{time_key(before)}|~"):
-                    judge_site_item(event, effects, json.loads(text))
+                for text in self.buffer.take_until(effects, event, f"{time_key(before)}|~"):
+                    self.judge(event, effects, json.loads(text))
             return
-        done = site_marks[partition].passed
+        done = self.marks.sites[partition].passed
         bound = None if done is None else f"{time_key(done)}|~"
         rows: list[tuple[str, str]] = []
         for record in split_records(event.value):
             item = json.loads(record)
-            if "confirmation" in item:
-                second = item["confirmation"]["second"]
-                at = datetime.fromisoformat(second["time"])
-                sort_key = f"{time_key(at)}|{second['event_id']}|0"
-            else:
-                reading = decode_as(record, contract.TemperatureReading)
-                sort_key = reading_sort_key(reading, 1)
+            sort_key = site_sort_key(item, record)
             if bound is not None and sort_key <= bound:
-                outcomes.counts["late"] += 1
-                judge_site_item(event, effects, item)
+                self.shard.outcomes.counts["late"] += 1
+                self.judge(event, effects, item)
             else:
                 rows.append((sort_key, record.decode()))
         if rows:
-            site_buffer.add(effects, event, rows)
+            self.buffer.add(effects, event, rows)
 
-    @app.agent(by_site, name="screen-sites")
-    async def screen_sites(stream: Any) -> None:
-        await run_batched(
-            stream,
-            screen_site_message,
-            topics,
-            outcomes,
-            "screen-sites",
-            batching,
-            trim=(clusters, drifts),
-        )
+    def judge(self, event: Any, effects: Effects, item: dict[str, Any]) -> None:
+        policy = self.shard.policy
+        if "confirmation" in item:
+            confirmation = Confirmation.from_dict(item["confirmation"])
+            cluster = self.clusters.load(confirmation.site_id)
+            effects.alert(judge_confirmation_for_site(cluster, confirmation, policy))
+            self.clusters.save(effects, event, confirmation.site_id, cluster)
+            return
+        reading = contract.from_dict(item)
+        if not isinstance(reading, contract.TemperatureReading):
+            return
+        drift = self.drifts.load(reading.site_id)
+        effects.alert(judge_reading_for_site_drift(drift, reading, policy))
+        self.drifts.save(effects, event, reading.site_id, drift)
 
-    # --- gates: quarantine breaches and pass problems (already keyed by person) ---------------
 
-    def screen_gate(event: Any, effects: Effects) -> None:
+def site_sort_key(item: dict[str, Any], record: bytes) -> str:
+    """Where a forwarded reading or confirmation falls in the site stage's event-time order."""
+    if "confirmation" in item:
+        second = item["confirmation"]["second"]
+        at = datetime.fromisoformat(second["time"])
+        return f"{time_key(at)}|{second['event_id']}|0"
+    return reading_sort_key(decode_as(record, contract.TemperatureReading), 1)
+
+
+class GateStage(Stage):
+    """Quarantine breaches and pass problems per person (scans are already keyed by person).
+
+    :meth:`judge` is the place for a new gate rule: it gets the person's gate
+    state and a valid scan, and returns the alerts; the state is written when
+    a rule raised one (a scan that raises nothing changes only the person's
+    duplicate filter: judged again after a restart it raises nothing again).
+    """
+
+    name = "screen-gates"
+
+    def __init__(self, shard: Shard, on_scan: ScanHook | None, scan_caches: Sequence[Any]) -> None:
+        self.shard, self.on_scan = shard, on_scan
+        self.gates = StateTable(shard.table("gate-state"), GateState)
+        self.caches = (self.gates, *scan_caches)
+
+    def step(self, event: Any, effects: Effects) -> None:
+        shard = self.shard
         is_quarantine = event.message.topic.endswith(contract.QUARANTINE)
         expect: type[contract.Event] = (
             contract.QuarantineRecord if is_quarantine else contract.ScanEvent
@@ -451,51 +511,75 @@ def install_screening(
         try:
             decoded = decode_as(event.value, expect)
         except ContractError as exc:
-            outcomes.counts["deadletter"] += 1
+            shard.outcomes.counts["deadletter"] += 1
             effects.dead_letter(event, str(exc))
             return
         if isinstance(decoded, contract.QuarantineRecord):
-            outcomes.counts["quarantine"] += 1
-            state = gates.load(decoded.person_id)
+            shard.outcomes.counts["quarantine"] += 1
+            state = self.gates.load(decoded.person_id)
             apply_quarantine(state, decoded)
-            gates.save(effects, event, decoded.person_id, state)
+            self.gates.save(effects, event, decoded.person_id, state)
         elif isinstance(decoded, contract.ScanEvent):
-            if refused_for_skew(event, decoded.scanned_at, effects):
+            if shard.refused_for_skew(event, decoded.scanned_at, effects):
                 return
-            outcomes.counts["scan"] += 1
-            state = gates.load(decoded.person_id)
-            alerts = judge_scan(state, decoded, policy)
+            shard.outcomes.counts["scan"] += 1
+            state = self.gates.load(decoded.person_id)
+            alerts = self.judge(state, decoded)
             effects.alert(alerts)
-            # A scan that raises nothing changes only the person's duplicate
-            # filter: judged again after a restart it raises nothing again, so
-            # that change waits for the next write (as a kiosk's does).
             if alerts:
-                gates.save(effects, event, decoded.person_id, state)
-            if on_scan is not None:
-                on_scan(event, effects, decoded)
+                self.gates.save(effects, event, decoded.person_id, state)
+            if self.on_scan is not None:
+                self.on_scan(event, effects, decoded)
 
-    @app.agent(topics.gate, name="screen-gates")
-    async def screen_gates(stream: Any) -> None:
-        await run_batched(
-            stream,
-            screen_gate,
-            topics,
-            outcomes,
-            "screen-gates",
-            batching,
-            trim=(gates, *scan_caches),
-        )
+    def judge(self, state: GateState, scan: contract.ScanEvent) -> list[contract.Alert]:
+        return judge_scan(state, scan, self.shard.policy)
+
+
+def install_screening(
+    app: faust.App,
+    topics: Topics,
+    policy: PolicyLike,
+    outcomes: Outcomes,
+    partitions: int,
+    batching: Batching,
+    on_scan: ScanHook | None = None,
+    scan_caches: Sequence[StateTable] = (),
+) -> None:
+    """Wire the screening stages in the order data flows (module docstring).
+
+    ``on_scan`` is also given every valid scan the gate stage judged (the
+    worker indexes contact trails there), with ``scan_caches`` its caches.
+    """
+    shard = Shard(app, topics, policy, outcomes, partitions, batching)
+    by_person, by_site = shard.internal("by-person"), shard.internal("by-site")
+    marks = Watermarks(shard, by_person, by_site)
+    kiosks = KioskStage(shard, marks, by_person)
+    persons = PersonStage(shard, marks, by_site)
+    sites = SiteStage(shard, marks)
+    gates = GateStage(shard, on_scan, scan_caches)
+    shard.run(topics.temperatures, kiosks)  # -> by-person, and source watermark ticks
+    shard.run(by_person, persons)  # -> by-site, and person watermark ticks
+    shard.run(by_site, sites)
+    shard.run(topics.gate, gates)  # -> on_scan (contact trails)
+    marks.install(app)
+
+    @app.on_partitions_assigned.connect
+    async def forget_positions(sender: Any, assigned: Any, **kwargs: Any) -> None:
+        """A rebalance re-delivers from committed offsets: in-memory indexes start over."""
+        for stage in (kiosks, persons, sites, gates):
+            stage.forget()
+        marks.forget()
 
 
 def _index_pending(
-    persons: Any, pending: PendingIndex, policy: PolicyLike, partition: int, partitions: int
+    persons: Any, pending: PendingIndex, policy: PolicyLike, partition: int, shard: Shard
 ) -> None:
     """After a start or a rebalance, a partition's deadlines live only in its table."""
     pending.indexed.add(partition)
     count = 0
     for key, raw in list(persons.items()):
         key_bytes = key if isinstance(key, bytes) else str(key).encode()
-        if raw is None or partition_of(key_bytes, partitions) != partition:
+        if raw is None or partition_of(key_bytes, shard.partitions) != partition:
             continue
         deadline = pending_deadline(PersonState.from_dict(raw), policy)
         if deadline is not None:

@@ -62,12 +62,7 @@ class StateTable:
     def save(self, effects: Effects, event: Any, key: str, state: Any) -> None:
         """Write ``state`` (the object :meth:`load` returned) when the batch is durable."""
         self.cache[key] = state
-        table = self.table
-
-        def put() -> None:
-            table[key.encode()] = state.to_dict()
-
-        effects.write(event, table, key, put)
+        effects.write(event, self.table, key.encode(), state.to_dict)
 
     def trim(self) -> None:
         if len(self.cache) > self.limit:
@@ -124,13 +119,8 @@ class ReorderBuffer:
         for sort_key, record in rows:
             heapq.heappush(heap, (sort_key, key, record))
         self.remaining[key] = len(rows)
-        table = self.table
         value = [list(row) for row in rows]
-
-        def put() -> None:
-            table[key] = value
-
-        effects.write(event, table, key, put)
+        effects.write(event, self.table, key, lambda: value)
 
     def take_until(self, effects: Effects, event: Any, bound: str) -> list[str]:
         """Remove and return, in order, the records whose sort key is <= ``bound``."""
@@ -148,12 +138,7 @@ class ReorderBuffer:
                 continue
             del self.remaining[key]
             if not effects.discard_write(table, key):  # written in an earlier batch
-
-                def delete(key: bytes = key) -> None:
-                    if table.get(key) is not None:
-                        del table[key]
-
-                effects.write(event, table, key, delete)
+                effects.write(event, table, key, None)
         return out
 
 

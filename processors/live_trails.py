@@ -151,6 +151,80 @@ class RetentionSweep:
         return len(old)
 
 
+class TrailStages:
+    """The trail index: person-days beside the gate stage, site slots in their own stage.
+
+    A valid scan joins its person-day where the gate stage judged it (that
+    agent reads and validates the scans anyway: a second agent on the same
+    topic cost a second faust delivery and a second decode of every scan),
+    and is forwarded to its site's partition, where the ``trail-sites`` stage
+    puts it in its five-minute slot.
+    """
+
+    name = "trail-sites"
+
+    def __init__(
+        self, app: faust.App, outcomes: Outcomes, partitions: int, retention: timedelta
+    ) -> None:
+        self.outcomes, self.partitions = outcomes, partitions
+        self.visits_topic = app.topic(
+            f"{app.conf.id}-visits-by-site",
+            key_serializer="raw",
+            value_serializer="raw",
+            partitions=partitions,
+            internal=True,
+        )
+        trails = app.GlobalTable("trails", default=None, key_type=bytes, partitions=partitions)
+        visits = app.GlobalTable("visits", default=None, key_type=bytes, partitions=partitions)
+        self.index = TableIndex(trails, visits)
+        keep = to_micros_delta(retention)
+        self.trail_sweep = RetentionSweep(trails, DAY_US, keep, partitions)
+        self.visit_sweep = RetentionSweep(visits, SLOT_US, keep, partitions)
+        # The buckets this worker writes, decoded once: rebuilding a bucket from
+        # its table value on every scan was most of these agents' cost. A site
+        # slot holds many more visits than a person-day holds scans, hence the
+        # smaller bound (a few hours of slots for a district's sites).
+        self.person_days = StateTable(trails, Trail, limit=100_000)
+        self.site_slots = StateTable(visits, SiteVisits, limit=20_000)
+
+    def forget(self) -> None:
+        """After a rebalance another worker may have written a bucket: the table is the truth."""
+        self.person_days.forget()
+        self.site_slots.forget()
+
+    def index_scan(self, event: Any, effects: Effects, scan: contract.ScanEvent) -> None:
+        """Put a valid scan in its person-day and forward it to its site's slot."""
+        at = to_micros(scan.scanned_at)
+        partition = event.message.partition
+        if self.trail_sweep.too_old(partition, at):
+            self.outcomes.counts["trail_expired"] += 1
+            return
+        self.trail_sweep.sweep(partition)
+        key = trail_key(scan.person_id, at).decode()
+        trail = self.person_days.load(key)
+        if trail.add(at, scan.site_id, scan.kiosk_id, scan.direction, scan.event_id):
+            self.person_days.save(effects, event, key, trail)
+            self.outcomes.counts["trail"] += 1
+        record = one_line(event.message.value, lambda: contract.encode(scan))
+        site_partition = partition_of(scan.site_id.encode(), self.partitions)
+        effects.forward(self.visits_topic, site_partition, record)
+
+    def step(self, event: Any, effects: Effects) -> None:
+        """The ``trail-sites`` stage: forwarded scans into their site's slots."""
+        partition = event.message.partition
+        for record in split_records(event.value):
+            scan = decode_as(record, contract.ScanEvent)
+            at = to_micros(scan.scanned_at)
+            if self.visit_sweep.too_old(partition, at):
+                continue
+            self.visit_sweep.sweep(partition)
+            key = visit_key(scan.site_id, at).decode()
+            bucket = self.site_slots.load(key)
+            if bucket.add(at, scan.person_id, scan.kiosk_id, scan.event_id):
+                self.site_slots.save(effects, event, key, bucket)
+                self.outcomes.counts["visit"] += 1
+
+
 def install_trails(
     app: faust.App,
     topics: Topics,
@@ -159,79 +233,30 @@ def install_trails(
     batching: Batching,
     retention: timedelta = RETENTION,
 ) -> LiveTrails:
-    app_id = app.conf.id
-    visits_topic = app.topic(
-        f"{app_id}-visits-by-site",
-        key_serializer="raw",
-        value_serializer="raw",
-        partitions=partitions,
-        internal=True,
-    )
-    trails = app.GlobalTable("trails", default=None, key_type=bytes, partitions=partitions)
-    visits = app.GlobalTable("visits", default=None, key_type=bytes, partitions=partitions)
-    index = TableIndex(trails, visits)
-    keep = to_micros_delta(retention)
-    trail_sweep = RetentionSweep(trails, DAY_US, keep, partitions)
-    visit_sweep = RetentionSweep(visits, SLOT_US, keep, partitions)
-    # The buckets this worker writes, decoded once: rebuilding a bucket from
-    # its table value on every scan was most of these agents' cost. A site
-    # slot holds many more visits than a person-day holds scans, hence the
-    # smaller bound (a few hours of slots for a district's sites).
-    person_days = StateTable(trails, Trail, limit=100_000)
-    site_slots = StateTable(visits, SiteVisits, limit=20_000)
+    stages = TrailStages(app, outcomes, partitions, retention)
 
     @app.on_partitions_assigned.connect
     async def forget_buckets(sender: Any, assigned: Any, **kwargs: Any) -> None:
-        """After a rebalance another worker may have written a bucket: the table is the truth."""
-        person_days.forget()
-        site_slots.forget()
+        stages.forget()
 
-    def index_scan(event: Any, effects: Effects, scan: contract.ScanEvent) -> None:
-        """Put a valid scan in its person-day and forward it to its site's slot.
-
-        Called by the gate agent, which reads (and validates) the scans anyway:
-        a second agent on the same topic cost a second faust delivery and a
-        second decode of every scan.
-        """
-        at = to_micros(scan.scanned_at)
-        partition = event.message.partition
-        if trail_sweep.too_old(partition, at):
-            outcomes.counts["trail_expired"] += 1
-            return
-        trail_sweep.sweep(partition)
-        key = trail_key(scan.person_id, at).decode()
-        trail = person_days.load(key)
-        if trail.add(at, scan.site_id, scan.kiosk_id, scan.direction, scan.event_id):
-            person_days.save(effects, event, key, trail)
-            outcomes.counts["trail"] += 1
-        record = one_line(event.message.value, lambda: contract.encode(scan))
-        effects.forward(visits_topic, partition_of(scan.site_id.encode(), partitions), record)
-
-    def trail_site_visits(event: Any, effects: Effects) -> None:
-        partition = event.message.partition
-        for record in split_records(event.value):
-            scan = decode_as(record, contract.ScanEvent)
-            at = to_micros(scan.scanned_at)
-            if visit_sweep.too_old(partition, at):
-                continue
-            visit_sweep.sweep(partition)
-            key = visit_key(scan.site_id, at).decode()
-            bucket = site_slots.load(key)
-            if bucket.add(at, scan.person_id, scan.kiosk_id, scan.event_id):
-                site_slots.save(effects, event, key, bucket)
-                outcomes.counts["visit"] += 1
-
-    @app.agent(visits_topic, name="trail-sites")
+    @app.agent(stages.visits_topic, name=stages.name)
     async def trail_sites(stream: Any) -> None:
         await run_batched(
             stream,
-            trail_site_visits,
+            stages.step,
             topics,
             outcomes,
-            "trail-sites",
+            stages.name,
             batching,
-            trim=(site_slots,),
+            trim=(stages.site_slots,),
         )
+
+    install_trace_view(app, stages.index)
+    return LiveTrails(stages.index, stages.index_scan, (stages.person_days,))
+
+
+def install_trace_view(app: faust.App, index: TableIndex) -> None:
+    """``/trace?person=&since=&until=[&window_minutes=&depth=&same_kiosk=]``."""
 
     @app.page("/trace")
     async def trace_view(web: Any, request: Any) -> Any:
@@ -256,8 +281,6 @@ def install_trails(
             policy=policy,
         )
         return web.json(result.to_dict())
-
-    return LiveTrails(index, index_scan, (person_days,))
 
 
 def to_micros_delta(delta: timedelta) -> int:

@@ -22,6 +22,7 @@ from processors.baselines import judge_confirmation_for_site, judge_reading_for_
 from processors.screening import (
     apply_quarantine,
     expire_pending,
+    judge_outing,
     judge_reading_for_kiosk,
     judge_reading_for_person,
     judge_scan,
@@ -32,6 +33,7 @@ from processors.screening_state import (
     ClusterState,
     DriftState,
     GateState,
+    HouseholdState,
     KioskState,
     PersonState,
 )
@@ -68,6 +70,7 @@ class Screener:
         self.gates: dict[str, GateState] = {}
         self.clusters: dict[str, ClusterState] = {}
         self.drifts: dict[str, DriftState] = {}
+        self.households: dict[str, HouseholdState] = {}
         self._deadlines: list[tuple[datetime, str]] = []
 
     def apply_quarantine(self, record: QuarantineRecord) -> None:
@@ -81,7 +84,11 @@ class Screener:
         alerts = self.advance(event.time)
         if isinstance(event, ScanEvent):
             gate = self.gates.setdefault(event.person_id, GateState())
-            return alerts + judge_scan(gate, event, self.policy)
+            alerts += judge_scan(gate, event, self.policy)
+            if event.household_id is not None:
+                household = self.households.setdefault(event.household_id, HouseholdState())
+                alerts += judge_outing(household, event, self.policy)
+            return alerts
         alerts += judge_reading_for_kiosk(
             self.kiosks.setdefault(event.kiosk_id, KioskState()), event, self.policy
         )
@@ -139,6 +146,7 @@ class Screener:
             "gates": {k: s.to_dict() for k, s in self.gates.items()},
             "clusters": {k: s.to_dict() for k, s in self.clusters.items()},
             "drifts": {k: s.to_dict() for k, s in self.drifts.items()},
+            "households": {k: s.to_dict() for k, s in self.households.items()},
         }
 
     @classmethod
@@ -149,6 +157,9 @@ class Screener:
         screener.gates = {k: GateState.from_dict(v) for k, v in obj["gates"].items()}
         screener.clusters = {k: ClusterState.from_dict(v) for k, v in obj["clusters"].items()}
         screener.drifts = {k: DriftState.from_dict(v) for k, v in obj["drifts"].items()}
+        screener.households = {
+            k: HouseholdState.from_dict(v) for k, v in obj.get("households", {}).items()
+        }
         for person_id, person in screener.persons.items():
             screener._schedule(person_id, person)
         return screener

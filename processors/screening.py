@@ -25,11 +25,14 @@ alerts, and are pure: no I/O, no clock; time is the events' own time.
 * :func:`apply_quarantine` and :func:`judge_scan` – ``GateState`` keyed by
   ``person_id``, the native key of ``scantrail.scans`` and
   ``scantrail.quarantine``: ``quarantine_breach``, ``pass_forged``,
-  ``pass_refused``.
+  ``pass_refused``, ``health_code_yellow``/``health_code_red``.
+* :func:`judge_outing` – ``HouseholdState`` keyed by ``household_id`` (scans
+  repartitioned by household): ``outing_quota_exceeded``.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
@@ -38,19 +41,31 @@ from processors.screening_policy import PolicyLike, ScreeningPolicy, resolve
 from processors.screening_state import (
     Confirmation,
     GateState,
+    HouseholdState,
     KioskState,
+    Outing,
     PersonState,
     Sample,
     SeenIds,
     make_alert,
 )
-from scantrail.contract import Alert, QuarantineRecord, ScanEvent, Severity, TemperatureReading
+from scantrail.contract import (
+    Alert,
+    QuarantineRecord,
+    ScanEvent,
+    Severity,
+    TemperatureReading,
+    alert_id,
+)
 
 __all__ = [
     "apply_quarantine",
     "expire_pending",
     "judge_reading_for_kiosk",
+    "judge_kiosk",
+    "Verdict",
     "judge_reading_for_person",
+    "judge_outing",
     "judge_scan",
     "pending_deadline",
 ]
@@ -63,44 +78,64 @@ def _is_new(seen: SeenIds, event_id: str, when: datetime, policy: ScreeningPolic
 # --- kiosk shard ---------------------------------------------------------------------------
 
 
-def judge_reading_for_kiosk(
-    state: KioskState, reading: TemperatureReading, policy: PolicyLike
-) -> list[Alert]:
+@dataclass(frozen=True)
+class Verdict:
+    """What a rule decided: its alerts, and whether the state changed in a way that must be kept.
+
+    ``changed`` is False when the only change is to the duplicate filter and
+    no alert was raised: a restart that forgets it judges the event again and
+    raises nothing again, so the shell may leave that write for later.
+    """
+
+    alerts: list[Alert]
+    changed: bool
+
+
+def judge_kiosk(state: KioskState, reading: TemperatureReading, policy: PolicyLike) -> Verdict:
     """Validity per kiosk (``sensor_fault``) and fevers nobody can be named for."""
     p = resolve(policy, reading.site_id)
     t = reading.measured_at
     if not _is_new(state.seen, reading.event_id, t, p):
-        return []
+        return Verdict([], False)
     if p.is_valid(reading.celsius):
         if reading.person_id is None and reading.celsius >= p.fever_c:
-            return [_unidentified(reading, p)]
-        return []
+            return Verdict([_unidentified(reading, p)], True)
+        return Verdict([], False)
     state.invalid.append(Sample.of(reading))
     newest = max(s.time for s in state.invalid)
     state.invalid = [s for s in state.invalid if s.time > newest - p.fault_window]
     recent = [s for s in state.invalid if t - p.fault_window < s.time <= t]
     if len(recent) < p.fault_count:
-        return []
+        return Verdict([], True)
     if state.last_fault_at is not None and t - state.last_fault_at < p.fault_cooldown:
-        return []
+        return Verdict([], True)
     state.last_fault_at = t
-    return [
-        make_alert(
-            "sensor_fault",
-            "warning",
-            site_id=reading.site_id,
-            kiosk_id=reading.kiosk_id,
-            event_time=t,
-            evidence=[s.event_id for s in recent],
-            detail={
-                "invalid_readings": len(recent),
-                "celsius": [s.celsius for s in sorted(recent, key=lambda s: (s.time, s.event_id))],
-                "valid_range_c": [p.valid_min_c, p.valid_max_c],
-                "min_count": p.fault_count,
-                "window_s": p.fault_window.total_seconds(),
-            },
-        )
-    ]
+    return Verdict([_sensor_fault(reading, recent, p)], True)
+
+
+def judge_reading_for_kiosk(
+    state: KioskState, reading: TemperatureReading, policy: PolicyLike
+) -> list[Alert]:
+    """The alerts of :func:`judge_kiosk`."""
+    return judge_kiosk(state, reading, policy).alerts
+
+
+def _sensor_fault(reading: TemperatureReading, recent: list[Sample], p: ScreeningPolicy) -> Alert:
+    return make_alert(
+        "sensor_fault",
+        "warning",
+        site_id=reading.site_id,
+        kiosk_id=reading.kiosk_id,
+        event_time=reading.measured_at,
+        evidence=[s.event_id for s in recent],
+        detail={
+            "invalid_readings": len(recent),
+            "celsius": [s.celsius for s in sorted(recent, key=lambda s: (s.time, s.event_id))],
+            "valid_range_c": [p.valid_min_c, p.valid_max_c],
+            "min_count": p.fault_count,
+            "window_s": p.fault_window.total_seconds(),
+        },
+    )
 
 
 def _unidentified(reading: TemperatureReading, p: ScreeningPolicy) -> Alert:
@@ -277,6 +312,121 @@ def judge_scan(state: GateState, scan: ScanEvent, policy: PolicyLike) -> list[Al
                 "days_left": (ends - today).days,
             }
             alerts.append(_scan_alert("quarantine_breach", "critical", scan, detail))
+    colour = scan.health_code
+    if colour is not None and colour != "green" and colour in p.health_codes_alerted:
+        kind, severity = _HEALTH_ALERTS[colour]
+        alerts.append(_scan_alert(kind, severity, scan, _health_detail(scan)))
+    return alerts
+
+
+# Yellow: up to 7 days of home isolation; red: 14 days, or a test (field notes).
+_HEALTH_ALERTS: dict[str, tuple[str, Severity]] = {
+    "yellow": ("health_code_yellow", "warning"),
+    "red": ("health_code_red", "critical"),
+}
+
+
+def _health_detail(scan: ScanEvent) -> dict[str, Any]:
+    return {
+        "health_code": scan.health_code,
+        "direction": scan.direction,
+        "pass_id": scan.pass_id,
+        "pass_status": scan.pass_status,
+        "venue_kind": scan.venue_kind,
+        "advice": "home isolation up to 7 days"
+        if scan.health_code == "yellow"
+        else "home quarantine 14 days or a test",
+    }
+
+
+# --- household shard (out scans keyed by household) ---------------------------------------
+
+
+def _outing_identity(event_id: str, alert: Alert) -> Alert:
+    return alert.model_copy(update={"alert_id": alert_id(alert.kind, [event_id])})
+
+
+def counts_for_outing(scan: ScanEvent, policy: PolicyLike) -> bool:
+    """Whether the household rule looks at this scan at all.
+
+    Only ``out`` scans of a valid pass that names its household count; a
+    refused pass did not go out, an old event without ``household_id`` is
+    skipped, and exempt pass kinds (a worker's pass) are neither counted nor
+    judged.
+    """
+    if scan.direction != "out" or scan.household_id is None or scan.pass_status != "valid":
+        return False
+    p = resolve(policy, scan.site_id)
+    return scan.pass_kind is None or scan.pass_kind not in p.outing_exempt_pass_kinds
+
+
+def judge_outing(state: HouseholdState, scan: ScanEvent, policy: PolicyLike) -> list[Alert]:
+    """One person per household every two days.
+
+    An ``out`` scan at time t raises ``outing_quota_exceeded`` when the
+    distinct persons of its household with an ``out`` scan in (t − window, t],
+    this one included, are more than the quota. Evidence: the ``out`` scans
+    counted. A scan arriving late is counted for the later scans it falls
+    before, and each scan raises the alert at most once.
+    """
+    if not counts_for_outing(scan, policy):
+        return []
+    p = resolve(policy, scan.site_id)
+    if any(o.event_id == scan.event_id for o in state.outings):
+        return []  # a re-delivery
+    state.outings.append(
+        Outing(scan.event_id, scan.scanned_at, scan.person_id, scan.site_id, scan.kiosk_id)
+    )
+    state.outings.sort(key=lambda o: (o.time, o.event_id))
+    alerts: list[Alert] = []
+    for outing in state.outings:
+        if outing.time < scan.scanned_at or outing.event_id in state.alerted:
+            continue  # only this scan and later ones can change their count
+        if not outing.time - p.outing_window < scan.scanned_at:
+            continue
+        counted = [
+            o for o in state.outings if outing.time - p.outing_window < o.time <= outing.time
+        ]
+        persons = sorted({o.person_id for o in counted})
+        if len(persons) <= p.outing_quota:
+            continue
+        state.alerted.append(outing.event_id)
+        # Identity: the out scan that broke the quota, not the whole evidence.
+        # Members' scans reach the household shard from different partitions,
+        # so a scan arriving late may be missing from the evidence the live
+        # worker lists; the alert is still the same alert (same id) as offline.
+        alerts.append(
+            _outing_identity(
+                outing.event_id,
+                make_alert(
+                    "outing_quota_exceeded",
+                    "info",
+                    site_id=outing.site_id,
+                    kiosk_id=outing.kiosk_id,
+                    person_id=outing.person_id,
+                    event_time=outing.time,
+                    evidence=[o.event_id for o in counted],
+                    detail={
+                        "household_id": scan.household_id,
+                        "persons": persons,
+                        "quota": p.outing_quota,
+                        "window_h": p.outing_window.total_seconds() / 3600,
+                        "outings": [
+                            {
+                                "person_id": o.person_id,
+                                "at": o.time.isoformat(),
+                                "event_id": o.event_id,
+                            }
+                            for o in counted
+                        ],
+                    },
+                ),
+            )
+        )
+    newest = state.outings[-1].time
+    state.outings = [o for o in state.outings if o.time > newest - p.outing_window * 2]
+    kept = {o.event_id for o in state.outings}
+    state.alerted = [i for i in state.alerted if i in kept]
     return alerts
 
 

@@ -68,6 +68,12 @@ class ScreeningPolicy:
       – kiosk-versus-site median comparison for ``sensor_drift``.
     * ``seen_horizon``/``seen_max`` – how long (and how many) event ids each
       shard remembers to ignore duplicates.
+    * ``outing_quota``/``outing_window``/``outing_exempt_pass_kinds`` – how many
+      distinct persons of one household may have an ``out`` scan within the
+      window (one person every two days), and the pass kinds (a worker's pass)
+      that the rule neither counts nor judges.
+    * ``health_codes_alerted`` – the health-code colours that raise an alert at
+      any scan (``health_code_yellow``, ``health_code_red``); empty switches it off.
     """
 
     timezone: str = DEFAULT_TIMEZONE
@@ -94,6 +100,10 @@ class ScreeningPolicy:
     # Re-deliveries come from reprocessing after a crash (minutes), so the last
     # 5,000 ids per shard are plenty.
     seen_max: int = 5_000
+    outing_quota: int = 1
+    outing_window: timedelta = timedelta(hours=48)
+    outing_exempt_pass_kinds: tuple[str, ...] = ("worker",)
+    health_codes_alerted: tuple[str, ...] = ("yellow", "red")
     zone: ZoneInfo = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -116,6 +126,9 @@ class ScreeningPolicy:
                     raise PolicyError(f"{f.name} must be a finite number from {low:g} to {high:g}")
         if self.anomaly_delta_c < 0 or self.drift_delta_c < 0:
             raise PolicyError("anomaly_delta_c and drift_delta_c must not be negative")
+        unknown = set(self.health_codes_alerted) - {"green", "yellow", "red"}
+        if unknown:
+            raise PolicyError(f"health_codes_alerted: unknown colour(s) {sorted(unknown)}")
 
     @property
     def baseline_span(self) -> timedelta:
@@ -240,4 +253,9 @@ def _cast(kind: type, raw: object, where: str) -> object:
         return raw
     if kind is str and isinstance(raw, str):
         return raw
+    if kind is tuple:
+        items = raw.split(",") if isinstance(raw, str) else raw
+        if isinstance(items, list | tuple) and all(isinstance(i, str) for i in items):
+            return tuple(i.strip() for i in items if i.strip())
+        raise PolicyError(f"{where}: expected a list of names, got {raw!r}")
     raise PolicyError(f"{where}: expected {kind.__name__}, got {raw!r}")

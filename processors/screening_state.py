@@ -11,6 +11,7 @@ state               table key    fed by
 ``GateState``       person_id    ``scantrail.scans`` and ``scantrail.quarantine``
 ``ClusterState``    site_id      confirmations (from PersonState) keyed by site_id
 ``DriftState``      site_id      temperatures repartitioned by site_id
+``HouseholdState``  household_id scans repartitioned by household_id (``out`` scans only)
 ==================  ===========  ====================================================
 
 States are mutable dataclasses changed in place by the step functions, and
@@ -393,4 +394,59 @@ class DriftState:
             readings,
             {str(k): _dt(v) for k, v in obj.get("last_drift_at", {}).items()},
             None if newest is None else _dt(newest),
+        )
+
+
+@dataclass(frozen=True)
+class Outing:
+    """An ``out`` scan the household rule keeps: who went out, when, by which scan."""
+
+    event_id: str
+    time: datetime
+    person_id: str
+    site_id: str
+    kiosk_id: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "event_id": self.event_id,
+            "time": _t(self.time),
+            "person_id": self.person_id,
+            "site_id": self.site_id,
+            "kiosk_id": self.kiosk_id,
+        }
+
+    @classmethod
+    def from_dict(cls, obj: Mapping[str, Any]) -> Outing:
+        return cls(
+            str(obj["event_id"]),
+            _dt(obj["time"]),
+            str(obj["person_id"]),
+            str(obj["site_id"]),
+            str(obj["kiosk_id"]),
+        )
+
+
+@dataclass
+class HouseholdState:
+    """Per household: its members' ``out`` scans of the last outing window.
+
+    ``alerted`` holds the ids of the scans that already raised
+    ``outing_quota_exceeded`` (each scan raises it at most once, whatever
+    arrives later). Both are pruned to the window before the newest scan, so
+    the record stays a handful of entries; the window's own scans are its
+    duplicate filter, as the drift window is.
+    """
+
+    outings: list[Outing] = field(default_factory=list)
+    alerted: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"outings": [o.to_dict() for o in self.outings], "alerted": list(self.alerted)}
+
+    @classmethod
+    def from_dict(cls, obj: Mapping[str, Any]) -> HouseholdState:
+        return cls(
+            [Outing.from_dict(o) for o in obj.get("outings", [])],
+            [str(i) for i in obj.get("alerted", [])],
         )

@@ -93,14 +93,26 @@ def _figure(result: Trace) -> Any:
     fig, (graph, timeline) = plt.subplots(
         1, 2, figsize=(15, 7.5), gridspec_kw={"width_ratios": [1, 1.3]}
     )
-    tz = result.since.tzinfo
     title = (
         f"Contacts of {result.index}, {result.since.isoformat()} to {result.until.isoformat()} "
         f"(window {result.policy.window.total_seconds() / 60:g} min, depth {result.policy.depth}"
         f"{', same kiosk' if result.policy.same_kiosk else ''})"
     )
     fig.suptitle(title, fontsize=11)
+    _draw_graph(graph, result, first, second, pos, hidden)
+    _draw_timeline(timeline, result, first, second)
+    fig.tight_layout()
+    return fig
 
+
+def _draw_graph(
+    graph: Any,
+    result: Trace,
+    first: list[Any],
+    second: list[Any],
+    pos: dict[str, tuple[float, float]],
+    hidden: Any,
+) -> None:
     for c in first:
         x, y = pos[c.person_id]
         graph.plot([0, x], [0, y], color=_COLOURS[1], lw=0.6 + 0.4 * min(c.encounters, 6))
@@ -145,8 +157,11 @@ def _figure(result: Trace) -> Any:
     graph.axis("off")
     graph.set_title("contact graph (edge = scanned at one site within the window)", fontsize=9)
 
+
+def _draw_timeline(timeline: Any, result: Trace, first: list[Any], second: list[Any]) -> None:
     import matplotlib.dates as mdates
 
+    tz = result.since.tzinfo
     rows = first + sorted(second, key=lambda c: c.first_contact)
     for i, t in enumerate(result.index_times):
         timeline.axvline(
@@ -174,8 +189,6 @@ def _figure(result: Trace) -> Any:
         timeline.text(
             0.5, 0.5, "no contacts in this period", ha="center", transform=timeline.transAxes
         )
-    fig.tight_layout()
-    return fig
 
 
 def plot(result: Trace, path: Path) -> None:

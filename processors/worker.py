@@ -10,9 +10,11 @@ from processors.agents import Outcomes
 from processors.app import create_app
 from processors.batching import Batching
 from processors.live import install_screening
+from processors.live_households import install_households
 from processors.live_trails import install_trails
 from processors.screening_policy import SitePolicies
-from scantrail.broker import ensure_topics
+from processors.table_writes import BulkWrites, changelog_producer
+from scantrail.broker import TopicSpec, ensure_topics, librdkafka_connection
 from scantrail.settings import KafkaSettings, WorkerSettings
 
 
@@ -35,24 +37,54 @@ def readiness(app: faust.App) -> dict[str, Any]:
     }
 
 
+INTERNAL_TOPICS = ("by-person", "by-site", "visits-by-site", "by-household")
+
+
+def precreate_internal_topics(app: faust.App, kafka: KafkaSettings) -> None:
+    """Create the forward and changelog topics before faust subscribes to them.
+
+    faust creates them itself at start, but on a busy broker its subscription
+    can come before the broker's metadata shows a new topic; faust then logs
+    "Ignoring missing topic" and that stage never receives a record.
+    """
+    compact = {"cleanup.policy": "compact"}
+    specs = [TopicSpec(f"{app.conf.id}-{name}") for name in INTERNAL_TOPICS]
+    specs += [
+        TopicSpec(table.changelog_topic.get_topic_name(), compact) for table in app.tables.values()
+    ]
+    ensure_topics(kafka, specs)
+
+
 def build_worker(loglevel: str = "info") -> faust.Worker:
     kafka = KafkaSettings()
     settings = WorkerSettings()
     ensure_topics(kafka)
     app, topics = create_app(kafka, settings)
     outcomes = Outcomes()
-    batching = Batching(settings.batch_max_events, settings.batch_wait_ms / 1000)
+    writer = BulkWrites(
+        changelog_producer(librdkafka_connection(kafka), settings.producer_linger_ms)
+    )
+    batching = Batching(settings.batch_max_events, settings.batch_wait_ms / 1000, writer)
     trails = install_trails(app, topics, outcomes, kafka.partitions, batching=batching)
+    policy = SitePolicies()
+    households = install_households(app, topics, policy, outcomes, kafka.partitions, batching)
+
+    def on_scan(event: Any, effects: Any, scan: Any) -> None:
+        trails.index_scan(event, effects, scan)
+        households.forward_scan(event, effects, scan)
+
     install_screening(
         app,
         topics,
-        SitePolicies(),
+        policy,
         outcomes,
         kafka.partitions,
         batching,
-        on_scan=trails.index_scan,
+        on_scan=on_scan,
         scan_caches=trails.caches,
     )
+
+    precreate_internal_topics(app, kafka)
 
     @app.page("/stats")
     async def stats(web: Any, request: Any) -> Any:

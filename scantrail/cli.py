@@ -39,6 +39,19 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "scantrail.commands.console:console",
         "Serve the web console: alert queue, cases, traces, big screen.",
     ),
+    "venue": ("scantrail.commands.venue:venue_group", "Issue venue codes and their posters."),
+    "checkin": (
+        "scantrail.commands.checkin:checkin",
+        "Serve venue check-in pages for phones (spool first, then Kafka).",
+    ),
+    "visitor": (
+        "scantrail.commands.visitor:visitor",
+        "Register a visitor without a pass at a kiosk (keyed-hash id).",
+    ),
+    "report": (
+        "scantrail.commands.report:report",
+        "Write the daily report (PDF and JSON), once or every day.",
+    ),
 }
 
 

@@ -131,6 +131,8 @@ PassStatus: TypeAlias = Literal["valid", "expired", "revoked", "forged", "unknow
 HealthCode: TypeAlias = Literal["green", "yellow", "red"]
 Method: TypeAlias = Literal["forehead_ir", "wrist_ir", "ear_ir", "oral", "axillary"]
 Severity: TypeAlias = Literal["info", "warning", "critical"]
+VenueKind: TypeAlias = Literal["compound_gate", "market", "pharmacy", "bus", "workplace"]
+PersonKind: TypeAlias = Literal["resident", "visitor"]
 
 
 def _check_pseudonymous(value: str | None) -> str | None:
@@ -186,12 +188,44 @@ class ScanEvent(Event):
     health_code: HealthCode | None = None
     scanned_at: Instant
     seq: Count
+    # Added within version 1 (optional: absent on older events, and every scan/1
+    # reader still reads them):
+    # the household on the pass, for the one-person-per-household outing rule;
+    household_id: Identifier | None = None
+    # the kind of pass (e.g. "worker"), which a site's policy may exempt from that rule;
+    pass_kind: Identifier | None = None
+    # for a phone check-in at a posted venue code, what the venue is (the venue
+    # itself is kiosk_id and site_id) and the community it belongs to;
+    venue_kind: VenueKind | None = None
+    venue_site_id: Identifier | None = None
+    # for a visitor registered at a gate without a pass: person_id is then a
+    # keyed hash of what they showed, and visiting names whom they visit.
+    person_kind: PersonKind | None = None
+    visiting: Identifier | None = None
 
-    _pseudonymous = field_validator("person_id")(_check_pseudonymous)
+    _pseudonymous = field_validator("person_id", "visiting")(_check_pseudonymous)
+
+    #: Fields added within version 1, left out of the JSON when absent, so a
+    #: scan that has none of them encodes byte for byte as it always did.
+    ADDED_IN_V1: ClassVar[tuple[str, ...]] = (
+        "household_id",
+        "pass_kind",
+        "venue_kind",
+        "venue_site_id",
+        "person_kind",
+        "visiting",
+    )
 
     @property
     def time(self) -> datetime:
         return self.scanned_at
+
+    def to_dict(self) -> dict[str, Any]:
+        out = super().to_dict()
+        for name in self.ADDED_IN_V1:
+            if out.get(name, 0) is None:
+                del out[name]
+        return out
 
     def key(self) -> bytes:
         return self.person_id.encode()

@@ -198,3 +198,50 @@ class ConsoleSettings(BaseSettings):
 
     def zone_name(self, site_id: str) -> str:
         return self.site_timezones.get(site_id, self.timezone)
+
+
+class VisitorSettings(BaseSettings):
+    """The per-deployment secret that turns what a visitor shows into a pseudonymous id.
+
+    The secret never leaves the district: a visitor id is an HMAC of the phone
+    number under it, so the same visitor gets the same id at every gate of the
+    deployment, and nobody without the secret can test a phone number against
+    the ids in the topics.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="SCANTRAIL_VISITOR_", extra="ignore")
+
+    #: SCANTRAIL_VISITOR_SECRET, or SCANTRAIL_VISITOR_SECRET_FILE (a mounted secret).
+    secret: SecretStr = SecretStr("")
+    secret_file: Path | None = None
+
+    def key(self) -> bytes:
+        """The secret's bytes; a missing or short secret is an error, never a default."""
+        text = self.secret.get_secret_value()
+        if not text and self.secret_file is not None:
+            try:
+                text = self.secret_file.read_text().strip()
+            except OSError as exc:
+                raise ValueError(f"cannot read SCANTRAIL_VISITOR_SECRET_FILE: {exc}") from None
+        if len(text) < 16:
+            raise ValueError(
+                "visitors need SCANTRAIL_VISITOR_SECRET or SCANTRAIL_VISITOR_SECRET_FILE"
+                " (at least 16 characters, the same at every gate of the deployment)"
+            )
+        return text.encode()
+
+
+class ReportSettings(BaseSettings):
+    """The daily report (``scantrail report``)."""
+
+    model_config = SettingsConfigDict(env_prefix="SCANTRAIL_REPORT_", extra="ignore")
+
+    #: SCANTRAIL_REPORT_AT: local time of day the daily report is made (HH:MM).
+    at: str = Field(default="16:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    #: SCANTRAIL_REPORT_TIMEZONE: the zone of that time and of the report's day.
+    timezone: str = "Asia/Shanghai"
+    #: SCANTRAIL_REPORT_DIR: where reports are written; default <state dir>/reports.
+    dir: Path | None = None
+
+    def resolved_dir(self) -> Path:
+        return self.dir or state_dir() / "reports"

@@ -3,10 +3,11 @@
 # libzbar0 for pyzbar, pkg-config for the libflux build of InfluxDB,
 # chromium and chromium-driver for the browser tests of the web pages (Debian's
 # builds: nothing is fetched from a browser vendor), poppler-utils (pdftoppm)
-# to render the daily report's PDF to PNG in its test.
+# to render the daily report's PDF to PNG in its test, fonts-wqy-zenhei so
+# zh-CN pages and venue posters show Chinese rather than empty boxes.
 set -euo pipefail
 need=()
-for pkg in libzbar0 pkg-config chromium chromium-driver poppler-utils; do
+for pkg in libzbar0 pkg-config chromium chromium-driver poppler-utils fonts-wqy-zenhei; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 [ ${#need[@]} -eq 0 ] && exit 0

@@ -178,9 +178,14 @@ def demo(
     start = datetime.now(UTC)
     # Re-measures come 15-45 s after a hot reading (not 4-10 min) so that a
     # one-minute demo sees its suspicions settle.
-    world = GateWorld(kiosks=kiosks, residents=residents, seed=seed, remeasure_s=(15.0, 45.0))
+    # The districts' extras too: household ids (and households breaking the
+    # outing quota), yellow and red codes, venue check-ins and visitors.
+    world = GateWorld.districts(
+        kiosks=kiosks, residents=residents, seed=seed, remeasure_s=(15.0, 45.0)
+    )
     producer = make_producer(kafka, client_id="scantrail-demo")
     published: Counter[str] = Counter()
+    extras: Counter[str] = Counter()
     hot: set[str] = set()
     wall = time.monotonic()
     try:
@@ -199,6 +204,11 @@ def demo(
                     timestamp_ms=event.timestamp_ms(),
                 )
                 published[event.SCHEMA] += 1
+                if isinstance(event, contract.ScanEvent):
+                    if event.venue_kind is not None:
+                        extras["venue check-ins"] += 1
+                    if event.person_kind == "visitor":
+                        extras["visitor scans"] += 1
                 status.update(f"gates are scanning... {sum(published.values())} events published")
         producer.flush()
         producer.close()
@@ -262,6 +272,8 @@ def demo(
     table.add_column("count", justify="right")
     for schema, n in sorted(published.items()):
         table.add_row(f"published {schema}", str(n))
+    for what, n in sorted(extras.items()):
+        table.add_row(f"published {what}", str(n))
     table.add_row("hot readings (>= 37.3 °C)", str(len(hot)))
     table.add_row("hot readings with an alert", str(len(hot & flagged)))
     for kind, n in sorted(alerts.items()):
@@ -273,6 +285,7 @@ def demo(
     summary = {
         "namespace": namespace,
         "published": dict(published),
+        "published_extras": dict(extras),
         "hot_readings": len(hot),
         "hot_readings_alerted": len(hot & flagged),
         "alerts": dict(alerts),

@@ -117,6 +117,12 @@ def _residents(
     "--phone", is_flag=True, help="Phone passes: a device key per pass, shown as live tokens."
 )
 @click.option(
+    "--kind",
+    "pass_kind",
+    default=None,
+    help="Pass kind, e.g. worker (sites may exempt it from the household outing quota).",
+)
+@click.option(
     "--out",
     "out_dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -132,6 +138,7 @@ def issue(
     days: int,
     health: HealthCode | None,
     phone: bool,
+    pass_kind: str | None,
     out_dir: Path,
     key_path: Path | None,
 ) -> None:
@@ -154,6 +161,7 @@ def issue(
             valid_until=start + timedelta(days=days),
             health_code=colour or health,
             device_key=public_key_bytes(device) if device else None,
+            kind=pass_kind,
         )
         text = issue_pass(gate_pass, issuer)
         record = {"pass_id": gate_pass.pass_id, "person_id": person, "household_id": hh}

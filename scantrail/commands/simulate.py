@@ -1,6 +1,9 @@
 """``scantrail simulate``: many synthetic gates publishing to Kafka.
 
-``--profile realistic`` (the default) simulates a real day at the gates: morning
+``--profile districts`` (the default) is the realistic day plus what the
+districts did beyond the gates: household ids (households breaking the
+one-person-every-two-days quota), yellow and red health codes, phone
+check-ins at venues and visitors. ``--profile realistic`` simulates a real day at the gates: morning
 and evening peaks by Shanghai local hour, household members passing together,
 a few kiosks with skewed clocks and a kiosk outage whose spooled events are
 published late, after it comes back. ``--profile plain`` is the steady,
@@ -46,10 +49,14 @@ from scantrail.settings import KafkaSettings
 )
 @click.option(
     "--profile",
-    type=click.Choice(["plain", "realistic"]),
-    default="realistic",
+    type=click.Choice(["plain", "realistic", "districts"]),
+    default="districts",
     show_default=True,
-    help="realistic: peaks, households, skewed clocks, an outage; plain: steady and in order.",
+    help=(
+        "realistic: peaks, households, skewed clocks, an outage; plain: steady and in order; "
+        "districts: the realistic day plus household ids, yellow/red codes, venue check-ins "
+        "and visitors."
+    ),
 )
 @click.option(
     "--realtime/--fast",
@@ -76,6 +83,16 @@ def simulate(
     ensure_topics(settings)
     if profile == "plain":
         world = GateWorld(kiosks=kiosks, residents=residents, seed=seed)
+    elif profile == "districts":
+        realistic = GateWorld.realistic(kiosks=kiosks, residents=residents, seed=seed)
+        world = GateWorld.districts(
+            kiosks=kiosks,
+            residents=residents,
+            seed=seed,
+            day_shape=True,
+            skewed_kiosk_share=realistic.skewed_kiosk_share,
+            outages=realistic.outages,
+        )
     else:
         world = GateWorld.realistic(kiosks=kiosks, residents=residents, seed=seed)
     # Pace by true time: a skewed kiosk's stamps are off, and spooled events are

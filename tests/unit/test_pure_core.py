@@ -21,6 +21,10 @@ PURE = [
     "ingest.simulate",
     "sinks.lines",
     "sinks.routing",
+    "processors.daily_report",
+    "ingest.admission",
+    "ingest.visitors",
+    "ingest.venues",
 ]
 FORBIDDEN = (
     "faust",

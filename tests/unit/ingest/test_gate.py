@@ -206,3 +206,29 @@ def test_a_recording_reports_no_skipped_frames(tmp_path: Path) -> None:
     beat = [e for e in spooled(spool) if isinstance(e, contract.KioskHeartbeat)][-1]
     assert beat.frames_dropped is None
     assert "frames_dropped" not in kiosk_health_line(beat)
+
+
+def test_a_red_code_is_recorded_with_its_household_and_refused_at_the_gate(
+    tmp_path: Path,
+) -> None:
+    issuer = generate_key()
+    red = issue_pass(
+        GatePass(
+            "pass-r",
+            "p-000009",
+            "site-a",
+            "hh-9",
+            NOW - timedelta(days=1),
+            NOW + timedelta(days=13),
+            health_code="red",
+            kind="worker",
+        ),
+        issuer,
+    )
+    spool = Spool(tmp_path / "spool.db")
+    kiosk = Kiosk(GateIdentity("kiosk-1", "site-a"), spool)
+    gate = Gate(kiosk, PassVerifier(issuer.public_key()), FixedClock(NOW), direction="out")
+    [scan] = gate.on_frame(Frame(pass_frame(tmp_path, red, "red"), 0.0, "red.png"))
+    assert (scan.health_code, scan.household_id, scan.pass_kind) == ("red", "hh-9", "worker")
+    assert gate.counts.refused == 1
+    assert [e.to_dict()["household_id"] for e in spooled(spool)] == ["hh-9"]

@@ -240,3 +240,36 @@ def test_every_event_passes_the_contract(world: GateWorld) -> None:
 def test_start_must_be_timezone_aware() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         next(simulate_events(GateWorld(), datetime(2020, 2, 10), 1.0, timedelta(seconds=10)))
+
+
+def test_districts_world_shows_every_new_alert_kind_and_passes_the_contract() -> None:
+    from processors.screener import Screener
+
+    world = GateWorld.districts(kiosks=6, residents=400, seed=2020, remeasure_s=(15.0, 45.0))
+    events = list(
+        simulate_events(world, datetime(2020, 2, 10, 1, tzinfo=UTC), 20.0, timedelta(seconds=60))
+    )
+    for event in events:
+        assert contract.decode(contract.encode(event)) == event
+    scans = [e for e in events if isinstance(e, contract.ScanEvent)]
+    assert {s.venue_kind for s in scans} >= {"market", "pharmacy"}
+    visitors = [s for s in scans if s.person_kind == "visitor"]
+    assert visitors and all(s.person_id.startswith("v-") and s.visiting for s in visitors)
+    visitor_readings = [
+        e
+        for e in events
+        if isinstance(e, contract.TemperatureReading) and (e.person_id or "").startswith("v-")
+    ]
+    assert len(visitor_readings) == len(visitors)
+    assert all(s.household_id for s in scans if s.person_kind is None)
+    kinds = Counter(a.kind for a in Screener().run(events))
+    for kind in ("outing_quota_exceeded", "health_code_yellow", "health_code_red"):
+        assert kinds[kind] > 0, kinds
+    # the check-ins enter trails at the venue like kiosk scans
+    from processors.trails import TrailIndex
+
+    index = TrailIndex()
+    for scan in scans:
+        index.add_event(scan)
+    venue = next(s for s in scans if s.venue_kind == "market")
+    assert index.knows(venue.person_id)

@@ -280,3 +280,81 @@ def test_forwards_are_cut_into_messages_under_the_size_bound() -> None:
     assert [r for value in out for r in split_records(value)] == records
     assert list(chunks([b"x"], limit=100)) == [b"x"]
     assert list(chunks([], limit=100)) == []
+
+
+@dataclass
+class CountedMessage(Message):
+    """A message with faust's reference count: the offset is committable at zero."""
+
+    refcount: int = 1
+    committable: bool = False
+
+    def incref(self) -> None:
+        self.refcount += 1
+
+
+@dataclass
+class CountedEvent:
+    message: CountedMessage
+
+    def ack(self) -> None:
+        self.message.refcount -= 1
+        self.message.committable = self.message.refcount == 0
+
+
+class AckingStream:
+    """Acks each batch when the next is asked for, as ``take_events`` does; a slow writer."""
+
+    def __init__(self, count: int, journal: list[tuple[str, Any]]) -> None:
+        self.items = [CountedEvent(CountedMessage(offset=i)) for i in range(count)]
+        self.journal = journal
+
+    async def take_events(self, max_events: int, within: float) -> Any:
+        for event in self.items:
+            yield [event]
+            event.ack()  # faust's ack of the batch: not the last reference
+            self.journal.append(("taken", event.message.committable))
+            await asyncio.sleep(0)
+
+
+class SlowWrites:
+    def __init__(self, journal: list[tuple[str, Any]]) -> None:
+        self.journal = journal
+
+    async def write(self, writes: Any) -> None:
+        await asyncio.sleep(0.01)
+        self.journal.append(("written", sorted(w.key for w in writes)))
+
+
+def test_events_are_committable_only_once_their_batch_is_durable() -> None:
+    topics = Topics()
+    stream = AckingStream(4, topics.journal)
+    table = Table(topics.journal)
+    states = StateTable(table, Count)
+
+    def handle(event: Any, effects: Effects) -> None:
+        key = f"k{event.message.offset}"
+        state = states.load(key)
+        state.n += 1
+        states.save(effects, event, key, state)
+
+    asyncio.run(
+        run_batched(
+            stream,
+            handle,
+            topics,  # type: ignore[arg-type]
+            Outcomes(),
+            "x",
+            Batching(writer=SlowWrites(topics.journal)),
+            fatal=print,  # type: ignore[arg-type]
+        )
+    )
+    # faust's own ack never made an event committable: only the write did.
+    assert all(detail is False for name, detail in topics.journal if name == "taken")
+    assert all(event.message.committable for event in stream.items)
+    # While the first batch's write was in flight, the next batches were judged
+    # and then written together (a group commit), each key once.
+    written = [detail for name, detail in topics.journal if name == "written"]
+    assert written[0] == [b"k0"]
+    assert sorted(key for keys in written for key in keys) == [b"k0", b"k1", b"k2", b"k3"]
+    assert len(written) < 4

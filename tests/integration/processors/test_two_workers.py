@@ -1,0 +1,109 @@
+"""Two `scantrail worker` processes in one consumer group, against a real broker.
+
+Together they raise exactly the alerts `scantrail screen` raises (which one
+process raises too: test_live_screening); `/trace` answers the same from
+either (the trail tables are global); and when one is SIGKILLed mid-stream the
+survivor takes its partitions and the alert set is unchanged.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from scantrail import contract
+from scantrail.settings import KafkaSettings
+from tests.integration.processors.test_live_screening import (
+    START,
+    comparable,
+    live_alerts,
+    offline_alerts,
+    sentinel,
+    world_events,
+)
+from tests.integration.processors.test_live_trails import get_json
+from tests.support import free_port, publish, service_env, start_scantrail
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def trace_query(person: str) -> str:
+    since, until = START, START + timedelta(hours=3)
+    return f"person={person}&since={since.isoformat()}&until={until.isoformat()}".replace(
+        "+", "%2B"
+    )
+
+
+def scans_counted(ports: list[int]) -> int:
+    total = 0
+    for port in ports:
+        try:
+            total += int(get_json(f"http://127.0.0.1:{port}/stats").get("trail", 0))
+        except OSError:
+            pass
+    return total
+
+
+def wait_until(check: Any, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(1)
+    return False
+
+
+def test_two_workers_in_one_group_then_one_killed(
+    kafka_settings: KafkaSettings, tmp_path: Path
+) -> None:
+    events = world_events(seed=13, seconds=3600, rate=2.0)
+    events.append(sentinel(START + timedelta(hours=3)))
+    expected = offline_alerts(events)
+    half = len(events) // 2
+    first_scans = [e for e in events[:half] if isinstance(e, contract.ScanEvent)]
+    counts: dict[str, int] = {}
+    for scan in first_scans:
+        counts[scan.person_id] = counts.get(scan.person_id, 0) + 1
+    person = max(sorted(counts), key=lambda p: counts[p])
+    ports = [free_port(), free_port()]
+
+    def env(i: int) -> dict[str, str]:
+        return service_env(
+            kafka_settings,
+            SCANTRAIL_WORKER_APP_ID=f"{kafka_settings.namespace}worker",
+            SCANTRAIL_WORKER_WEB_PORT=str(ports[i]),
+            SCANTRAIL_WORKER_DATA_DIR=str(tmp_path / f"worker-{i}"),
+        )
+
+    publish(kafka_settings, events[:half])
+    workers = [start_scantrail("worker", env=env(i), log=tmp_path / f"w{i}.log") for i in (0, 1)]
+    try:
+        # Both in the group and the first half's scans indexed (by one or the other).
+        assert wait_until(lambda: scans_counted(ports) >= len(first_scans), 240), [
+            (tmp_path / f"w{i}.log").read_text()[-3000:] for i in (0, 1)
+        ]
+        query = trace_query(person)
+
+        def same_trace() -> bool:
+            answers = [get_json(f"http://127.0.0.1:{p}/trace?{query}&depth=2") for p in ports]
+            return bool(answers[0]["contacts"]) and answers[0] == answers[1]
+
+        # Each reads every trail partition's changelog: give the copies a moment to agree.
+        assert wait_until(same_trace, 60)
+        workers[1].send_signal(signal.SIGKILL)
+        workers[1].wait(timeout=10)
+        publish(kafka_settings, events[half:])
+        got = live_alerts(kafka_settings, expect=len(expected), timeout_s=420)
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.terminate()
+                worker.wait(timeout=60)
+    log = (tmp_path / "w0.log").read_text()[-4000:]
+    assert set(got) == set(expected), log
+    assert comparable(got) == comparable(expected)
