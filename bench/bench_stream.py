@@ -896,19 +896,25 @@ def main() -> None:
         "worker_env": args.worker_env,
         "args": {k: v for k, v in vars(args).items() if k not in ("out", "worker_env")},
     }
-    if not args.skip_throughput:
-        figures["throughput"] = throughput(base, args, logs)
-    if not args.skip_small:
-        figures["small_state"] = small_state(base, args, logs)
-    if not args.skip_latency:
-        figures["latency"] = latency(base, args, logs)
+    phases = (
+        ("throughput", args.skip_throughput, throughput),
+        ("small_state", args.skip_small, small_state),
+        ("latency", args.skip_latency, latency),
+    )
+    for name, skip, phase in phases:
+        if not skip:
+            figures[name] = phase(base, args, logs)
+            save(figures, args.out)  # a later phase that runs out of time keeps this one
+    summarise(figures)
+    log(f"wrote {args.out}")
+
+
+def save(figures: dict[str, Any], out: Path) -> None:
     figures["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     figures["headline"] = headline(figures)
     figures["targets_met"] = targets_met(figures["headline"], figures)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(figures, indent=2) + "\n")
-    summarise(figures)
-    log(f"wrote {args.out}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(figures, indent=2) + "\n")
 
 
 def inputs_rate(run: dict[str, Any] | None) -> int | None:
