@@ -330,8 +330,14 @@ def send_dead_letter(
     value: bytes | None,
     reason: str,
     seen_at: datetime,
+    hash_key: bytes | None = None,
 ) -> Any:
-    """Publish a failed message to the dead-letter topic; returns the send future."""
+    """Publish a failed message to the dead-letter topic; returns the send future.
+
+    A message of a personal topic is stored as keyed hashes only (see
+    :func:`scantrail.contract.dead_letter`; ``hash_key`` defaults to the
+    deployment's dead-letter key).
+    """
     record = contract.dead_letter(
         topic=topic,
         partition=partition,
@@ -340,6 +346,7 @@ def send_dead_letter(
         value=value,
         reason=reason,
         seen_at=seen_at,
+        hash_key=hash_key,
     )
-    log.warning("dead letter from %s[%s]@%s: %s", topic, partition, offset, reason)
+    log.warning("dead letter from %s[%s]@%s: %s", topic, partition, offset, record.reason)
     return producer.send(deadletter_topic, key=record.key(), value=contract.encode(record))
