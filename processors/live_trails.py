@@ -20,7 +20,8 @@ a contact window of 15 minutes touches seven slots.
 Both are global tables: every worker restores all partitions from the
 changelogs, so whichever worker an epidemiologist's request reaches answers it
 in full, with the same pure :func:`processors.contacts.trace` the offline
-``scantrail trace`` and ``scantrail replay`` run.
+``scantrail trace`` and ``scantrail replay`` run. The view itself, with its
+credential check, bounds and audit, is :mod:`processors.trace_guard`.
 
 Every scan is forwarded to the site stream even when the person's trail has
 already seen it: a crash between the trail write and the send must not lose
@@ -37,7 +38,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any, TypeVar
 
 import faust
@@ -45,7 +46,6 @@ import faust
 from processors.agents import Outcomes
 from processors.app import Topics
 from processors.batching import Batching, Effects, one_line, run_batched, split_records
-from processors.contacts import ContactPolicy, trace
 from processors.live import ScanHook
 from processors.live_state import StateTable, partition_of
 from processors.trails import RETENTION, SiteVisits, Trail, TrailSlice, VisitSlice, to_micros
@@ -233,39 +233,8 @@ def install_trails(
             trim=(site_slots,),
         )
 
-    @app.page("/trace")
-    async def trace_view(web: Any, request: Any) -> Any:
-        query = request.query
-        try:
-            person = query["person"]
-            since = _aware(query["since"])
-            until = _aware(query["until"])
-            policy = ContactPolicy(
-                window=timedelta(minutes=float(query.get("window_minutes", 15))),
-                depth=int(query.get("depth", 1)),
-                same_kiosk=query.get("same_kiosk", "false").lower() in ("1", "true", "yes"),
-            )
-        except (KeyError, ValueError) as exc:
-            return web.json({"error": f"bad query: {exc}"}, status=400)
-        result = trace(
-            person,
-            since,
-            until,
-            trail_of=index.trail_between,
-            visits_at=index.visits_between,
-            policy=policy,
-        )
-        return web.json(result.to_dict())
-
     return LiveTrails(index, index_scan, (person_days,))
 
 
 def to_micros_delta(delta: timedelta) -> int:
     return int(delta.total_seconds() * 1_000_000)
-
-
-def _aware(text: str) -> datetime:
-    moment = datetime.fromisoformat(text)
-    if moment.tzinfo is None:
-        raise ValueError(f"{text!r} has no offset")
-    return moment

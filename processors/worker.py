@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import faust
@@ -12,8 +13,11 @@ from processors.batching import Batching
 from processors.live import install_screening
 from processors.live_trails import install_trails
 from processors.screening_policy import SitePolicies
+from processors.trace_guard import TraceGuard
+from scantrail.audit import AuditLog
 from scantrail.broker import ensure_topics
-from scantrail.settings import KafkaSettings, WorkerSettings
+from scantrail.credentials import CredentialStore
+from scantrail.settings import KafkaSettings, RetentionSettings, TraceAccessSettings, WorkerSettings
 
 
 def readiness(app: faust.App) -> dict[str, Any]:
@@ -38,11 +42,20 @@ def readiness(app: faust.App) -> dict[str, Any]:
 def build_worker(loglevel: str = "info") -> faust.Worker:
     kafka = KafkaSettings()
     settings = WorkerSettings()
+    access = TraceAccessSettings()
+    retention = RetentionSettings()
     ensure_topics(kafka)
-    app, topics = create_app(kafka, settings)
+    app, topics = create_app(kafka, settings, access)
     outcomes = Outcomes()
     batching = Batching(settings.batch_max_events, settings.batch_wait_ms / 1000)
-    trails = install_trails(app, topics, outcomes, kafka.partitions, batching=batching)
+    trails = install_trails(
+        app,
+        topics,
+        outcomes,
+        kafka.partitions,
+        batching=batching,
+        retention=timedelta(days=retention.trail_days),
+    )
     install_screening(
         app,
         topics,
@@ -53,6 +66,12 @@ def build_worker(loglevel: str = "info") -> faust.Worker:
         on_scan=trails.index_scan,
         scan_caches=trails.caches,
     )
+
+    guard = TraceGuard(trails.index, access, CredentialStore.default(), AuditLog(kafka))
+
+    @app.page("/trace")
+    async def trace_view(web: Any, request: Any) -> Any:
+        return await guard.handle(web, request)
 
     @app.page("/stats")
     async def stats(web: Any, request: Any) -> Any:
