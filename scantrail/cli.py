@@ -41,6 +41,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "scantrail.commands.credentials:credentials",
         "Issue, list and revoke bearer credentials (/trace).",
     ),
+    "influx-setup": (
+        "scantrail.commands.influx_setup:influx_setup",
+        "Bucket retention and least-privilege InfluxDB tokens.",
+    ),
 }
 
 

@@ -209,3 +209,13 @@ class RetentionSettings(BaseSettings):
     quarantine_days: float = Field(default=28.0, ge=0)
     #: SCANTRAIL_RETENTION_INFLUX_DAYS: the InfluxDB buckets holding person ids.
     influx_days: int = Field(default=28, ge=1)
+
+
+def influx_for_role(role: str, **overrides: object) -> InfluxSettings:
+    """A role's InfluxDB settings: ``influx.env``, with ``influx-<role>.env`` (its own
+    least-privilege token, from ``scantrail influx-setup``) on top; the environment wins."""
+    base = state_dir()
+    return InfluxSettings(
+        _env_file=(base / "influx.env", base / f"influx-{role}.env"),  # type: ignore[call-arg]
+        **overrides,  # type: ignore[arg-type]
+    )

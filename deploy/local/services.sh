@@ -31,7 +31,10 @@ up() {
     "$here/influxdb/influxdb.sh" start
   fi
   "$PY" -m scantrail.cli topics >/dev/null
-  echo "[services] up; topics ready"
+  # Bucket retention and the sink's and dashboards' own tokens (idempotent);
+  # the all-access setup token stays in influx.env.
+  "$PY" -m scantrail.cli influx-setup >/dev/null
+  echo "[services] up; topics ready; InfluxDB role tokens in \$SCANTRAIL_STATE/influx-{sink,dashboard}.env"
 }
 
 down() {
