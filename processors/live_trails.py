@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import faust
@@ -150,6 +150,31 @@ class RetentionSweep:
             log.info("partition %d: forgot %d buckets past the retention", partition, len(old))
         return len(old)
 
+    def sweep_idle(self, owned: set[int], now_us: int) -> int:
+        """Outside stream iteration: delete the owned partitions' buckets older than ``now_us``
+        minus the retention, so a partition that receives no scans forgets too.
+
+        faust refuses table writes outside an agent (it takes the changelog
+        partition from the current event), so each deletion is sent to the
+        changelog partition of its key explicitly and removed from the local store.
+        """
+        horizon = (now_us - self.retention_us) // self.width_us
+        gone = 0
+        for key in list(self.table.keys()):
+            owner, _, bucket = key.rpartition(b"|")
+            partition = partition_of(owner, self.partitions)
+            if int(bucket) < horizon and partition in owned:
+                self.table.send_changelog(partition, key, None, value_serializer="raw")
+                del self.table.data[key]
+                gone += 1
+        if gone:
+            log.info("idle sweep: forgot %d buckets past the retention", gone)
+        return gone
+
+    def clock_us(self) -> int | None:
+        """The newest event time this worker has seen on any partition."""
+        return max(self.newest.values(), default=None)
+
 
 def install_trails(
     app: faust.App,
@@ -158,6 +183,8 @@ def install_trails(
     partitions: int,
     batching: Batching,
     retention: timedelta = RETENTION,
+    idle_sweep_s: float = 600.0,
+    wall_clock: bool = False,
 ) -> LiveTrails:
     app_id = app.conf.id
     visits_topic = app.topic(
@@ -179,6 +206,25 @@ def install_trails(
     # smaller bound (a few hours of slots for a district's sites).
     person_days = StateTable(trails, Trail, limit=100_000)
     site_slots = StateTable(visits, SiteVisits, limit=20_000)
+
+    @app.timer(interval=idle_sweep_s)
+    async def sweep_idle_partitions() -> None:
+        """Retention on partitions without new scans: by the newest event time seen on any
+        partition (or, with ``wall_clock``, by the clock on the wall, whichever is later)."""
+        clocks = [c for c in (trail_sweep.clock_us(), visit_sweep.clock_us()) if c is not None]
+        if wall_clock:
+            clocks.append(to_micros(datetime.now(UTC)))
+        if not clocks:
+            return
+        now_us = max(clocks)
+        actives = app.assignor.assigned_actives()
+        scans_topic = topics.scans.get_topic_name()
+        owned_scans = {tp.partition for tp in actives if tp.topic == scans_topic}
+        owned_visits = {tp.partition for tp in actives if tp.topic == visits_topic.get_topic_name()}
+        if trail_sweep.sweep_idle(owned_scans, now_us):
+            person_days.forget()
+        if visit_sweep.sweep_idle(owned_visits, now_us):
+            site_slots.forget()
 
     @app.on_partitions_assigned.connect
     async def forget_buckets(sender: Any, assigned: Any, **kwargs: Any) -> None:

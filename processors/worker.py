@@ -55,6 +55,8 @@ def build_worker(loglevel: str = "info") -> faust.Worker:
         kafka.partitions,
         batching=batching,
         retention=timedelta(days=retention.trail_days),
+        idle_sweep_s=retention.sweep_s,
+        wall_clock=retention.trail_clock == "wall",
     )
     install_screening(
         app,

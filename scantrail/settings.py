@@ -204,6 +204,13 @@ class RetentionSettings(BaseSettings):
 
     #: SCANTRAIL_RETENTION_TRAIL_DAYS: person-days and site slots in the worker's trail tables.
     trail_days: float = Field(default=28.0, gt=0)
+    #: SCANTRAIL_RETENTION_TRAIL_CLOCK: what "now" is for the trail tables. ``event``: the
+    #: newest scan time the worker has seen on any partition (replays of old periods keep
+    #: their trails); ``wall``: also the clock on the wall, so trails expire when a whole
+    #: district stops scanning (what a production cluster wants).
+    trail_clock: Literal["event", "wall"] = "event"
+    #: SCANTRAIL_RETENTION_SWEEP_S: how often partitions without new scans are swept.
+    sweep_s: float = Field(default=600.0, gt=0)
     #: SCANTRAIL_RETENTION_QUARANTINE_DAYS: a quarantine record is tombstoned this long
     #: after its last day.
     quarantine_days: float = Field(default=28.0, ge=0)

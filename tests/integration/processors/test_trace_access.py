@@ -176,3 +176,64 @@ def test_trace_access_is_guarded_audited_and_off_the_event_loop(
     data = tmp_path / "worker-data"
     assert data.stat().st_mode & 0o777 == 0o700
     assert all(p.stat().st_mode & 0o077 == 0 for p in data.rglob("*") if p.is_file() or p.is_dir())
+
+
+@pytest.mark.timeout(400)
+def test_trails_past_retention_are_forgotten_on_every_partition(
+    kafka_settings: KafkaSettings, tmp_path: Path
+) -> None:
+    """Day 0: eight persons meet at one gate (their scans fall on several partitions).
+    Day 40: one scan elsewhere, on one partition. The worker's sweep forgets day 0 on
+    every partition, the ones that received nothing since included."""
+    from processors.live_state import partition_of
+
+    met = [
+        make_scan(
+            person_id=f"p-met-{i}",
+            event_id=f"met-{i}",
+            site_id="site-m",
+            scanned_at=BASE_TIME + timedelta(seconds=i),
+        )
+        for i in range(8)
+    ]
+    late = make_scan(
+        person_id="p-late",
+        event_id="late-1",
+        site_id="site-l",
+        scanned_at=BASE_TIME + timedelta(days=40),
+    )
+    parts = kafka_settings.partitions
+    touched = {partition_of(s.person_id.encode(), parts) for s in met}
+    assert touched - {partition_of(b"p-late", parts)}, "some day-0 partition must stay idle"
+    port = free_port()
+    env = service_env(
+        kafka_settings,
+        SCANTRAIL_WORKER_APP_ID=f"{kafka_settings.namespace}worker",
+        SCANTRAIL_WORKER_WEB_PORT=str(port),
+        SCANTRAIL_WORKER_DATA_DIR=str(tmp_path / "worker-data"),
+        SCANTRAIL_CREDENTIALS=credential_line("epi", [TRACE], hash_token("epi-token")),
+        SCANTRAIL_RETENTION_SWEEP_S="2",
+    )
+    since = (BASE_TIME - timedelta(hours=1)).isoformat().replace("+", "%2B")
+    until = (BASE_TIME + timedelta(hours=1)).isoformat().replace("+", "%2B")
+    query = f"person=p-met-0&since={since}&until={until}"
+    log = tmp_path / "worker.log"
+    worker = start_scantrail("worker", env=env, log=log)
+    try:
+        publish(kafka_settings, met)
+        assert wait_for_stats(port, "visit", len(met)).get("visit") == len(met)
+        status, body = call(port, query, "epi-token")
+        assert status == 200 and len(body["contacts"]) == len(met) - 1
+        publish(kafka_settings, [late])
+        assert wait_for_stats(port, "visit", len(met) + 1).get("visit") == len(met) + 1
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            status, body = call(port, query, "epi-token")
+            if status == 200 and not body["contacts"]:
+                break
+            time.sleep(1)
+        assert body["contacts"] == [], log.read_text()[-3000:]
+        assert "idle sweep: forgot" in log.read_text()
+    finally:
+        worker.terminate()
+        worker.wait(timeout=60)
