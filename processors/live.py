@@ -445,6 +445,12 @@ def install_screening(
 
     def screen_gate(event: Any, effects: Effects) -> None:
         is_quarantine = event.message.topic.endswith(contract.QUARANTINE)
+        if is_quarantine and event.value is None:  # a retention tombstone: forget the record
+            state = gates.load(event.message.key.decode())
+            state.quarantine = None
+            gates.save(effects, event, event.message.key.decode(), state)
+            outcomes.counts["quarantine_forgotten"] += 1
+            return
         expect: type[contract.Event] = (
             contract.QuarantineRecord if is_quarantine else contract.ScanEvent
         )

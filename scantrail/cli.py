@@ -45,6 +45,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "scantrail.commands.influx_setup:influx_setup",
         "Bucket retention and least-privilege InfluxDB tokens.",
     ),
+    "retention": (
+        "scantrail.commands.retention:retention",
+        "Retention jobs: tombstone ended quarantine records.",
+    ),
 }
 
 
