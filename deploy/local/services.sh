@@ -30,7 +30,13 @@ up() {
     "$here/influxdb/influxdb.sh" build >/dev/null
     "$here/influxdb/influxdb.sh" start
   fi
-  "$PY" -m scantrail.cli topics >/dev/null
+  if external_kafka; then
+    "$PY" -m scantrail.cli topics >/dev/null
+  else
+    # A SCRAM principal per role and its ACLs on the SASL_SSL listener (idempotent);
+    # credentials in $STATE/kafka-users/<role>.env (600).
+    "$PY" -m scantrail.cli topics --acls >/dev/null
+  fi
   # Bucket retention and the sink's and dashboards' own tokens (idempotent);
   # the all-access setup token stays in influx.env.
   "$PY" -m scantrail.cli influx-setup >/dev/null
