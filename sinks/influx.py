@@ -374,6 +374,9 @@ class InfluxSink:
                 try:
                     event = decode(message)
                 except ContractError as exc:
+                    if message.value() is None:  # a retention tombstone: nothing to store
+                        self.stats.counts["tombstone"] += 1
+                        continue
                     self._dead_letter(message, str(exc))
                     continue
                 append(event)
