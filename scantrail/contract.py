@@ -497,10 +497,14 @@ def alert_id(kind: str, evidence: Iterable[str]) -> str:
 #: Topics whose records name persons: their dead letters keep identifiers as keyed hashes only.
 PERSONAL_TOPICS: tuple[str, ...] = (SCANS, TEMPERATURES, QUARANTINE, ALERTS, PAGES, AUDIT)
 
-#: Fields of a personal record kept in clear in its dead letter: where and when, never who.
+#: Fields of a personal record kept in clear in its dead letter (what, where and when, never
+#: who), unless a value is shaped like a phone number, ID number or e-mail address.
 _CLEAR_FIELDS = frozenset(
     {
         "schema",
+        "event_id",
+        "scan_event_id",
+        "alert_id",
         "kiosk_id",
         "site_id",
         "direction",
@@ -532,7 +536,9 @@ def _redact(value: Any, hash_key: bytes, name: str = "") -> Any:
         return {str(k): _redact(v, hash_key, str(k)) for k, v in value.items()}
     if isinstance(value, list):
         return [_redact(v, hash_key, name) for v in value]
-    if isinstance(value, str) and name not in _CLEAR_FIELDS:
+    if isinstance(value, str) and (
+        name not in _CLEAR_FIELDS or why_not_pseudonymous(value) is not None
+    ):
         return keyed_hash(hash_key, value)
     return value
 

@@ -48,9 +48,16 @@ def read_or_create_secret(path: Path, nbytes: int = 32) -> str:
         pass
     private_dir(path.parent)
     value = secrets.token_urlsafe(nbytes)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         os.write(fd, (value + "\n").encode())
     finally:
         os.close(fd)
+    try:
+        os.link(tmp, path)  # atomic, and fails if another process made it first
+    except FileExistsError:
+        value = path.read_text().strip()  # theirs wins: every process uses one secret
+    finally:
+        os.unlink(tmp)
     return value
