@@ -197,5 +197,10 @@ def ensure_access(
             future.result()
         report.acls = len(wanted)
     except KafkaException as exc:
+        if "SECURITY_DISABLED" in str(exc):
+            raise ServiceError(
+                "the broker has no authorizer, so ACLs cannot be set: it runs an older"
+                " configuration; restart it (locally: make down && make up)"
+            ) from None
         raise ServiceError(f"Kafka refused the users or ACLs: {exc}") from None
     return report
