@@ -350,3 +350,26 @@ def send_dead_letter(
     )
     log.warning("dead letter from %s[%s]@%s: %s", topic, partition, offset, record.reason)
     return producer.send(deadletter_topic, key=record.key(), value=contract.encode(record))
+
+
+_AUTHORIZATION_ERRORS = (
+    "TopicAuthorizationFailedError",
+    "GroupAuthorizationFailedError",
+    "ClusterAuthorizationFailedError",
+    "TransactionalIdAuthorizationFailedError",
+)
+
+
+def explain_refusal(
+    exc: BaseException | None, operation: str, resource: str, settings: KafkaSettings
+) -> str:
+    """A client error, said the way an operator needs it: for an authorization failure,
+    which principal was refused which operation on what (the ACLs to check)."""
+    name = type(exc).__name__
+    if name in _AUTHORIZATION_ERRORS:
+        who = f"User:{settings.sasl_username}" if settings.uses_sasl else "this client"
+        return (
+            f"Kafka refused {operation} on {resource} to {who}: not allowed by its ACLs"
+            f" ({name}; docs/security.md lists what each role may do)"
+        )
+    return f"{name}: {exc}"

@@ -17,7 +17,14 @@ from kafka.errors import TopicAuthorizationFailedError
 from pydantic import SecretStr
 
 from scantrail import contract
-from scantrail.broker import LoginRefused, check_login, connection, ensure_topics, make_producer
+from scantrail.broker import (
+    LoginRefused,
+    check_login,
+    connection,
+    ensure_topics,
+    explain_refusal,
+    make_producer,
+)
 from scantrail.kafka_acls import ROLES, ensure_access, role_password
 from scantrail.settings import KafkaSettings
 from tests.factories import make_reading, make_scan
@@ -107,8 +114,10 @@ def test_a_kiosk_may_only_produce_its_own_events(secured: Secured) -> None:
             timeout=30
         )
         alert_topic = kiosk.topic(contract.ALERTS)
-        with pytest.raises(TopicAuthorizationFailedError):
+        with pytest.raises(TopicAuthorizationFailedError) as refused:
             producer.send(alert_topic, key=b"site-1", value=b"{}").get(timeout=30)
+        said = explain_refusal(refused.value, "WRITE", alert_topic, kiosk)
+        assert said.startswith(f"Kafka refused WRITE on {alert_topic} to User:kiosk")
     finally:
         producer.close()
     assert denied(secured, "kiosk", "WRITE")
@@ -122,9 +131,11 @@ def test_a_kiosk_may_only_produce_its_own_events(secured: Secured) -> None:
         consumer_timeout_ms=5000,
     )
     try:
-        with pytest.raises(TopicAuthorizationFailedError):
+        with pytest.raises(TopicAuthorizationFailedError) as refused:
             for _ in range(10):
                 consumer.poll(timeout_ms=1000)
+        said = explain_refusal(refused.value, "READ", kiosk.topic(contract.SCANS), kiosk)
+        assert "Kafka refused READ on" in said and "User:kiosk" in said
     finally:
         consumer.close()
     assert denied(secured, "kiosk", "READ")
