@@ -65,6 +65,7 @@ from urllib3.exceptions import HTTPError
 from scantrail import contract
 from scantrail.broker import make_producer, send_dead_letter
 from scantrail.errors import ContractError, ServiceError
+from scantrail.private import private_dir
 from scantrail.settings import InfluxSettings, KafkaSettings, state_dir
 from sinks.backfill import (
     BackfillResult,
@@ -272,9 +273,9 @@ class InfluxSink:
         self.writer = InfluxWriter(influx)
         self.writer.ensure_buckets()
         self.tz = ZoneInfo(timezone)
-        self.state = SinkState(
-            state_path or state_dir() / "sink" / f"{kafka.namespace}{group_id}.db"
-        )
+        if state_path is None:  # the watched-person registry: the sink user's only
+            state_path = private_dir(state_dir() / "sink") / f"{kafka.namespace}{group_id}.db"
+        self.state = SinkState(state_path)
         self.batch_lines = batch_lines
         self.backoff = backoff
         self.rng = random.Random(seed)

@@ -82,3 +82,27 @@ def test_malformed_lines_are_refused_with_the_line_number(line: str) -> None:
 def test_bearer_header(header: str, token: str | None) -> None:
     assert bearer_token(header) == token
     assert bearer_token(None) is None
+
+
+def test_what_a_scantrail_process_creates_is_its_users_only(tmp_path: Path) -> None:
+    """The CLI sets umask 077: a command that writes files (here the schema export)
+    leaves them 600 in a 700 directory, whatever the caller's umask."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "schema"
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import os; os.umask(0o022); from scantrail.cli import main; main()",
+            "schema",
+            "--out",
+            str(out),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    files = list(out.rglob("*.json"))
+    assert files and all(f.stat().st_mode & 0o777 == 0o600 for f in files)
+    assert out.stat().st_mode & 0o777 == 0o700
