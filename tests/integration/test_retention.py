@@ -66,3 +66,43 @@ def test_ended_quarantines_are_tombstoned_once_past_their_retention(kafka_settin
         m.key for m in consume_all(kafka_settings, contract.QUARANTINE, expect=5) if m.value is None
     ]
     assert sorted(tombstones) == [b"p-last-week", b"p-long-ago"]
+
+
+@pytest.mark.timeout(300)
+def test_the_worker_forgets_a_tombstoned_quarantine_without_a_dead_letter(
+    kafka_settings: Any, tmp_path: Any
+) -> None:
+    import time
+    import urllib.request
+
+    from kafka import KafkaProducer
+
+    from tests.support import free_port, start_scantrail
+
+    publish(kafka_settings, [make_quarantine(person_id="p-gone")])
+    producer = KafkaProducer(bootstrap_servers=kafka_settings.servers, acks="all")
+    producer.send(kafka_settings.topic(contract.QUARANTINE), key=b"p-gone", value=None).get(30)
+    producer.close()
+    port = free_port()
+    env = service_env(
+        kafka_settings,
+        SCANTRAIL_WORKER_APP_ID=f"{kafka_settings.namespace}worker",
+        SCANTRAIL_WORKER_WEB_PORT=str(port),
+        SCANTRAIL_WORKER_DATA_DIR=str(tmp_path / "worker-data"),
+    )
+    worker = start_scantrail("worker", env=env, log=tmp_path / "worker.log")
+    stats: dict[str, Any] = {}
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and not stats.get("quarantine_forgotten"):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats", timeout=5) as r:
+                    stats = json.loads(r.read())
+            except OSError:
+                pass
+            time.sleep(1)
+    finally:
+        worker.terminate()
+        worker.wait(timeout=60)
+    assert stats.get("quarantine") == 1 and stats.get("quarantine_forgotten") == 1, stats
+    assert not consume_all(kafka_settings, contract.DEADLETTER, timeout_s=5)
