@@ -45,6 +45,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from scantrail.contract import HealthCode, PassStatus
 from scantrail.errors import PassError
+from scantrail.pseudonyms import why_not_pseudonymous
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,6 @@ TOKEN_LIFETIME = timedelta(seconds=60)
 MAX_TOKEN_LIFETIME = timedelta(seconds=120)
 
 _ID = re.compile(r"^[A-Za-z0-9._:@/-]{1,128}$")
-_PHONE_LIKE = re.compile(r"^\+?\d{7,15}$")
 _HEALTH_TO_CHAR: dict[HealthCode, str] = {"green": "g", "yellow": "y", "red": "r"}
 _CHAR_TO_HEALTH: dict[str, HealthCode] = {v: k for k, v in _HEALTH_TO_CHAR.items()}
 _TOKEN_DOMAIN = b"scantrail-token-v1|"
@@ -173,8 +173,8 @@ def _from_epoch(text: str) -> datetime:
 def _check_id(name: str, value: str) -> None:
     if not _ID.match(value):
         raise PassError(f"{name} {value!r} is not a valid identifier")
-    if _PHONE_LIKE.match(value):
-        raise PassError(f"{name} {value!r} looks like a phone number; ids must be pseudonymous")
+    if (reason := why_not_pseudonymous(value)) is not None:
+        raise PassError(f"{name}: {reason}")  # the value itself is not repeated
 
 
 def _payload(p: GatePass) -> bytes:

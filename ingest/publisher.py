@@ -19,7 +19,7 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
 from ingest.spool import Spool, SpooledEvent
-from scantrail.broker import make_producer
+from scantrail.broker import explain_refusal, make_producer
 from scantrail.errors import PublishError
 from scantrail.settings import KafkaSettings
 
@@ -91,8 +91,11 @@ class SpoolPublisher:
         self.spool.remove(acked)
         self.stats.sent += len(acked)
         if len(acked) < len(rows):
-            failed = futures[len(acked)][1]
-            raise KafkaError(f"broker did not acknowledge: {failed.exception}")
+            row, failed = futures[len(acked)]
+            why = explain_refusal(
+                failed.exception, "WRITE", self.kafka.topic(row.topic), self.kafka
+            )
+            raise KafkaError(f"broker did not acknowledge: {why}")
         return len(acked)
 
     def run(self) -> None:

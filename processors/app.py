@@ -16,7 +16,8 @@ import faust
 
 from scantrail import contract
 from scantrail.broker import ssl_context
-from scantrail.settings import KafkaSettings, WorkerSettings
+from scantrail.private import private_dir, tighten_tree
+from scantrail.settings import KafkaSettings, TraceAccessSettings, WorkerSettings
 
 
 @dataclass(frozen=True)
@@ -46,9 +47,13 @@ def faust_credentials(kafka: KafkaSettings) -> Any:
     return None
 
 
-def create_app(kafka: KafkaSettings, worker: WorkerSettings) -> tuple[faust.App, Topics]:
+def create_app(
+    kafka: KafkaSettings, worker: WorkerSettings, access: TraceAccessSettings | None = None
+) -> tuple[faust.App, Topics]:
+    access = access or TraceAccessSettings()
     data_dir = worker.resolved_data_dir()
-    data_dir.mkdir(parents=True, exist_ok=True)
+    # The tables hold every resident's trail: owner only, older data dirs included.
+    tighten_tree(private_dir(data_dir))
     app = faust.App(
         worker.app_id,
         broker=[f"kafka://{server}" for server in kafka.servers],
@@ -62,7 +67,11 @@ def create_app(kafka: KafkaSettings, worker: WorkerSettings) -> tuple[faust.App,
         topic_partitions=kafka.partitions,
         topic_replication_factor=kafka.replication,
         web_host="127.0.0.1",
+        web_bind=access.web_bind,
         web_port=worker.web_port,
+        # faust's own views print table contents (trails) to anyone: off unless asked for.
+        web_tables_enabled=access.web_table_views,
+        web_router_enabled=access.web_table_views,
         web_in_thread=False,
         # A broker restart or a slow RocksDB flush must not cost a rebalance.
         broker_session_timeout=30.0,

@@ -505,6 +505,9 @@ class GateStage(Stage):
     def step(self, event: Any, effects: Effects) -> None:
         shard = self.shard
         is_quarantine = event.message.topic.endswith(contract.QUARANTINE)
+        if is_quarantine and event.value is None:  # a retention tombstone: forget the record
+            self.forget_quarantine(event, effects)
+            return
         expect: type[contract.Event] = (
             contract.QuarantineRecord if is_quarantine else contract.ScanEvent
         )
@@ -530,6 +533,14 @@ class GateStage(Stage):
                 self.gates.save(effects, event, decoded.person_id, state)
             if self.on_scan is not None:
                 self.on_scan(event, effects, decoded)
+
+    def forget_quarantine(self, event: Any, effects: Effects) -> None:
+        """A tombstone on the quarantine topic: the record has passed its retention."""
+        person_id = event.message.key.decode()
+        state = self.gates.load(person_id)
+        state.quarantine = None
+        self.gates.save(effects, event, person_id, state)
+        self.shard.outcomes.counts["quarantine_forgotten"] += 1
 
     def judge(self, state: GateState, scan: contract.ScanEvent) -> list[contract.Alert]:
         return judge_scan(state, scan, self.shard.policy)

@@ -20,7 +20,8 @@ a contact window of 15 minutes touches seven slots.
 Both are global tables: every worker restores all partitions from the
 changelogs, so whichever worker an epidemiologist's request reaches answers it
 in full, with the same pure :func:`processors.contacts.trace` the offline
-``scantrail trace`` and ``scantrail replay`` run.
+``scantrail trace`` and ``scantrail replay`` run. The view itself, with its
+credential check, bounds and audit, is :mod:`processors.trace_guard`.
 
 Every scan is forwarded to the site stream even when the person's trail has
 already seen it: a crash between the trail write and the send must not lose
@@ -37,7 +38,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import faust
@@ -45,7 +46,6 @@ import faust
 from processors.agents import Outcomes
 from processors.app import Topics
 from processors.batching import Batching, Effects, one_line, run_batched, split_records
-from processors.contacts import ContactPolicy, trace
 from processors.live import ScanHook
 from processors.live_state import StateTable, partition_of
 from processors.trails import RETENTION, SiteVisits, Trail, TrailSlice, VisitSlice, to_micros
@@ -150,6 +150,31 @@ class RetentionSweep:
             log.info("partition %d: forgot %d buckets past the retention", partition, len(old))
         return len(old)
 
+    def sweep_idle(self, owned: set[int], now_us: int) -> int:
+        """Outside stream iteration: delete the owned partitions' buckets older than ``now_us``
+        minus the retention, so a partition that receives no scans forgets too.
+
+        faust refuses table writes outside an agent (it takes the changelog
+        partition from the current event), so each deletion is sent to the
+        changelog partition of its key explicitly and removed from the local store.
+        """
+        horizon = (now_us - self.retention_us) // self.width_us
+        gone = 0
+        for key in list(self.table.keys()):
+            owner, _, bucket = key.rpartition(b"|")
+            partition = partition_of(owner, self.partitions)
+            if int(bucket) < horizon and partition in owned:
+                self.table.send_changelog(partition, key, None, value_serializer="raw")
+                del self.table.data[key]
+                gone += 1
+        if gone:
+            log.info("idle sweep: forgot %d buckets past the retention", gone)
+        return gone
+
+    def clock_us(self) -> int | None:
+        """The newest event time this worker has seen on any partition."""
+        return max(self.newest.values(), default=None)
+
 
 class TrailStages:
     """The trail index: person-days beside the gate stage, site slots in their own stage.
@@ -232,8 +257,31 @@ def install_trails(
     partitions: int,
     batching: Batching,
     retention: timedelta = RETENTION,
+    idle_sweep_s: float = 600.0,
+    wall_clock: bool = False,
 ) -> LiveTrails:
     stages = TrailStages(app, outcomes, partitions, retention)
+
+    @app.timer(interval=idle_sweep_s)
+    async def sweep_idle_partitions() -> None:
+        """Retention on partitions without new scans: by the newest event time seen on any
+        partition (or, with ``wall_clock``, by the clock on the wall, whichever is later)."""
+        sweeps = (stages.trail_sweep, stages.visit_sweep)
+        clocks = [c for c in (sweep.clock_us() for sweep in sweeps) if c is not None]
+        if wall_clock:
+            clocks.append(to_micros(datetime.now(UTC)))
+        if not clocks:
+            return
+        now_us = max(clocks)
+        actives = app.assignor.assigned_actives()
+        scans_topic = topics.scans.get_topic_name()
+        owned_scans = {tp.partition for tp in actives if tp.topic == scans_topic}
+        visits_topic = stages.visits_topic.get_topic_name()
+        owned_visits = {tp.partition for tp in actives if tp.topic == visits_topic}
+        if stages.trail_sweep.sweep_idle(owned_scans, now_us):
+            stages.person_days.forget()
+        if stages.visit_sweep.sweep_idle(owned_visits, now_us):
+            stages.site_slots.forget()
 
     @app.on_partitions_assigned.connect
     async def forget_buckets(sender: Any, assigned: Any, **kwargs: Any) -> None:
@@ -251,44 +299,8 @@ def install_trails(
             trim=(stages.site_slots,),
         )
 
-    install_trace_view(app, stages.index)
     return LiveTrails(stages.index, stages.index_scan, (stages.person_days,))
-
-
-def install_trace_view(app: faust.App, index: TableIndex) -> None:
-    """``/trace?person=&since=&until=[&window_minutes=&depth=&same_kiosk=]``."""
-
-    @app.page("/trace")
-    async def trace_view(web: Any, request: Any) -> Any:
-        query = request.query
-        try:
-            person = query["person"]
-            since = _aware(query["since"])
-            until = _aware(query["until"])
-            policy = ContactPolicy(
-                window=timedelta(minutes=float(query.get("window_minutes", 15))),
-                depth=int(query.get("depth", 1)),
-                same_kiosk=query.get("same_kiosk", "false").lower() in ("1", "true", "yes"),
-            )
-        except (KeyError, ValueError) as exc:
-            return web.json({"error": f"bad query: {exc}"}, status=400)
-        result = trace(
-            person,
-            since,
-            until,
-            trail_of=index.trail_between,
-            visits_at=index.visits_between,
-            policy=policy,
-        )
-        return web.json(result.to_dict())
 
 
 def to_micros_delta(delta: timedelta) -> int:
     return int(delta.total_seconds() * 1_000_000)
-
-
-def _aware(text: str) -> datetime:
-    moment = datetime.fromisoformat(text)
-    if moment.tzinfo is None:
-        raise ValueError(f"{text!r} has no offset")
-    return moment

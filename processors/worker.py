@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import faust
@@ -14,8 +15,11 @@ from processors.live_households import install_households
 from processors.live_trails import install_trails
 from processors.screening_policy import SitePolicies
 from processors.table_writes import BulkWrites, changelog_producer
+from processors.trace_guard import TraceGuard
+from scantrail.audit import AuditLog
 from scantrail.broker import TopicSpec, ensure_topics, librdkafka_connection
-from scantrail.settings import KafkaSettings, WorkerSettings
+from scantrail.credentials import CredentialStore
+from scantrail.settings import KafkaSettings, RetentionSettings, TraceAccessSettings, WorkerSettings
 
 
 def readiness(app: faust.App) -> dict[str, Any]:
@@ -58,14 +62,25 @@ def precreate_internal_topics(app: faust.App, kafka: KafkaSettings) -> None:
 def build_worker(loglevel: str = "info") -> faust.Worker:
     kafka = KafkaSettings()
     settings = WorkerSettings()
+    access = TraceAccessSettings()
+    retention = RetentionSettings()
     ensure_topics(kafka)
-    app, topics = create_app(kafka, settings)
+    app, topics = create_app(kafka, settings, access)
     outcomes = Outcomes()
     writer = BulkWrites(
         changelog_producer(librdkafka_connection(kafka), settings.producer_linger_ms)
     )
     batching = Batching(settings.batch_max_events, settings.batch_wait_ms / 1000, writer)
-    trails = install_trails(app, topics, outcomes, kafka.partitions, batching=batching)
+    trails = install_trails(
+        app,
+        topics,
+        outcomes,
+        kafka.partitions,
+        batching=batching,
+        retention=timedelta(days=retention.trail_days),
+        idle_sweep_s=retention.sweep_s,
+        wall_clock=retention.trail_clock == "wall",
+    )
     policy = SitePolicies()
     households = install_households(app, topics, policy, outcomes, kafka.partitions, batching)
 
@@ -85,6 +100,11 @@ def build_worker(loglevel: str = "info") -> faust.Worker:
     )
 
     precreate_internal_topics(app, kafka)
+    guard = TraceGuard(trails.index, access, CredentialStore.default(), AuditLog(kafka))
+
+    @app.page("/trace")
+    async def trace_view(web: Any, request: Any) -> Any:
+        return await guard.handle(web, request)
 
     @app.page("/stats")
     async def stats(web: Any, request: Any) -> Any:

@@ -334,15 +334,20 @@ def send_dead_letter(
     value: bytes | None,
     reason: str,
     seen_at: datetime,
+    hash_key: bytes | None = None,
 ) -> Any:
     """Publish a failed message to the dead-letter topic; returns the send future.
 
-    A value so large that its base64 would not fit in one Kafka record is
-    kept in part (the first :data:`DEAD_LETTER_VALUE_LIMIT` bytes), with its
-    length and SHA-256 in the reason: a dead letter the broker refuses would
-    leave its record neither processed nor kept.
+    A message of a personal topic is stored as keyed hashes only (see
+    :func:`scantrail.contract.dead_letter`; ``hash_key`` defaults to the
+    deployment's dead-letter key). Any other value so large that its base64
+    would not fit in one Kafka record is kept in part (the first
+    :data:`DEAD_LETTER_VALUE_LIMIT` bytes), with its length and SHA-256 in the
+    reason: a dead letter the broker refuses would leave its record neither
+    processed nor kept.
     """
-    if value is not None and len(value) > DEAD_LETTER_VALUE_LIMIT:
+    too_large = value is not None and len(value) > DEAD_LETTER_VALUE_LIMIT
+    if value is not None and too_large and not contract.is_personal_topic(topic):
         digest = hashlib.sha256(value).hexdigest()
         reason = (  # first: the contract keeps a reason's first 2,000 characters
             f"[value cut to its first {DEAD_LETTER_VALUE_LIMIT} of {len(value)} bytes,"
@@ -357,6 +362,30 @@ def send_dead_letter(
         value=value,
         reason=reason,
         seen_at=seen_at,
+        hash_key=hash_key,
     )
-    log.warning("dead letter from %s[%s]@%s: %s", topic, partition, offset, reason)
+    log.warning("dead letter from %s[%s]@%s: %s", topic, partition, offset, record.reason)
     return producer.send(deadletter_topic, key=record.key(), value=contract.encode(record))
+
+
+_AUTHORIZATION_ERRORS = (
+    "TopicAuthorizationFailedError",
+    "GroupAuthorizationFailedError",
+    "ClusterAuthorizationFailedError",
+    "TransactionalIdAuthorizationFailedError",
+)
+
+
+def explain_refusal(
+    exc: BaseException | None, operation: str, resource: str, settings: KafkaSettings
+) -> str:
+    """A client error, said the way an operator needs it: for an authorization failure,
+    which principal was refused which operation on what (the ACLs to check)."""
+    name = type(exc).__name__
+    if name in _AUTHORIZATION_ERRORS:
+        who = f"User:{settings.sasl_username}" if settings.uses_sasl else "this client"
+        return (
+            f"Kafka refused {operation} on {resource} to {who}: not allowed by its ACLs"
+            f" ({name}; docs/security.md lists what each role may do)"
+        )
+    return f"{name}: {exc}"

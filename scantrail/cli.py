@@ -7,6 +7,7 @@ load faust and ``scantrail trace`` does not load OpenCV.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from typing import Any
 
@@ -14,6 +15,7 @@ import click
 
 from scantrail import __version__
 from scantrail.errors import ScanTrailError
+from scantrail.private import PRIVATE_UMASK
 
 # name -> (module:attribute, one-line help shown in `scantrail --help`)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -51,6 +53,18 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": (
         "scantrail.commands.report:report",
         "Write the daily report (PDF and JSON), once or every day.",
+    ),
+    "credentials": (
+        "scantrail.commands.credentials:credentials",
+        "Issue, list and revoke bearer credentials (/trace).",
+    ),
+    "influx-setup": (
+        "scantrail.commands.influx_setup:influx_setup",
+        "Bucket retention and least-privilege InfluxDB tokens.",
+    ),
+    "retention": (
+        "scantrail.commands.retention:retention",
+        "Retention jobs: tombstone ended quarantine records.",
     ),
 }
 
@@ -90,6 +104,8 @@ def cli() -> None:
 
 def main(argv: list[str] | None = None) -> Any:
     """Console entry point: ScanTrail's own errors print as one line, exit 1."""
+    # Whatever a role creates (tables, spools, registries, logs) is its user's only.
+    os.umask(PRIVATE_UMASK)
     try:
         return cli.main(args=argv, standalone_mode=False)
     except click.exceptions.Abort:

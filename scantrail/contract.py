@@ -15,8 +15,10 @@ Rules that hold for every event:
 * Fields shown as ``... | None`` may be absent, meaning null.
 * Extra fields are allowed and preserved, so later versions that add fields
   never break a version-1 reader.
-* Person ids are pseudonymous. Something that looks like a phone number is
-  refused rather than carried onward.
+* Person ids are pseudonymous. Something that looks like a resident ID number,
+  a phone number or an e-mail address is refused rather than carried onward
+  (:mod:`scantrail.pseudonyms`), and a dead letter of a topic holding personal
+  data keeps identifiers only as keyed hashes.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from pydantic import (
 )
 
 from scantrail.errors import ContractError
+from scantrail.pseudonyms import keyed_hash, why_not_pseudonymous
 
 SCHEMA_VERSION = 1
 
@@ -59,7 +62,6 @@ AUDIT = "scantrail.audit"
 Identifier = Annotated[
     str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@/-]+$")
 ]
-_PHONE_LIKE = re.compile(r"^\+?\d{7,15}$")
 _RFC3339 = re.compile(
     r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
 )
@@ -135,9 +137,16 @@ VenueKind: TypeAlias = Literal["compound_gate", "market", "pharmacy", "bus", "wo
 PersonKind: TypeAlias = Literal["resident", "visitor"]
 
 
-def _check_pseudonymous(value: str | None) -> str | None:
-    if value is not None and _PHONE_LIKE.match(value):
-        raise ValueError("looks like a phone number; person ids must be pseudonymous")
+def _check_pseudonymous(value: object) -> object:
+    """Refuse a person id shaped like a resident ID number, a phone number or an e-mail address.
+
+    Runs before the type and pattern checks, so ``+86 138 0013 8000`` is refused for
+    what it is rather than for its spaces; the reason never repeats the value.
+    """
+    if isinstance(value, str):
+        reason = why_not_pseudonymous(value)
+        if reason is not None:
+            raise ValueError(reason)
     return value
 
 
@@ -203,7 +212,7 @@ class ScanEvent(Event):
     person_kind: PersonKind | None = None
     visiting: Identifier | None = None
 
-    _pseudonymous = field_validator("person_id", "visiting")(_check_pseudonymous)
+    _pseudonymous = field_validator("person_id", "visiting", mode="before")(_check_pseudonymous)
 
     #: Fields added within version 1, left out of the JSON when absent, so a
     #: scan that has none of them encodes byte for byte as it always did.
@@ -250,7 +259,7 @@ class TemperatureReading(Event):
     scan_event_id: Identifier | None = None
     ambient_c: Annotated[float, Field(ge=-60.0, le=70.0, allow_inf_nan=False)] | None = None
 
-    _pseudonymous = field_validator("person_id")(_check_pseudonymous)
+    _pseudonymous = field_validator("person_id", mode="before")(_check_pseudonymous)
 
     @property
     def time(self) -> datetime:
@@ -273,7 +282,7 @@ class QuarantineRecord(Event):
     ends_on: Day
     reason: Annotated[str, StringConstraints(max_length=500)]
 
-    _pseudonymous = field_validator("person_id")(_check_pseudonymous)
+    _pseudonymous = field_validator("person_id", mode="before")(_check_pseudonymous)
 
     @model_validator(mode="after")
     def _ends_after_start(self) -> QuarantineRecord:
@@ -303,7 +312,7 @@ class Alert(Event):
     evidence: list[Identifier]
     detail: dict[str, Any] = Field(default_factory=dict)
 
-    _pseudonymous = field_validator("person_id")(_check_pseudonymous)
+    _pseudonymous = field_validator("person_id", mode="before")(_check_pseudonymous)
 
     @property
     def time(self) -> datetime:
@@ -361,6 +370,12 @@ class DeadLetter(Event):
     value_b64: str | None
     reason: str
     seen_at: Instant
+    # Dead letters of personal topics (PERSONAL_TOPICS) carry no raw bytes:
+    # the key and the whole value as keyed hashes, and the value's JSON with
+    # every identifier replaced by its keyed hash (None when it was not JSON).
+    key_hash: str | None = None
+    value_hash: str | None = None
+    redacted: dict[str, Any] | None = None
 
     def key(self) -> bytes:
         return self.topic.encode()
@@ -458,7 +473,7 @@ class AuditRecord(Event):
     contacts_returned: Annotated[int, Field(ge=0)] | None = None
     detail: dict[str, Any] = Field(default_factory=dict)
 
-    _pseudonymous = field_validator("person_id")(_check_pseudonymous)
+    _pseudonymous = field_validator("person_id", mode="before")(_check_pseudonymous)
 
     @property
     def time(self) -> datetime:
@@ -595,6 +610,63 @@ def alert_id(kind: str, evidence: Iterable[str]) -> str:
     return f"{kind}:{digest[:24]}"
 
 
+#: Topics whose records name persons: their dead letters keep identifiers as keyed hashes only.
+PERSONAL_TOPICS: tuple[str, ...] = (SCANS, TEMPERATURES, QUARANTINE, ALERTS, PAGES, AUDIT)
+
+#: Fields of a personal record kept in clear in its dead letter (what, where and when, never
+#: who), unless a value is shaped like a phone number, ID number or e-mail address.
+_CLEAR_FIELDS = frozenset(
+    {
+        "schema",
+        "event_id",
+        "scan_event_id",
+        "alert_id",
+        "kiosk_id",
+        "site_id",
+        "direction",
+        "pass_status",
+        "health_code",
+        "scanned_at",
+        "measured_at",
+        "method",
+        "kind",
+        "severity",
+        "event_time",
+        "raised_at",
+        "starts_on",
+        "ends_on",
+        "action",
+        "channel",
+        "at",
+    }
+)
+
+
+def is_personal_topic(topic: str) -> bool:
+    """Whether a (namespaced) topic carries records that name persons."""
+    return topic.endswith(PERSONAL_TOPICS)
+
+
+def _redact(value: Any, hash_key: bytes, name: str = "") -> Any:
+    if isinstance(value, dict):
+        return {str(k): _redact(v, hash_key, str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact(v, hash_key, name) for v in value]
+    if isinstance(value, str) and (
+        name not in _CLEAR_FIELDS or why_not_pseudonymous(value) is not None
+    ):
+        return keyed_hash(hash_key, value)
+    return value
+
+
+def _redact_reason(reason: str, hash_key: bytes) -> str:
+    """A reason written by a caller might quote the value: identifier-shaped words are hashed."""
+    words = re.split(r"""([\s'"=:,;()\[\]{}]+)""", reason)
+    return "".join(
+        keyed_hash(hash_key, w) if w and why_not_pseudonymous(w) is not None else w for w in words
+    )
+
+
 def dead_letter(
     *,
     topic: str,
@@ -604,16 +676,51 @@ def dead_letter(
     value: bytes | None,
     reason: str,
     seen_at: datetime,
+    hash_key: bytes | None = None,
+    pseudonymise: bool = True,
 ) -> DeadLetter:
-    """Wrap a message that failed, keeping its bytes whole so it can be replayed."""
+    """Wrap a message that failed, with its reason.
+
+    A message of a topic without personal data is kept whole (base64) so it
+    can be replayed. One of a personal topic (``PERSONAL_TOPICS``) is kept
+    only as keyed hashes (HMAC-SHA256 with ``hash_key``, by default the
+    deployment's dead-letter key from :func:`scantrail.keys.dead_letter_key`):
+    a refused phone number must not sit in clear on the dead-letter topic.
+    ``pseudonymise=False`` keeps the bytes whole even then (tests of replay).
+    """
+    if not (pseudonymise and is_personal_topic(topic)):
+        return DeadLetter(
+            topic=topic,
+            partition=partition,
+            offset=offset,
+            key_b64=None if key is None else base64.b64encode(key).decode(),
+            value_b64=None if value is None else base64.b64encode(value).decode(),
+            reason=reason[:2000],
+            seen_at=seen_at,
+        )
+    if hash_key is None:
+        from scantrail.keys import dead_letter_key  # the one place a secret is read
+
+        hash_key = dead_letter_key()
+    redacted: dict[str, Any] | None = None
+    if value is not None:
+        try:
+            parsed = json.loads(value)
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+            parsed = None
+        if isinstance(parsed, dict):
+            redacted = _redact(parsed, hash_key)
     return DeadLetter(
         topic=topic,
         partition=partition,
         offset=offset,
-        key_b64=None if key is None else base64.b64encode(key).decode(),
-        value_b64=None if value is None else base64.b64encode(value).decode(),
-        reason=reason[:2000],
+        key_b64=None,
+        value_b64=None,
+        reason=_redact_reason(reason[:2000], hash_key),
         seen_at=seen_at,
+        key_hash=None if key is None else keyed_hash(hash_key, key),
+        value_hash=None if value is None else keyed_hash(hash_key, value),
+        redacted=redacted,
     )
 
 

@@ -245,3 +245,61 @@ class ReportSettings(BaseSettings):
 
     def resolved_dir(self) -> Path:
         return self.dir or state_dir() / "reports"
+
+
+class TraceAccessSettings(BaseSettings):
+    """Who may ask the worker for a trace, and how large a question may be (issue 14).
+
+    Defaults are the safe ones: loopback only, faust's own table and router
+    views off, a bounded period, window and depth, and a time limit.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="SCANTRAIL_WORKER_", extra="ignore")
+
+    #: SCANTRAIL_WORKER_WEB_BIND: interface the worker's web server listens on.
+    #: 0.0.0.0 only behind a network policy or a TLS proxy that forwards the credential.
+    web_bind: str = "127.0.0.1"
+    #: SCANTRAIL_WORKER_WEB_TABLE_VIEWS: serve faust's /table/... and /router/... views
+    #: (they print table contents without a credential; for debugging on a laptop only).
+    web_table_views: bool = False
+    #: SCANTRAIL_WORKER_TRACE_MAX_DAYS: the longest period one trace may cover.
+    trace_max_days: float = Field(default=28.0, gt=0)
+    #: SCANTRAIL_WORKER_TRACE_MAX_WINDOW_MINUTES: the largest contact window.
+    trace_max_window_minutes: float = Field(default=60.0, ge=0)
+    #: SCANTRAIL_WORKER_TRACE_MAX_DEPTH: 1 (contacts) or 2 (contacts of contacts).
+    trace_max_depth: int = Field(default=2, ge=1, le=2)
+    #: SCANTRAIL_WORKER_TRACE_TIMEOUT_S: a trace still searching after this is given up (503).
+    trace_timeout_s: float = Field(default=10.0, gt=0)
+    #: SCANTRAIL_WORKER_TRACE_THREADS: traces searched at once, off the event loop.
+    trace_threads: int = Field(default=1, ge=1, le=8)
+
+
+class RetentionSettings(BaseSettings):
+    """How long personal data is kept where the topic retention does not decide it (days)."""
+
+    model_config = SettingsConfigDict(env_prefix="SCANTRAIL_RETENTION_", extra="ignore")
+
+    #: SCANTRAIL_RETENTION_TRAIL_DAYS: person-days and site slots in the worker's trail tables.
+    trail_days: float = Field(default=28.0, gt=0)
+    #: SCANTRAIL_RETENTION_TRAIL_CLOCK: what "now" is for the trail tables. ``event``: the
+    #: newest scan time the worker has seen on any partition (replays of old periods keep
+    #: their trails); ``wall``: also the clock on the wall, so trails expire when a whole
+    #: district stops scanning (what a production cluster wants).
+    trail_clock: Literal["event", "wall"] = "event"
+    #: SCANTRAIL_RETENTION_SWEEP_S: how often partitions without new scans are swept.
+    sweep_s: float = Field(default=600.0, gt=0)
+    #: SCANTRAIL_RETENTION_QUARANTINE_DAYS: a quarantine record is tombstoned this long
+    #: after its last day.
+    quarantine_days: float = Field(default=28.0, ge=0)
+    #: SCANTRAIL_RETENTION_INFLUX_DAYS: the InfluxDB buckets holding person ids.
+    influx_days: int = Field(default=28, ge=1)
+
+
+def influx_for_role(role: str, **overrides: object) -> InfluxSettings:
+    """A role's InfluxDB settings: ``influx.env``, with ``influx-<role>.env`` (its own
+    least-privilege token, from ``scantrail influx-setup``) on top; the environment wins."""
+    base = state_dir()
+    return InfluxSettings(
+        _env_file=(base / "influx.env", base / f"influx-{role}.env"),  # type: ignore[call-arg]
+        **overrides,  # type: ignore[arg-type]
+    )

@@ -55,6 +55,7 @@ from zoneinfo import ZoneInfo
 
 from confluent_kafka import KafkaException
 from influxdb_client import InfluxDBClient
+from influxdb_client.client.exceptions import InfluxDBError
 from influxdb_client.client.write_api import SYNCHRONOUS
 from influxdb_client.rest import ApiException
 from kafka.errors import KafkaError
@@ -64,6 +65,7 @@ from urllib3.exceptions import HTTPError
 from scantrail import contract
 from scantrail.broker import make_producer, send_dead_letter
 from scantrail.errors import ContractError, ServiceError
+from scantrail.private import private_dir
 from scantrail.settings import InfluxSettings, KafkaSettings, state_dir
 from sinks.backfill import (
     BackfillResult,
@@ -227,12 +229,25 @@ class InfluxWriter:
         api = self.client.buckets_api()
         wanted = {self.settings.bucket: 0, self.settings.watched_bucket: 28 * 24 * 3600}
         for name, seconds in wanted.items():
-            if api.find_bucket_by_name(name) is None:
-                rules = (
-                    [BucketRetentionRules(type="expire", every_seconds=seconds)] if seconds else []
-                )
-                api.create_bucket(bucket_name=name, retention_rules=rules, org=self.settings.org)
-                log.info("created bucket %s (retention %s s)", name, seconds or "infinite")
+            try:
+                if api.find_bucket_by_name(name) is None:
+                    rules = (
+                        [BucketRetentionRules(type="expire", every_seconds=seconds)]
+                        if seconds
+                        else []
+                    )
+                    api.create_bucket(
+                        bucket_name=name, retention_rules=rules, org=self.settings.org
+                    )
+                    log.info("created bucket %s (retention %s s)", name, seconds or "infinite")
+            except ApiException as exc:
+                if exc.status not in (401, 403):
+                    raise
+                # A least-privilege token may not list or create buckets:
+                # `scantrail influx-setup` made them, with their retention.
+                log.info("bucket %s: not checked with this token (%s)", name, exc.status)
+            except InfluxDBError as exc:  # the org's id is not visible to a least-privilege token
+                log.info("bucket %s: not checked with this token (%s)", name, exc.message)
 
     def write(self, lines: Sequence[str], bucket: str | None = None) -> None:
         # One body joined in C: given a list, the client serializes it line by
@@ -267,9 +282,9 @@ class InfluxSink:
         self.writer = InfluxWriter(influx)
         self.writer.ensure_buckets()
         self.tz = ZoneInfo(timezone)
-        self.state = SinkState(
-            state_path or state_dir() / "sink" / f"{kafka.namespace}{group_id}.db"
-        )
+        if state_path is None:  # the watched-person registry: the sink user's only
+            state_path = private_dir(state_dir() / "sink") / f"{kafka.namespace}{group_id}.db"
+        self.state = SinkState(state_path)
         self.batch_lines = batch_lines
         self.backoff = backoff
         self.rng = random.Random(seed)
@@ -372,6 +387,9 @@ class InfluxSink:
                 try:
                     event = decode(message)
                 except ContractError as exc:
+                    if message.value() is None:  # a retention tombstone: nothing to store
+                        self.stats.counts["tombstone"] += 1
+                        continue
                     self._dead_letter(message, str(exc), out)
                     continue
                 append(event)

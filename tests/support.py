@@ -125,13 +125,16 @@ class PrivateKafka:
     """
 
     def __init__(self, state: Path) -> None:
+        self.state = state
         self.port = free_port()
+        self.sasl_ssl_port = free_port()
         self.env = dict(os.environ)
         self.env.update(
             SCANTRAIL_STATE=str(state),
             SCANTRAIL_KAFKA_PORT=str(self.port),
             SCANTRAIL_KAFKA_CONTROLLER_PORT=str(free_port()),
             SCANTRAIL_KAFKA_SASL_PORT=str(free_port()),
+            SCANTRAIL_KAFKA_SASL_SSL_PORT=str(self.sasl_ssl_port),
             SCANTRAIL_PYTHON=sys.executable,
         )
         self.script = ROOT / "deploy" / "local" / "kafka" / "kafka.sh"

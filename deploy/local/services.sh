@@ -30,8 +30,20 @@ up() {
     "$here/influxdb/influxdb.sh" build >/dev/null
     "$here/influxdb/influxdb.sh" start
   fi
-  "$PY" -m scantrail.cli topics >/dev/null
-  echo "[services] up; topics ready"
+  if external_kafka; then
+    "$PY" -m scantrail.cli topics >/dev/null
+  else
+    # A SCRAM principal per role and its ACLs on the SASL_SSL listener (idempotent);
+    # credentials in $STATE/kafka-users/<role>.env (600).
+    # A broker still running an older configuration (no authorizer) keeps
+    # working; the ACLs follow at its next restart.
+    "$PY" -m scantrail.cli topics --acls >/dev/null ||
+      echo "[services] warning: Kafka principals and ACLs not set (see above)" >&2
+  fi
+  # Bucket retention and the sink's and dashboards' own tokens (idempotent);
+  # the all-access setup token stays in influx.env.
+  "$PY" -m scantrail.cli influx-setup >/dev/null
+  echo "[services] up; topics ready; InfluxDB role tokens in \$SCANTRAIL_STATE/influx-{sink,dashboard}.env"
 }
 
 down() {

@@ -115,6 +115,10 @@ def kiosk(
     )
     logging.getLogger("kafka").setLevel(logging.WARNING)
     path = spool_path or state_dir() / "kiosk" / f"{kiosk_id}.db"
+    if spool_path is None:  # the spool holds scans: its directory is the kiosk user's only
+        from scantrail.private import private_dir
+
+        private_dir(path.parent)
     spool = Spool(path)
     gate = Kiosk(GateIdentity(kiosk_id=kiosk_id, site_id=site_id), spool)
     publisher = SpoolPublisher(spool, KafkaSettings())

@@ -54,10 +54,16 @@ def replay(
     from processors.replay_report import plot_summary, write_trails
     from processors.trace_report import plot as draw
     from processors.trace_report import to_csv
+    from scantrail.commands.trace import audit_trace
+    from scantrail.pseudonyms import why_not_pseudonymous
     from scantrail.settings import KafkaSettings
 
     if since > until:
         raise click.BadParameter("--since is after --until", param_hint="--since")
+    for person in persons:
+        if (why := why_not_pseudonymous(person)) is not None:
+            audit_trace("replay", "refused", person, since, until, None, reason=f"person {why}")
+            raise click.BadParameter(why, param_hint="--person")
     window = timedelta(minutes=window_minutes)
     policy = ContactPolicy(window=window, depth=depth, same_kiosk=same_kiosk)
     with Progress(
@@ -85,6 +91,10 @@ def replay(
             until,
             stores=index,
             policy=policy,
+        )
+        # Audited (and acknowledged by the broker) before the trace is written out.
+        audit_trace(
+            "replay", "allowed", person, since, until, policy, contacts=len(result.contacts)
         )
         (traces_dir / f"{person}.json").write_text(
             json.dumps(result.to_dict(), indent=2, ensure_ascii=False) + "\n"

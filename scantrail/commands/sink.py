@@ -42,14 +42,15 @@ def influx(group: str, idle_exit: float | None, health_port: int | None, health_
     --health-port, /healthz answers 503 when the loop has stopped turning
     (hung), for a liveness probe.
     """
-    from scantrail.settings import InfluxSettings, KafkaSettings
+    from scantrail.settings import KafkaSettings, influx_for_role
     from sinks.health import HealthServer
     from sinks.influx import InfluxSink
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    runner = InfluxSink(KafkaSettings(), InfluxSettings(), group_id=group)
+    # The sink's own write token (influx-sink.env), not the setup token.
+    runner = InfluxSink(KafkaSettings(), influx_for_role("sink"), group_id=group)
     if health_port is not None:
         HealthServer(health_host, health_port, runner.health).start()
 

@@ -12,22 +12,76 @@ import gc
 import json
 import math
 import sys
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, BinaryIO, TextIO
+from typing import Any, BinaryIO, Protocol, TextIO
 
 import click
 
 from processors.contacts import ContactPolicy
 from processors.contacts import trace as run_trace
 from processors.trails import TrailIndex
+from scantrail.audit import AuditLog, audit_record, local_actor
 from scantrail.commands.screen import max_line_bytes_option
-from scantrail.contract import EARLIEST_TIME, LATEST_TIME, ScanEvent, decode
+from scantrail.contract import (
+    EARLIEST_TIME,
+    LATEST_TIME,
+    AuditChannel,
+    AuditOutcome,
+    AuditRecord,
+    ScanEvent,
+    decode,
+)
 from scantrail.errors import ContractError
 from scantrail.jsonl import DEFAULT_MAX_LINE_BYTES, read_lines, too_long
+from scantrail.pseudonyms import why_not_pseudonymous
 
 #: The largest --window-minutes: a week (contacts further apart are no contacts).
 MAX_WINDOW_MINUTES = 7 * 24 * 60.0
+
+
+class _Appender(Protocol):
+    def append(self, record: AuditRecord) -> None: ...
+
+
+def audit_log() -> _Appender:
+    """Where offline commands' audit records go: ``scantrail.audit`` on the configured broker."""
+    from scantrail.settings import KafkaSettings
+
+    return AuditLog(KafkaSettings())
+
+
+def audit_trace(
+    channel: AuditChannel,
+    outcome: AuditOutcome,
+    person: str,
+    since: datetime,
+    until: datetime,
+    policy: ContactPolicy | None,
+    *,
+    contacts: int | None = None,
+    reason: str = "",
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """Append the audit record of one offline trace (or its refusal); raises without an ack."""
+    record = audit_record(
+        at=datetime.now(UTC),
+        actor=local_actor(),
+        channel=channel,
+        action="trace",
+        outcome=outcome,
+        reason=reason,
+        person_id=person,
+        since=since,
+        until=until,
+        depth=None if policy is None else policy.depth,
+        contacts_returned=contacts,
+        detail={
+            **({} if policy is None else {"window_minutes": policy.window.total_seconds() / 60}),
+            **(detail or {}),
+        },
+    )
+    audit_log().append(record)
 
 
 class AwareDateTime(click.ParamType):
@@ -154,7 +208,11 @@ def trace(
     of each other; with --depth 2, contacts of contacts are found too. Times in
     the output use the offset of --since. Exits 1 when there were lines and none was a usable scan.
     """
+    if (why := why_not_pseudonymous(person)) is not None:
+        audit_trace("cli", "refused", person, since, until, None, reason=f"person {why}")
+        raise click.BadParameter(why, param_hint="--person")
     if since > until:
+        audit_trace("cli", "refused", person, since, until, None, reason="since after until")
         raise click.BadParameter("--since is after --until", param_hint="--since")
     if plot is not None and plot.suffix.lower() not in (".png", ".html", ".htm"):
         raise click.BadParameter("the plot file must end in .png or .html", param_hint="--plot")
@@ -181,6 +239,17 @@ def trace(
         until,
         stores=index,
         policy=policy,
+    )
+    # Audited (and acknowledged by the broker) before any of it is shown.
+    audit_trace(
+        "cli",
+        "allowed",
+        person,
+        since,
+        until,
+        policy,
+        contacts=len(result.contacts),
+        detail={"source": scans_path.name},
     )
     if fmt == "csv":
         from processors.trace_report import to_csv

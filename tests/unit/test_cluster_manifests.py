@@ -298,11 +298,25 @@ def test_services_and_budgets_select_pods_and_ports() -> None:
 
 
 def test_configmap_holds_only_real_settings_that_parse(monkeypatch: pytest.MonkeyPatch) -> None:
-    from scantrail.settings import InfluxSettings, KafkaSettings, WorkerSettings
+    from scantrail.settings import (
+        InfluxSettings,
+        KafkaSettings,
+        RetentionSettings,
+        TraceAccessSettings,
+        WorkerSettings,
+    )
     from sinks.channels import PagerSettings
 
     known = {"SCANTRAIL_STATE"}
-    for cls in (KafkaSettings, InfluxSettings, WorkerSettings, PagerSettings):
+    settings_classes = (
+        KafkaSettings,
+        InfluxSettings,
+        WorkerSettings,
+        TraceAccessSettings,
+        RetentionSettings,
+        PagerSettings,
+    )
+    for cls in settings_classes:
         prefix = cls.model_config["env_prefix"]
         known |= {f"{prefix}{field}".upper() for field in cls.model_fields}
     data = config()
@@ -311,7 +325,12 @@ def test_configmap_holds_only_real_settings_that_parse(monkeypatch: pytest.Monke
         assert isinstance(value, str), f"{key}: ConfigMap values must be strings"
     for key, value in data.items():
         monkeypatch.setenv(key, value)
+    # Under SASL_SSL each pod names its principal and mounts its password file;
+    # here the password comes from the environment instead of the (absent) file.
+    monkeypatch.setenv("SCANTRAIL_KAFKA_SASL_USERNAME", "worker")
+    monkeypatch.setenv("SCANTRAIL_KAFKA_SASL_PASSWORD", "not-a-real-password")
     kafka = KafkaSettings()
+    assert kafka.security_protocol == "SASL_SSL" and kafka.sasl_mechanism == "SCRAM-SHA-512"
     assert kafka.replication == 3
     assert len(kafka.servers) >= 3
     assert InfluxSettings().url.startswith("http")
@@ -389,7 +408,7 @@ def test_exactly_one_pager_even_during_a_rollout() -> None:
 def test_topics_job_creates_replicated_topics() -> None:
     job = workload("Job", "scantrail-topics")
     container = only_container(job)
-    assert container["args"] == ["topics"]
+    assert container["args"] == ["topics", "--acls"]  # the principals' ACLs too
     assert {"configMapRef": {"name": "scantrail-config"}} in container["envFrom"]
     assert config()["SCANTRAIL_KAFKA_REPLICATION"] == "3"
     assert job["spec"]["template"]["spec"]["restartPolicy"] in ("OnFailure", "Never")
@@ -417,3 +436,23 @@ def test_every_kafka_client_pod_can_read_the_sasl_password_file() -> None:
             if volume.get("secret", {}).get("secretName") == "scantrail-kafka":
                 assert volume["secret"]["optional"] is True, f"{where}: PLAINTEXT needs no Secret"
     assert kafka_pods == 4  # worker, sink-influx, pager, topics job
+
+
+def test_every_kafka_client_pod_is_its_own_principal() -> None:
+    """SASL_SSL by default, one principal per role: its name in env, its password by key."""
+    principals = {}
+    for where, c, spec in containers():
+        sources = {s.get("configMapRef", {}).get("name") for s in c.get("envFrom", [])}
+        if "scantrail-config" not in sources:
+            continue
+        env = {e["name"]: e.get("value") for e in c.get("env", [])}
+        user = env["SCANTRAIL_KAFKA_SASL_USERNAME"]
+        keys = {
+            item["key"]
+            for v in spec.get("volumes", [])
+            if v.get("secret", {}).get("secretName") == "scantrail-kafka"
+            for item in v["secret"]["items"]
+        }
+        assert keys == {f"{user}-password", "ca.crt"}, where
+        principals[where] = user
+    assert sorted(principals.values()) == ["admin", "pager", "sink", "worker"]

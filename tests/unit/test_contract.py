@@ -301,7 +301,7 @@ def test_alert_id_depends_on_kind_and_evidence_set_only() -> None:
 
 def test_dead_letter_keeps_the_original_bytes() -> None:
     record = contract.dead_letter(
-        topic="scantrail.scans",
+        topic="scantrail.kiosks",  # no personal data: kept whole for a replay
         partition=3,
         offset=9,
         key=b"p1",

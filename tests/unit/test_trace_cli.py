@@ -12,7 +12,8 @@ import pytest
 from click.testing import CliRunner
 
 from scantrail.cli import cli
-from scantrail.contract import ScanEvent, encode
+from scantrail.commands import trace as trace_command
+from scantrail.contract import AuditRecord, ScanEvent, encode
 
 CST = timezone(timedelta(hours=8))
 T0 = datetime(2020, 2, 10, 8, 0, tzinfo=CST)
@@ -30,6 +31,19 @@ def scan(event_id: str, person: str, minutes: float, site: str = "s1", kiosk: st
         seq=0,
     )
     return encode(event).decode()
+
+
+@pytest.fixture(autouse=True)
+def audited(monkeypatch: pytest.MonkeyPatch) -> list[AuditRecord]:
+    """The audit records the command appends (the Kafka path is tested in integration)."""
+    records: list[AuditRecord] = []
+
+    class Recorder:
+        def append(self, record: AuditRecord) -> None:
+            records.append(record)
+
+    monkeypatch.setattr(trace_command, "audit_log", Recorder)
+    return records
 
 
 @pytest.fixture
@@ -155,3 +169,27 @@ def test_help_lists_the_options() -> None:
     assert code == 0
     for option in ("--window-minutes", "--depth", "--same-kiosk", "--format", "--plot"):
         assert option in out
+
+
+def test_every_trace_is_audited_before_it_is_shown(
+    scans_file: Path, audited: list[AuditRecord]
+) -> None:
+    code, out, _ = invoke(*base(scans_file), "--depth", "2")
+    assert code == 0
+    [record] = audited
+    assert (record.channel, record.action, record.outcome) == ("cli", "trace", "allowed")
+    assert record.person_id == "idx" and record.depth == 2
+    assert record.contacts_returned == len(json.loads(out)["contacts"])
+    assert record.actor.startswith("os:")
+
+
+def test_a_phone_number_as_the_person_is_refused_and_audited_without_it(
+    scans_file: Path, audited: list[AuditRecord]
+) -> None:
+    args = base(scans_file)
+    args[args.index("--person") + 1] = "138-0013-8000"
+    code, out, err = invoke(*args)
+    assert code != 0 and "phone number" in err and out == ""
+    [record] = audited
+    assert record.outcome == "refused" and record.person_id is None
+    assert "138" not in record.model_dump_json()

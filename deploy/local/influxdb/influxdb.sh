@@ -11,6 +11,7 @@
 #   influxdb.sh health   exit 0 iff GET /health says "pass"
 #
 # Environment: SCANTRAIL_CACHE, SCANTRAIL_STATE, SCANTRAIL_INFLUX_PORT (8086),
+# SCANTRAIL_INFLUX_RETENTION_CHECK (how often expired data is deleted, default 30m0s),
 # XDG_CACHE_HOME, XDG_STATE_HOME; GOPROXY and RUSTUP_TOOLCHAIN are honoured.
 # shellcheck disable=SC2016 # single-quoted bash -c scripts take "$1".. on purpose
 set -euo pipefail
@@ -239,6 +240,8 @@ EOF
 
 cmd_start() {
   local pid i
+  # Data (per-person temperatures), tokens and logs: owner only.
+  umask 077
   if pid=$(running_pid); then
     if healthy; then
       say "already running (pid $pid, $URL, health pass)"
@@ -256,6 +259,7 @@ cmd_start() {
     # takes the first pid file it sees as the new influxd's.
     rm -f "$PID_FILE"
     mkdir -p "$STATE/engine" "$STATE/config"
+    chmod -R go-rwx "$STATE"  # a state dir made before umask 077 was set
     rm -f "$STATE/config/"* 2>/dev/null || true
     say "starting $BIN on $URL (data and log in $STATE)"
     (
@@ -270,6 +274,7 @@ cmd_start() {
         --http-bind-address "127.0.0.1:$PORT" \
         --reporting-disabled \
         --ui-disabled \
+        --storage-retention-check-interval "${SCANTRAIL_INFLUX_RETENTION_CHECK:-30m0s}" \
         --log-level info \
         </dev/null >>"$LOG_FILE" 2>&1
     )

@@ -8,10 +8,17 @@
 #   kafka.sh status   one line; exit 0 when running, 3 when stopped
 #   kafka.sh health   exit 0 when the broker answers a metadata request
 #
-# Besides the plaintext listener the project uses by default, the broker has a
-# SASL/PLAIN listener (port + 2) so the clients' authenticated path is tested
-# for real. Its user and a password generated on first start are in
-# $STATE/kafka-sasl.env (mode 600), never in the repository.
+# Listeners (all on 127.0.0.1):
+#   port      PLAINTEXT       development and tests on this machine only; its
+#                             principal (User:ANONYMOUS) is a super user
+#   port + 2  SASL_PLAINTEXT  SASL/PLAIN, one user (kafka-sasl.env); a super user
+#   port + 3  SASL_SSL        SCRAM-SHA-512 over TLS: the secured path, one
+#                             principal per role with least-privilege ACLs
+#                             (`scantrail topics --acls`, run by `make up`)
+# The StandardAuthorizer denies everything an ACL does not allow. The TLS
+# files (a local CA and the broker's certificate, made here with openssl) are
+# in $STATE/kafka-tls; clients trust $STATE/kafka-tls/ca.crt. Every secret is
+# generated on first start, mode 600, never in the repository.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -21,7 +28,9 @@ STATE=${SCANTRAIL_STATE:-${XDG_STATE_HOME:-$HOME/.local/state}/scantrail}
 PORT=${SCANTRAIL_KAFKA_PORT:-9092}
 CONTROLLER_PORT=${SCANTRAIL_KAFKA_CONTROLLER_PORT:-$((PORT + 1))}
 SASL_PORT=${SCANTRAIL_KAFKA_SASL_PORT:-$((PORT + 2))}
+SASL_SSL_PORT=${SCANTRAIL_KAFKA_SASL_SSL_PORT:-$((PORT + 3))}
 SASL_ENV="$STATE/kafka-sasl.env"
+TLS="$STATE/kafka-tls"
 LIBS="$CACHE/kafka/$KAFKA_VERSION/libs"
 DIR="$STATE/kafka"
 LOG="$DIR/server.log"
@@ -97,22 +106,64 @@ sasl_credentials() {
   sed -n 's/^SCANTRAIL_KAFKA_SASL_PASSWORD=//p' "$SASL_ENV"
 }
 
+tls_files() {
+  # A local CA and the broker's certificate (SAN 127.0.0.1, localhost), made once.
+  if [ -f "$TLS/broker.p12" ] && [ -f "$TLS/ca.crt" ] && [ -f "$TLS/keystore.password" ]; then
+    return
+  fi
+  mkdir -p "$TLS" && chmod 700 "$TLS"
+  local pw
+  pw=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+  (
+    umask 077
+    cd "$TLS"
+    openssl req -x509 -newkey rsa:2048 -nodes -sha256 -days 825 -keyout ca.key -out ca.crt \
+      -subj "/CN=ScanTrail local CA" -addext "basicConstraints=critical,CA:TRUE" \
+      -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -sha256 -keyout broker.key -out broker.csr \
+      -subj "/CN=127.0.0.1" 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' >broker.ext
+    openssl x509 -req -in broker.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 825 \
+      -sha256 -extfile broker.ext -out broker.crt 2>/dev/null
+    openssl pkcs12 -export -in broker.crt -inkey broker.key -certfile ca.crt -name broker \
+      -out broker.p12 -passout "pass:$pw"
+    printf '%s\n' "$pw" >keystore.password
+    rm -f broker.csr broker.ext
+    chmod 644 ca.crt  # the CA certificate is public: clients need it
+  )
+  log "TLS: local CA and broker certificate in $TLS (clients trust $TLS/ca.crt)"
+}
+
 write_config() {
   mkdir -p "$DIR/data"
-  local sasl_password
+  local sasl_password keystore_password
   sasl_password=$(sasl_credentials)
+  tls_files
+  keystore_password=$(cat "$TLS/keystore.password")
   touch "$DIR/server.properties" && chmod 600 "$DIR/server.properties"  # holds the password
   cat > "$DIR/server.properties" <<PROPS
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$PORT,CONTROLLER://127.0.0.1:$CONTROLLER_PORT,SASL_PLAINTEXT://127.0.0.1:$SASL_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$PORT,SASL_PLAINTEXT://127.0.0.1:$SASL_PORT
+listeners=PLAINTEXT://127.0.0.1:$PORT,CONTROLLER://127.0.0.1:$CONTROLLER_PORT,SASL_PLAINTEXT://127.0.0.1:$SASL_PORT,SASL_SSL://127.0.0.1:$SASL_SSL_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$PORT,SASL_PLAINTEXT://127.0.0.1:$SASL_PORT,SASL_SSL://127.0.0.1:$SASL_SSL_PORT
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL
 sasl.enabled.mechanisms=PLAIN
 listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_scantrail="$sasl_password";
+listener.name.sasl_ssl.sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.ssl.keystore.type=PKCS12
+listener.name.sasl_ssl.ssl.keystore.location=$TLS/broker.p12
+listener.name.sasl_ssl.ssl.keystore.password=$keystore_password
+listener.name.sasl_ssl.ssl.key.password=$keystore_password
+# Deny by default. The loopback PLAINTEXT listener (and with it the controller
+# and inter-broker traffic) and the old PLAIN user are super users: development
+# and tests on this machine only. Roles use SASL_SSL and their ACLs.
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+super.users=User:ANONYMOUS;User:scantrail;User:admin
+allow.everyone.if.no.acl.found=false
 log.dirs=$DIR/data
 num.partitions=1
 auto.create.topics.enable=false
@@ -149,6 +200,9 @@ java_cmd() {
 }
 
 start() {
+  # Partition logs hold every scan: owner only (older state dirs are tightened).
+  umask 077
+  if [ -d "$DIR" ]; then chmod -R go-rwx "$DIR"; fi
   if pid_alive && health; then
     log "already running (pid $(cat "$PIDFILE")) on 127.0.0.1:$PORT"
     return

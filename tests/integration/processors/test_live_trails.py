@@ -16,8 +16,16 @@ from ingest.simulate import GateWorld, simulate_events
 from processors.contacts import ContactPolicy, trace
 from processors.trails import TrailIndex
 from scantrail import contract
+from scantrail.credentials import TRACE, credential_line, hash_token
 from scantrail.settings import KafkaSettings
-from tests.support import free_port, publish, scantrail_cmd, service_env, start_scantrail
+from tests.support import (
+    consume_all,
+    free_port,
+    publish,
+    scantrail_cmd,
+    service_env,
+    start_scantrail,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -51,8 +59,12 @@ def offline(
     return result.to_dict()
 
 
+TOKEN = "trace-test-token"
+
+
 def get_json(url: str) -> dict:  # type: ignore[type-arg]
-    with urllib.request.urlopen(url, timeout=30) as response:  # noqa: S310 - loopback
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {TOKEN}"})  # noqa: S310
+    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - loopback
         return json.loads(response.read())  # type: ignore[no-any-return]
 
 
@@ -91,6 +103,7 @@ def test_live_trace_equals_offline_and_replay(
         SCANTRAIL_WORKER_APP_ID=f"{kafka_settings.namespace}worker",
         SCANTRAIL_WORKER_WEB_PORT=str(port),
         SCANTRAIL_WORKER_DATA_DIR=str(tmp_path / "worker-data"),
+        SCANTRAIL_CREDENTIALS=credential_line("epi", [TRACE], hash_token(TOKEN)),
     )
     worker = start_scantrail("worker", env=env, log=tmp_path / "worker.log")
     try:
@@ -173,3 +186,19 @@ def test_live_trace_equals_offline_and_replay(
         check=True,
     )
     assert json.loads((what_if / "traces" / f"{person}.json").read_text()) == live2
+
+    # Two live traces and two replayed ones: four audit records, each with what came back.
+    audits = [
+        contract.decode_as(m.value, contract.AuditRecord)
+        for m in consume_all(kafka_settings, contract.AUDIT, expect=4, timeout_s=30)
+    ]
+    assert sorted((a.channel, a.depth, a.contacts_returned) for a in audits) == sorted(
+        [
+            ("http", 1, len(live1["contacts"])),
+            ("http", 2, len(live2["contacts"])),
+            ("replay", 1, len(live1["contacts"])),
+            ("replay", 2, len(live2["contacts"])),
+        ]
+    )
+    assert {a.person_id for a in audits} == {person}
+    assert {a.actor for a in audits if a.channel == "http"} == {"epi"}

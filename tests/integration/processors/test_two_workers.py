@@ -28,7 +28,8 @@ from tests.integration.processors.test_live_screening import (
     sentinel,
     world_events,
 )
-from tests.integration.processors.test_live_trails import get_json
+from scantrail.credentials import TRACE, credential_line, hash_token
+from tests.integration.processors.test_live_trails import TOKEN, get_json
 from tests.support import free_port, publish, service_env, start_scantrail
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -71,6 +72,7 @@ def start_two(
             SCANTRAIL_WORKER_APP_ID=f"{settings.namespace}worker",
             SCANTRAIL_WORKER_WEB_PORT=str(ports[i]),
             SCANTRAIL_WORKER_DATA_DIR=str(tmp_path / f"worker-{i}"),
+            SCANTRAIL_CREDENTIALS=credential_line("epi", [TRACE], hash_token(TOKEN)),
         )
 
     return ports, [

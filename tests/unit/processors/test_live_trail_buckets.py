@@ -84,3 +84,40 @@ def test_retention_sweep_deletes_only_its_partitions_old_buckets_once_a_day() ->
         assert kept_old == (person not in owned)
         assert trail_key(person, START + 40 * DAY_US) in table
     assert sweep.sweep(mine) == 0  # at most once per event-time day
+
+
+class ChangelogTable(dict[bytes, object]):
+    """A dict with faust's two calls the idle sweep makes: changelog send and store delete."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tombstones: list[tuple[int, bytes]] = []
+        self.data = self
+
+    def send_changelog(self, partition: int, key: bytes, value: None, **kw: object) -> None:
+        self.tombstones.append((partition, key))
+
+
+def test_an_idle_partition_forgets_by_the_clock_of_the_others() -> None:
+    """A partition that receives no scans still loses buckets past the retention."""
+    partitions = 4
+    retention = int(timedelta(days=28).total_seconds() * 1_000_000)
+    table = ChangelogTable()
+    persons = [f"p{i}" for i in range(12)]
+    for person in persons:
+        for day in (0, 40):
+            table[trail_key(person, START + day * DAY_US)] = {}
+    sweep = RetentionSweep(table, DAY_US, retention, partitions)
+    busy = partition_of(b"p0", partitions)
+    idle = {p for p in range(partitions)} - {busy}
+    sweep.too_old(busy, START + 40 * DAY_US)  # only the busy partition sees scans
+    assert sweep.clock_us() == START + 40 * DAY_US
+    removed = sweep.sweep_idle(idle, sweep.clock_us() or 0)
+    idle_persons = [p for p in persons if partition_of(p.encode(), partitions) in idle]
+    assert removed == len(idle_persons) > 0
+    for person in persons:
+        assert (trail_key(person, START) in table) == (person not in idle_persons)
+        assert trail_key(person, START + 40 * DAY_US) in table
+    assert sorted(table.tombstones) == sorted(
+        (partition_of(p.encode(), partitions), trail_key(p, START)) for p in idle_persons
+    )
