@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from scantrail import contract
+from scantrail.credentials import TRACE, credential_line, hash_token
 from scantrail.settings import KafkaSettings
 from tests.integration.processors.test_live_screening import (
     START,
@@ -28,7 +29,6 @@ from tests.integration.processors.test_live_screening import (
     sentinel,
     world_events,
 )
-from scantrail.credentials import TRACE, credential_line, hash_token
 from tests.integration.processors.test_live_trails import TOKEN, get_json
 from tests.support import free_port, publish, service_env, start_scantrail
 
