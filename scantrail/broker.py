@@ -12,12 +12,12 @@ import hashlib
 import logging
 import ssl
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from kafka import KafkaProducer
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError, UnknownTopicOrPartitionError
 
@@ -294,6 +294,23 @@ def drop_namespaces(settings: KafkaSettings, prefixes: Iterable[str]) -> list[st
         return doomed
     finally:
         admin.close()
+
+
+def read_from_start(consumer: KafkaConsumer, topic: str) -> Iterator[Any]:
+    """Every record of ``topic`` from its first offset to its end as of now, in partition order.
+
+    For the readers that rebuild a state from a whole topic at start (the
+    pager's journal, the quarantine registry): the end is fixed when reading
+    starts, so records appended meanwhile are left for the caller's next look.
+    A topic without partitions (not created) yields nothing.
+    """
+    tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+    consumer.assign(tps)
+    consumer.seek_to_beginning(*tps)
+    ends: dict[Any, int] = consumer.end_offsets(tps)
+    while any(consumer.position(tp) < ends[tp] for tp in tps):
+        for messages in consumer.poll(timeout_ms=1000).values():
+            yield from messages
 
 
 def make_producer(settings: KafkaSettings, **overrides: Any) -> KafkaProducer:

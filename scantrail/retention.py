@@ -15,7 +15,6 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Any
 
 from scantrail import contract
 from scantrail.errors import ContractError
@@ -46,9 +45,9 @@ def latest_records(
     settings: KafkaSettings,
 ) -> tuple[dict[bytes, contract.QuarantineRecord | None], SweepResult]:
     """Read the quarantine topic to its end: the latest record (or tombstone) per key."""
-    from kafka import KafkaConsumer, TopicPartition
+    from kafka import KafkaConsumer
 
-    from scantrail.broker import check_login, connection
+    from scantrail.broker import check_login, connection, read_from_start
 
     topic = settings.topic(contract.QUARANTINE)
     check_login(settings)
@@ -62,32 +61,19 @@ def latest_records(
     result = SweepResult()
     latest: Latest = {}
     try:
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
-        consumer.assign(partitions)
-        consumer.seek_to_beginning(*partitions)
-        ends: dict[Any, int] = consumer.end_offsets(partitions)
-        remaining = {tp for tp in partitions if ends[tp] > 0}
-        while remaining:
-            batch = consumer.poll(timeout_ms=1000)
-            for tp, messages in batch.items():
-                for message in messages:
-                    result.records += 1
-                    if message.key is None:
-                        result.invalid += 1
-                    elif message.value is None:
-                        latest[message.key] = None
-                    else:
-                        try:
-                            latest[message.key] = contract.decode_as(
-                                message.value, contract.QuarantineRecord
-                            )
-                        except ContractError:
-                            result.invalid += 1
-                if consumer.position(tp) >= ends[tp]:
-                    remaining.discard(tp)
-            for tp in list(remaining):
-                if consumer.position(tp) >= ends[tp]:
-                    remaining.discard(tp)
+        for message in read_from_start(consumer, topic):
+            result.records += 1
+            if message.key is None:
+                result.invalid += 1
+            elif message.value is None:
+                latest[message.key] = None
+            else:
+                try:
+                    latest[message.key] = contract.decode_as(
+                        message.value, contract.QuarantineRecord
+                    )
+                except ContractError:
+                    result.invalid += 1
     finally:
         consumer.close()
     result.persons = sum(1 for r in latest.values() if r is not None)

@@ -45,7 +45,13 @@ from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
 from kafka.errors import CommitFailedError, KafkaError
 
 from scantrail import contract
-from scantrail.broker import check_login, connection, make_producer, send_dead_letter
+from scantrail.broker import (
+    check_login,
+    connection,
+    make_producer,
+    read_from_start,
+    send_dead_letter,
+)
 from scantrail.clock import Clock, SystemClock
 from scantrail.contract import Alert, PageRecord
 from scantrail.errors import ContractError, ServiceError
@@ -264,26 +270,19 @@ class Pager:
         kept = False
         unreadable: list[tuple[Any, str]] = []
         try:
-            partitions = reader.partitions_for_topic(self.pages_topic)
-            if not partitions:
+            if not reader.partitions_for_topic(self.pages_topic):
                 raise ServiceError(f"topic {self.pages_topic} is missing: run `scantrail topics`")
-            tps = [TopicPartition(self.pages_topic, p) for p in partitions]
-            reader.assign(tps)
-            reader.seek_to_beginning(*tps)
-            end = reader.end_offsets(tps)
-            while any(reader.position(tp) < end[tp] for tp in tps):
-                for messages in reader.poll(timeout_ms=1000).values():
-                    for message in messages:
-                        try:
-                            record = _journal_record(message.value)
-                        except ContractError as exc:
-                            log.warning(
-                                "unreadable page record at %s[%d]@%d: %s",
-                                message.topic, message.partition, message.offset, exc,
-                            )  # fmt: skip
-                            unreadable.append((message, str(exc)))
-                            continue
-                        self.ledger.apply(record)
+            for message in read_from_start(reader, self.pages_topic):
+                try:
+                    record = _journal_record(message.value)
+                except ContractError as exc:
+                    log.warning(
+                        "unreadable page record at %s[%d]@%d: %s",
+                        message.topic, message.partition, message.offset, exc,
+                    )  # fmt: skip
+                    unreadable.append((message, str(exc)))
+                    continue
+                self.ledger.apply(record)
             log.info("journal read: %d alerts known", len(self.ledger.alerts))
             self._journal, kept = reader, True  # keeps following: acks written by others
         finally:
@@ -306,21 +305,13 @@ class Pager:
             **connection(self.kafka), enable_auto_commit=False, client_id="scantrail-pager-dlq"
         )
         try:
-            tps = [
-                TopicPartition(deadletter, p) for p in reader.partitions_for_topic(deadletter) or ()
-            ]
-            reader.assign(tps)
-            reader.seek_to_beginning(*tps)
-            end = reader.end_offsets(tps)
-            while any(reader.position(tp) < end[tp] for tp in tps):
-                for messages in reader.poll(timeout_ms=1000).values():
-                    for message in messages:
-                        try:
-                            letter = contract.decode_as(message.value, contract.DeadLetter)
-                        except ContractError:
-                            continue
-                        if letter.topic == self.pages_topic:
-                            known.add((letter.partition, letter.offset))
+            for message in read_from_start(reader, deadletter):
+                try:
+                    letter = contract.decode_as(message.value, contract.DeadLetter)
+                except ContractError:
+                    continue
+                if letter.topic == self.pages_topic:
+                    known.add((letter.partition, letter.offset))
         finally:
             reader.close()
         futures = [

@@ -10,7 +10,13 @@ from pathlib import Path
 import pytest
 
 from ingest.pass_sheet import write_pass_png
-from ingest.passes import GatePass, generate_key, issue_pass, write_public_key
+from ingest.passes import (
+    GatePass,
+    generate_key,
+    issue_pass,
+    write_public_key,
+    write_revocations,
+)
 from scantrail import contract
 from scantrail.settings import KafkaSettings
 from tests.support import consume_all, scantrail_cmd, service_env
@@ -23,6 +29,8 @@ def test_a_folder_of_pass_images_becomes_scans_with_paired_readings(
 ) -> None:
     issuer = generate_key()
     write_public_key(issuer, tmp_path / "issuer.pub")
+    # A camera kiosk checks passes only against a readable revocation list (fail closed).
+    write_revocations(tmp_path / "revoked.json", {})
     now = datetime.now(UTC)
     frames = tmp_path / "frames"
     frames.mkdir()
@@ -55,6 +63,8 @@ def test_a_folder_of_pass_images_becomes_scans_with_paired_readings(
             str(frames),
             "--pass-key",
             str(tmp_path / "issuer.pub"),
+            "--revocations",
+            str(tmp_path / "revoked.json"),
             "--thermometer",
             "simulated",
         ),
