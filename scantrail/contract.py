@@ -704,12 +704,13 @@ def dead_letter(
         hash_key = dead_letter_key()
     redacted: dict[str, Any] | None = None
     if value is not None:
+        # Whatever a hostile record holds (a 5,000-digit integer, deep nesting),
+        # the letter is still written: what does not parse is kept as its hash only.
         try:
             parsed = json.loads(value)
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-            parsed = None
-        if isinstance(parsed, dict):
-            redacted = _redact(parsed, hash_key)
+            redacted = _redact(parsed, hash_key) if isinstance(parsed, dict) else None
+        except (ValueError, RecursionError):
+            redacted = None
     return DeadLetter(
         topic=topic,
         partition=partition,

@@ -155,6 +155,30 @@ def test_a_dead_letter_of_a_personal_topic_that_is_not_json_keeps_only_hashes() 
     assert record.redacted is None and record.value_hash is not None
 
 
+@pytest.mark.parametrize(
+    "value",
+    [
+        b'{"celsius": ' + b"9" * 5000 + b"}",
+        b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+        b'{"a": ' + b"[" * 900 + b'"13800138000"' + b"]" * 900 + b"}",
+    ],
+    ids=["5000-digit integer", "100,000-deep array", "nesting deeper than the redaction"],
+)
+def test_a_hostile_value_of_a_personal_topic_still_makes_a_dead_letter(value: bytes) -> None:
+    record = contract.dead_letter(
+        topic="scantrail.temperatures",
+        partition=0,
+        offset=7,
+        key=b"kiosk-1",
+        value=value,
+        reason="invalid",
+        seen_at=datetime(2020, 2, 10, tzinfo=UTC),
+        hash_key=KEY,
+    )
+    assert record.value_hash is not None
+    assert b"13800138000" not in contract.encode(record)
+
+
 def test_the_default_key_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     from scantrail.keys import dead_letter_key
 
