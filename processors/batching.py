@@ -134,20 +134,24 @@ class Effects:
 
     def dead_letter(self, event: Any, reason: str) -> None:
         message = event.message
+        letter = contract.dead_letter(
+            topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+            key=message.key,
+            value=message.value,
+            reason=reason,
+            seen_at=datetime.now(UTC),
+        )
+        # The letter's reason, not the caller's: on a personal topic it is redacted.
         log.warning(
-            "dead letter %s[%s]@%s: %s", message.topic, message.partition, message.offset, reason
+            "dead letter %s[%s]@%s: %s",
+            message.topic,
+            message.partition,
+            message.offset,
+            letter.reason,
         )
-        self.letters.append(
-            contract.dead_letter(
-                topic=message.topic,
-                partition=message.partition,
-                offset=message.offset,
-                key=message.key,
-                value=message.value,
-                reason=reason,
-                seen_at=datetime.now(UTC),
-            )
-        )
+        self.letters.append(letter)
 
     def forward(self, topic: Any, partition: int, record: bytes) -> None:
         key = (id(topic), partition)

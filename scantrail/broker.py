@@ -8,7 +8,6 @@ are kept as long as trails matter (28 days), quarantine orders are compacted
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import ssl
 import time
@@ -30,7 +29,6 @@ log = logging.getLogger(__name__)
 DAY_MS = 24 * 3600 * 1000
 #: The most of a failed record's value a dead letter keeps: its base64 (4/3 of
 #: it) must fit in Kafka's default 1 MB record with room for the rest.
-DEAD_LETTER_VALUE_LIMIT = 512 * 1024
 
 
 @dataclass(frozen=True)
@@ -355,22 +353,11 @@ def send_dead_letter(
 ) -> Any:
     """Publish a failed message to the dead-letter topic; returns the send future.
 
-    A message of a personal topic is stored as keyed hashes only (see
+    A message of a personal topic is stored as keyed hashes only, and any other
+    is kept whole up to :data:`scantrail.contract.DEAD_LETTER_VALUE_LIMIT` (see
     :func:`scantrail.contract.dead_letter`; ``hash_key`` defaults to the
-    deployment's dead-letter key). Any other value so large that its base64
-    would not fit in one Kafka record is kept in part (the first
-    :data:`DEAD_LETTER_VALUE_LIMIT` bytes), with its length and SHA-256 in the
-    reason: a dead letter the broker refuses would leave its record neither
-    processed nor kept.
+    deployment's dead-letter key).
     """
-    too_large = value is not None and len(value) > DEAD_LETTER_VALUE_LIMIT
-    if value is not None and too_large and not contract.is_personal_topic(topic):
-        digest = hashlib.sha256(value).hexdigest()
-        reason = (  # first: the contract keeps a reason's first 2,000 characters
-            f"[value cut to its first {DEAD_LETTER_VALUE_LIMIT} of {len(value)} bytes,"
-            f" sha256 {digest}] {reason}"
-        )
-        value = value[:DEAD_LETTER_VALUE_LIMIT]
     record = contract.dead_letter(
         topic=topic,
         partition=partition,

@@ -667,6 +667,10 @@ def _redact_reason(reason: str, hash_key: bytes) -> str:
     )
 
 
+#: The most of a failed message's bytes a dead letter keeps (its base64 must fit in 1 MB).
+DEAD_LETTER_VALUE_LIMIT = 512 * 1024
+
+
 def dead_letter(
     *,
     topic: str,
@@ -687,8 +691,19 @@ def dead_letter(
     deployment's dead-letter key from :func:`scantrail.keys.dead_letter_key`):
     a refused phone number must not sit in clear on the dead-letter topic.
     ``pseudonymise=False`` keeps the bytes whole even then (tests of replay).
+
+    A kept value so large that its base64 would not fit in one Kafka record is
+    kept in part (the first :data:`DEAD_LETTER_VALUE_LIMIT` bytes), with its
+    length and SHA-256 in the reason: a dead letter the broker refuses would
+    leave its record neither processed nor kept.
     """
     if not (pseudonymise and is_personal_topic(topic)):
+        if value is not None and len(value) > DEAD_LETTER_VALUE_LIMIT:
+            reason = (  # first: a reason is kept to its first 2,000 characters
+                f"[value cut to its first {DEAD_LETTER_VALUE_LIMIT} of {len(value)} bytes,"
+                f" sha256 {hashlib.sha256(value).hexdigest()}] {reason}"
+            )
+            value = value[:DEAD_LETTER_VALUE_LIMIT]
         return DeadLetter(
             topic=topic,
             partition=partition,

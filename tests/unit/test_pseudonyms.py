@@ -219,3 +219,21 @@ def test_the_key_file_is_created_private(
         assert path.parent.stat().st_mode & 0o777 == 0o700
     finally:
         dead_letter_key.cache_clear()
+
+
+def test_a_dead_letter_too_large_for_one_record_keeps_its_head_and_says_so() -> None:
+    value = b'{"schema": "kiosk/1", "pad": "' + b"x" * (700 * 1024) + b'"}'
+    record = contract.dead_letter(
+        topic="scantrail.kiosks",
+        partition=0,
+        offset=3,
+        key=b"kiosk-1",
+        value=value,
+        reason="invalid kiosk/1",
+        seen_at=datetime(2020, 2, 10, tzinfo=UTC),
+        hash_key=KEY,
+    )
+    assert record.value == value[: contract.DEAD_LETTER_VALUE_LIMIT]
+    assert record.reason.startswith(f"[value cut to its first {contract.DEAD_LETTER_VALUE_LIMIT}")
+    assert record.reason.endswith("invalid kiosk/1")
+    assert len(contract.encode(record)) < 1_000_000
