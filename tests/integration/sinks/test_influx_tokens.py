@@ -79,7 +79,7 @@ def test_the_sink_writes_with_a_write_token_and_dashboards_read_with_a_read_toke
             with pytest.raises(ApiException):
                 rows(sink, "scantrail")  # the shared main bucket is not the sink's here
             with pytest.raises(ApiException) as refused:
-                sink.buckets_api().create_bucket(bucket_name="not-allowed", org_id=bucket.org_id)
+                sink.buckets_api().create_bucket(bucket_name="not-allowed", org=bucket.org_id)
             assert refused.value.status in (401, 403)
             assert not sink.authorizations_api().find_authorizations()  # sees no tokens
     finally:
