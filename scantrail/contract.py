@@ -647,13 +647,28 @@ def is_personal_topic(topic: str) -> bool:
     return topic.endswith(PERSONAL_TOPICS)
 
 
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _writable(text: str) -> str:
+    """Text a UTF-8 record can hold: a hostile record's lone surrogates become U+FFFD."""
+    return text if _utf8(text) else text.encode("utf-8", "replace").decode("utf-8")
+
+
 def _redact(value: Any, hash_key: bytes, name: str = "") -> Any:
     if isinstance(value, dict):
-        return {str(k): _redact(v, hash_key, str(k)) for k, v in value.items()}
+        return {_writable(str(k)): _redact(v, hash_key, str(k)) for k, v in value.items()}
     if isinstance(value, list):
         return [_redact(v, hash_key, name) for v in value]
     if isinstance(value, str) and (
-        name not in _CLEAR_FIELDS or why_not_pseudonymous(value) is not None
+        name not in _CLEAR_FIELDS
+        or why_not_pseudonymous(value) is not None
+        or not _utf8(value)  # a lone surrogate cannot be written as UTF-8: keep its hash
     ):
         return keyed_hash(hash_key, value)
     return value
@@ -710,7 +725,7 @@ def dead_letter(
             offset=offset,
             key_b64=None if key is None else base64.b64encode(key).decode(),
             value_b64=None if value is None else base64.b64encode(value).decode(),
-            reason=reason[:2000],
+            reason=_writable(reason[:2000]),
             seen_at=seen_at,
         )
     if hash_key is None:
@@ -732,7 +747,7 @@ def dead_letter(
         offset=offset,
         key_b64=None,
         value_b64=None,
-        reason=_redact_reason(reason[:2000], hash_key),
+        reason=_writable(_redact_reason(reason[:2000], hash_key)),
         seen_at=seen_at,
         key_hash=None if key is None else keyed_hash(hash_key, key),
         value_hash=None if value is None else keyed_hash(hash_key, value),

@@ -67,5 +67,6 @@ def why_not_pseudonymous(value: str) -> str | None:
 
 def keyed_hash(key: bytes, value: bytes | str) -> str:
     """``hmac-sha256:<hex>`` of the value: the same value gives the same hash, for correlation."""
-    data = value.encode() if isinstance(value, str) else value
+    # surrogatepass: a hostile record's lone surrogate still hashes (and the same way each time)
+    data = value.encode("utf-8", "surrogatepass") if isinstance(value, str) else value
     return "hmac-sha256:" + hmac.new(key, data, hashlib.sha256).hexdigest()

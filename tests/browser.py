@@ -88,3 +88,21 @@ def save_screenshot(driver: Any, name: str) -> Path:
     path = artifacts_dir() / f"{name}.png"
     driver.save_screenshot(str(path))
     return path
+
+
+def wait(driver: Any, seconds: float, poll_frequency: float = 0.5) -> Any:
+    """A ``WebDriverWait`` that also looks again when an element went stale.
+
+    Pages here replace their content (a redirect after a form, SSE updates), so
+    an element found on one poll can be gone by the time its text is read; that
+    is "not yet", not a failure.
+    """
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(
+        driver,
+        seconds,
+        poll_frequency=poll_frequency,
+        ignored_exceptions=(StaleElementReferenceException,),
+    )

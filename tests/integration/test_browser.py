@@ -37,3 +37,4 @@ def test_chromium_loads_a_loopback_page_with_the_chosen_language(browser_factory
         assert shot.stat().st_size > 0
     finally:
         server.shutdown()
+        server.server_close()

@@ -27,13 +27,12 @@ import pytest
 import yaml
 from kafka import KafkaConsumer, TopicPartition
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.ui import WebDriverWait
 
 from scantrail import contract
 from scantrail.console.accounts import make_account, save_account
 from scantrail.contract import KioskHeartbeat, PageRecord, QuarantineRecord
 from sinks.ack_tokens import officer_token
-from tests.browser import save_screenshot
+from tests.browser import save_screenshot, wait
 from tests.factories import make_reading, make_scan
 from tests.support import free_port, publish, service_env, start_scantrail
 
@@ -132,7 +131,7 @@ def stack(kafka_settings, influx_settings, tmp_path) -> Iterator[dict[str, Any]]
         SCANTRAIL_CONSOLE_ACCOUNTS=str(accounts),
         SCANTRAIL_PAGER_ACK_SECRET=ACK_SECRET,
         SCANTRAIL_PAGER_ACK_TIMEOUT_S=str(ACK_TIMEOUT_S),
-        T_HOOK="hook-secret-0123456789",
+        T_HOOK="console-test-webhook-secret-0123456789",  # 32 bytes at least
     )
     procs = [
         start_scantrail("worker", env=env, log=tmp_path / "worker.log"),
@@ -219,9 +218,9 @@ def log_in(browser: Any, url: str, user: str, password: str, ok: bool = True) ->
     browser.find_element(By.ID, "password").send_keys(password)
     browser.find_element(By.ID, "login-button").click()
     if ok:
-        WebDriverWait(browser, 10).until(lambda b: "/login" not in b.current_url)
+        wait(browser, 10).until(lambda b: "/login" not in b.current_url)
     else:
-        WebDriverWait(browser, 10).until(lambda b: b.find_elements(By.ID, "login-error"))
+        wait(browser, 10).until(lambda b: b.find_elements(By.ID, "login-error"))
 
 
 def simulated_kiosk(now: datetime) -> list[contract.Event]:
@@ -289,9 +288,7 @@ def test_console_end_to_end_in_a_browser(stack, kafka_settings, browser_factory)
     assert "Wrong user name or password" in officer.find_element(By.ID, "login-error").text
     log_in(officer, url, "officer-a", pw["officer-a"])
     assert officer.find_element(By.ID, "who").text.startswith("officer-a")
-    WebDriverWait(officer, 10).until(
-        lambda b: "on" in b.find_element(By.ID, "live").get_attribute("class")
-    )
+    wait(officer, 10).until(lambda b: "on" in b.find_element(By.ID, "live").get_attribute("class"))
 
     # A fever at a simulated kiosk: the rows appear without a reload.
     marker = officer.execute_script("window.__same_page = 1; return window.__same_page")
@@ -307,7 +304,7 @@ def test_console_end_to_end_in_a_browser(stack, kafka_settings, browser_factory)
         )
 
     try:
-        alert_id = WebDriverWait(officer, 120, poll_frequency=0.05).until(confirmed_row)
+        alert_id = wait(officer, 120, poll_frequency=0.05).until(confirmed_row)
         on_screen = time.monotonic()
     finally:
         times.stop.set()
@@ -318,7 +315,7 @@ def test_console_end_to_end_in_a_browser(stack, kafka_settings, browser_factory)
         f"in the open queue {latency:.2f} s later"
     )
     assert latency < 2.0
-    WebDriverWait(officer, 60).until(lambda b: "paged" in text_of(b, f"row-{alert_id}"))
+    wait(officer, 60).until(lambda b: "paged" in text_of(b, f"row-{alert_id}"))
     save_screenshot(officer, "console-queue")
     records = pages(kafka_settings)
     paged_at = min(r.at for r in records if r.alert_id == alert_id)
@@ -327,7 +324,7 @@ def test_console_end_to_end_in_a_browser(stack, kafka_settings, browser_factory)
     officer.find_element(By.ID, f"row-{alert_id}").find_element(
         By.CSS_SELECTOR, "button.ack"
     ).click()
-    WebDriverWait(officer, 10).until(lambda b: not b.find_elements(By.ID, f"row-{alert_id}"))
+    wait(officer, 10).until(lambda b: not b.find_elements(By.ID, f"row-{alert_id}"))
     acks = [
         r for r in pages(kafka_settings) if r.alert_id == alert_id and r.action == "acknowledged"
     ]
@@ -335,9 +332,7 @@ def test_console_end_to_end_in_a_browser(stack, kafka_settings, browser_factory)
 
     # An ack made with the pager's own credential shows in the open console within 2 s.
     officer.get(f"{url}/queue?closed=1")
-    WebDriverWait(officer, 10).until(
-        lambda b: "on" in b.find_element(By.ID, "live").get_attribute("class")
-    )
+    wait(officer, 10).until(lambda b: "on" in b.find_element(By.ID, "live").get_attribute("class"))
     suspected = next(
         r
         for r in pages(kafka_settings)
@@ -353,7 +348,7 @@ def test_console_end_to_end_in_a_browser(stack, kafka_settings, browser_factory)
     with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310
         assert resp.status == 200
     acked = time.monotonic()
-    WebDriverWait(officer, 10, poll_frequency=0.1).until(
+    wait(officer, 10, poll_frequency=0.1).until(
         lambda b: "acknowledged" in text_of(b, f"row-{suspected.alert_id}")
     )
     latency = time.monotonic() - acked
@@ -364,14 +359,16 @@ def test_console_end_to_end_in_a_browser(stack, kafka_settings, browser_factory)
     save_screenshot(officer, "console-queue-closed")
 
     # The pager honours the console's ack: nothing escalates past its ack timeout.
-    wait = (paged_at + timedelta(seconds=ACK_TIMEOUT_S + 8) - datetime.now(UTC)).total_seconds()
-    time.sleep(max(wait, 0))
+    past_timeout_s = (
+        paged_at + timedelta(seconds=ACK_TIMEOUT_S + 8) - datetime.now(UTC)
+    ).total_seconds()
+    time.sleep(max(past_timeout_s, 0))
     after = [r.action for r in pages(kafka_settings) if r.alert_id == alert_id]
     assert "escalated" not in after, after
 
     # The case view: evidence, the curve with the fever line and baseline, quarantine.
     officer.get(f"{url}/alerts/{alert_id}")
-    curve = WebDriverWait(officer, 30).until(lambda b: b.find_element(By.ID, "curve"))
+    curve = wait(officer, 30).until(lambda b: b.find_element(By.ID, "curve"))
     dots = curve.find_elements(By.CSS_SELECTOR, "circle")
     assert len(dots) == 7, len(dots)  # five ordinary days and the two fever readings
     assert curve.find_elements(By.CSS_SELECTOR, "line.fever")
@@ -395,7 +392,7 @@ def test_console_end_to_end_in_a_browser(stack, kafka_settings, browser_factory)
         ],
     )  # fmt: skip
     officer.get(f"{url}/bigscreen")
-    WebDriverWait(officer, 30).until(
+    wait(officer, 30).until(
         lambda b: "kiosk-a2" in text_of(b, "silent") and "kiosk-a1" not in text_of(b, "silent")
     )
     assert int(text_of(officer, "fevers-total")) == 2  # suspected + confirmed, as Grafana counts
@@ -418,7 +415,7 @@ def test_console_end_to_end_in_a_browser(stack, kafka_settings, browser_factory)
     log_in(epi, url, "epi", pw["epi"])
     epi.get(f"{url}/alerts/{alert_id}")
     epi.find_element(By.ID, "contacts-action").click()
-    table = WebDriverWait(epi, 60).until(lambda b: b.find_element(By.ID, "contacts"))
+    table = wait(epi, 60).until(lambda b: b.find_element(By.ID, "contacts"))
     people = [td.text for td in table.find_elements(By.CSS_SELECTOR, "tbody td:first-child")]
     assert sorted(people) == ["p-contact-1", "p-contact-2"]
     epi.find_element(By.CSS_SELECTOR, "#contacts th:nth-child(1)").click()  # sort by person

@@ -22,12 +22,12 @@ from typing import Any
 import pytest
 from kafka import KafkaProducer
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.ui import Select, WebDriverWait
+from selenium.webdriver.support.ui import Select
 
 from scantrail import contract
 from scantrail.console.accounts import make_account, save_account
 from scantrail.contract import Alert, PageRecord
-from tests.browser import save_screenshot
+from tests.browser import save_screenshot, wait
 from tests.support import consume_all, free_port, publish, service_env, start_scantrail
 
 pytestmark = pytest.mark.integration
@@ -181,20 +181,18 @@ def test_assign_and_resolve_are_page_records(console: str, kafka_settings, brows
     browser.find_element(By.ID, "user").send_keys("li")
     browser.find_element(By.ID, "password").send_keys(PASSWORD)
     browser.find_element(By.ID, "login-button").click()
-    WebDriverWait(browser, 10).until(lambda b: "/queue" in b.current_url)
+    wait(browser, 10).until(lambda b: "/queue" in b.current_url)
     assert "告警队列" in browser.page_source
     browser.find_element(By.ID, "lang-switch").click()
-    WebDriverWait(browser, 10).until(lambda b: "Alert queue" in b.page_source)
+    wait(browser, 10).until(lambda b: "Alert queue" in b.page_source)
     browser.get(f"{console}/alerts/fever_confirmed:0")
     Select(browser.find_element(By.ID, "assign-to")).select_by_value("wang")
     browser.find_element(By.ID, "case-assign").click()
-    WebDriverWait(browser, 10).until(lambda b: b.find_elements(By.ID, "case-assigned"))
+    wait(browser, 10).until(lambda b: b.find_elements(By.ID, "case-assigned"))
     assert browser.find_element(By.ID, "case-assigned").text == "console:wang"
     browser.find_element(By.ID, "resolve-note").send_keys("sent to the fever clinic")
     browser.find_element(By.ID, "case-resolve").click()
-    WebDriverWait(browser, 10).until(
-        lambda b: "resolved" in b.find_element(By.ID, "case-status").text
-    )
+    wait(browser, 10).until(lambda b: "resolved" in b.find_element(By.ID, "case-status").text)
     save_screenshot(browser, "console-case-resolved")
     records = [
         contract.decode_as(m.value, PageRecord)

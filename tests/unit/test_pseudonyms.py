@@ -161,8 +161,14 @@ def test_a_dead_letter_of_a_personal_topic_that_is_not_json_keeps_only_hashes() 
         b'{"celsius": ' + b"9" * 5000 + b"}",
         b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
         b'{"a": ' + b"[" * 900 + b'"13800138000"' + b"]" * 900 + b"}",
+        b'{"schema": "temperature/1", "event_id": "e-\\ud800", "\\udfff": 1}',
     ],
-    ids=["5000-digit integer", "100,000-deep array", "nesting deeper than the redaction"],
+    ids=[
+        "5000-digit integer",
+        "100,000-deep array",
+        "nesting deeper than the redaction",
+        "lone surrogates in a value and a key",
+    ],
 )
 def test_a_hostile_value_of_a_personal_topic_still_makes_a_dead_letter(value: bytes) -> None:
     record = contract.dead_letter(

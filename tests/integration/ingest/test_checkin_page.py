@@ -23,7 +23,7 @@ from processors.contacts import trace
 from processors.trails import TrailIndex
 from scantrail import contract
 from scantrail.cli import cli
-from tests.browser import PHONE, save_screenshot
+from tests.browser import PHONE, save_screenshot, wait
 from tests.factories import make_scan
 from tests.support import consume_all, free_port, service_env, start_scantrail
 
@@ -118,10 +118,9 @@ def result_after(browser: Any, button: str) -> Any:
     """Click ``button`` and wait for the result page (a click does not wait for the load)."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions
-    from selenium.webdriver.support.wait import WebDriverWait
 
     browser.find_element(By.ID, button).click()
-    return WebDriverWait(browser, 20).until(
+    return wait(browser, 20).until(
         expected_conditions.presence_of_element_located((By.ID, "result"))
     )
 
