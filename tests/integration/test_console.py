@@ -179,6 +179,7 @@ def stack(kafka_settings, influx_settings, tmp_path) -> Iterator[dict[str, Any]]
             except Exception:
                 p.kill()
         hooks.server.shutdown()
+        hooks.server.server_close()
 
 
 def text_of(browser: Any, element_id: str) -> str:
