@@ -16,6 +16,8 @@ partition count, so each table partition lives beside the stream that feeds it):
         watermark ticks                -> every partition of <app>-by-site
     <app>-by-site                      -> sites:   reorder buffer, ClusterState, DriftState[site]
     scantrail.scans + .quarantine      -> gates:   GateState[person] (already keyed by person)
+        counted out scans              -> <app>-by-household (processors.live_households)
+        scan watermark ticks           -> every partition of <app>-by-household
 
 Why reorder: temperatures are keyed by kiosk, so one person's or one site's
 readings reach their shard from several source partitions in fetch order, not
@@ -174,54 +176,64 @@ class Stage:
             cache.forget()
 
 
-class Watermarks:
-    """Event-time progress: of the source partitions, and of each stage's partitions.
+async def broadcast(topic: Any, partitions: int, payload: dict[str, Any]) -> None:
+    """Send one watermark tick to every partition of ``topic``."""
+    value = json.dumps(payload).encode()
+    for partition in range(partitions):
+        await topic.send(key=TICK_KEY, value=value, partition=partition)
 
-    The kiosk stage tells the person stage how far every source partition has
-    certainly delivered; the person stage tells the site stage how far it has
-    judged and forwarded. Ticks are broadcast to every partition, at most once
-    per :data:`TICK_EVERY_S` per stage (:mod:`processors.watermarks`).
+
+def _text(at: datetime | None) -> str | None:
+    return None if at is None else at.isoformat()
+
+
+class SourceTicks:
+    """How far each owned partition of one source topic has certainly delivered, told downstream.
+
+    The stage that consumes the source calls :meth:`delivered` for every
+    message and :meth:`advance` once a batch is durable; the marks go, as
+    tick messages, to every partition of ``target``, after the forwards they
+    cover (:mod:`processors.watermarks`). Throttled to one tick per
+    :data:`TICK_EVERY_S`; the timers of :meth:`install` send the rest, and
+    an idle source's marks.
     """
 
-    def __init__(self, shard: Shard, by_person: Any, by_site: Any) -> None:
-        self.shard = shard
-        self.by_person, self.by_site = by_person, by_site
-        self.temperatures = shard.topics.temperatures.get_topic_name()
+    def __init__(self, app: faust.App, source: str, target: Any, partitions: int) -> None:
+        self.app, self.name, self.target, self.partitions = app, source, target, partitions
         self.source = SourceWatermarks()
         self.sent: dict[int, datetime] = {}
-        self.due_sites: dict[int, datetime] = {}  # person partition -> judged up to, not yet told
-        self.sent_at = {"source": 0.0, "person": 0.0}
-        # Every internal topic has ``partitions`` partitions, and so has the source topic.
-        n = shard.partitions
-        self.persons: dict[int, UpstreamWatermark] = defaultdict(lambda: UpstreamWatermark(n))
-        self.sites: dict[int, UpstreamWatermark] = defaultdict(lambda: UpstreamWatermark(n))
+        self.sent_at = 0.0
 
     def forget(self) -> None:
-        self.persons.clear()
-        self.sites.clear()
         self.sent.clear()
-        self.due_sites.clear()
         self.source.reset(time.monotonic())
 
-    async def broadcast(self, topic: Any, payload: dict[str, Any]) -> None:
-        value = json.dumps(payload).encode()
-        for partition in range(self.shard.partitions):
-            await topic.send(key=TICK_KEY, value=value, partition=partition)
+    def delivered(self, effects: Effects, event: Any) -> list[datetime | None]:
+        """Count ``event``'s offset as delivered once its batch is durable, in offset order.
+
+        Returns a cell: the caller puts the event time there if the event
+        went on (an event refused or dead-lettered moves the offset only).
+        """
+        partition, offset = event.message.partition, event.message.offset
+        moment: list[datetime | None] = [None]
+        source = self.source
+        effects.then(lambda: source.delivered(partition, offset, moment[0], time.monotonic()))
+        return moment
 
     def highwater(self, partition: int) -> int | None:
         try:
-            value = self.shard.app.consumer.highwater(TP(self.temperatures, partition))
+            value = self.app.consumer.highwater(TP(self.name, partition))
         except Exception:
             return None
         return None if value is None else int(value)
 
     async def learn_starts(self) -> None:
         """Owned source partitions that have not delivered: where will they start?"""
-        consumer = self.shard.app.consumer
-        owned = {tp.partition for tp in consumer.assignment() if tp.topic == self.temperatures}
+        consumer = self.app.consumer
+        owned = {tp.partition for tp in consumer.assignment() if tp.topic == self.name}
         self.source.assign(owned, time.monotonic())
         for partition in self.source.waiting():
-            tp = TP(self.temperatures, partition)
+            tp = TP(self.name, partition)
             # faust's record of the committed offset it sought to (None: nothing committed).
             committed = consumer._committed_offset.get(tp)
             if committed is None:
@@ -230,60 +242,99 @@ class Watermarks:
                 self.source.starts_at(partition, int(committed))
 
     async def advance(self, throttled: bool = True) -> None:
-        """Tell the person stage how far the source has certainly delivered."""
+        """Tell the downstream stage how far the source has certainly delivered."""
         wall = time.monotonic()
-        if throttled and wall - self.sent_at["source"] < TICK_EVERY_S:
+        if throttled and wall - self.sent_at < TICK_EVERY_S:
             return  # the tick timer sends it shortly
         marks = self.source.marks(wall, datetime.now(UTC), self.highwater)
         sent = self.sent
         moved = {p: at for p, at in marks.items() if p not in sent or at > sent[p]}
         if moved:
             sent.update(moved)
-            self.sent_at["source"] = wall
-            await self.broadcast(self.by_person, {"marks": encode_marks(sent)})
+            self.sent_at = wall
+            await broadcast(self.target, self.partitions, {"marks": encode_marks(sent)})
+
+    def report(self) -> dict[str, Any]:
+        return {
+            str(p): {
+                "newest": _text(progress.newest),
+                "next_offset": progress.next_offset,
+                "highwater": self.highwater(p),
+                "sent": _text(self.sent.get(p)),
+            }
+            for p, progress in sorted(self.source.progress.items())
+        }
+
+    def install(self, app: faust.App, name: str) -> None:
+        """The tick timer (idle sources move on with the clock) and the start-offset follower."""
+
+        @app.timer(interval=TICK_EVERY_S, name=f"{name}-ticks")
+        async def send_due_ticks() -> None:
+            await self.advance(throttled=False)
+
+        @app.timer(interval=2.0, name=f"{name}-starts")
+        async def follow_assignment() -> None:
+            """Learn where newly owned source partitions start (see processors.watermarks)."""
+            await self.learn_starts()
+
+
+class Watermarks:
+    """Event-time progress: of the source partitions, and of each stage's partitions.
+
+    The kiosk stage tells the person stage how far every source partition has
+    certainly delivered (:class:`SourceTicks`); the person stage tells the
+    site stage how far it has judged and forwarded. Ticks are broadcast to
+    every partition, at most once per :data:`TICK_EVERY_S` per stage
+    (:mod:`processors.watermarks`).
+    """
+
+    def __init__(self, shard: Shard, by_person: Any, by_site: Any) -> None:
+        self.shard = shard
+        self.by_person, self.by_site = by_person, by_site
+        temperatures = shard.topics.temperatures.get_topic_name()
+        self.ticks = SourceTicks(shard.app, temperatures, by_person, shard.partitions)
+        self.due_sites: dict[int, datetime] = {}  # person partition -> judged up to, not yet told
+        self.told_sites_at = 0.0
+        # Every internal topic has ``partitions`` partitions, and so has the source topic.
+        n = shard.partitions
+        self.persons: dict[int, UpstreamWatermark] = defaultdict(lambda: UpstreamWatermark(n))
+        self.sites: dict[int, UpstreamWatermark] = defaultdict(lambda: UpstreamWatermark(n))
+
+    def forget(self) -> None:
+        self.persons.clear()
+        self.sites.clear()
+        self.due_sites.clear()
+        self.ticks.forget()
+
+    async def advance(self, throttled: bool = True) -> None:
+        """Tell the person stage how far the source has certainly delivered."""
+        await self.ticks.advance(throttled)
 
     async def tell_sites(self, throttled: bool = True) -> None:
         """Tell the site stage how far person partitions have judged (and forwarded)."""
         wall = time.monotonic()
-        if not self.due_sites or throttled and wall - self.sent_at["person"] < TICK_EVERY_S:
+        if not self.due_sites or throttled and wall - self.told_sites_at < TICK_EVERY_S:
             return
         payload = encode_marks(self.due_sites)
         self.due_sites.clear()
-        self.sent_at["person"] = wall
-        await self.broadcast(self.by_site, {"marks": payload})
+        self.told_sites_at = wall
+        await broadcast(self.by_site, self.shard.partitions, {"marks": payload})
 
     def report(self) -> dict[str, Any]:
         """Event-time progress of every stage: what an operator checks when alerts lag."""
-
-        def text(at: datetime | None) -> str | None:
-            return None if at is None else at.isoformat()
-
         return {
-            "sources": {
-                str(p): {
-                    "newest": text(progress.newest),
-                    "next_offset": progress.next_offset,
-                    "highwater": self.highwater(p),
-                    "sent": text(self.sent.get(p)),
-                }
-                for p, progress in sorted(self.source.progress.items())
-            },
-            "persons": {str(p): text(m.passed) for p, m in sorted(self.persons.items())},
-            "sites": {str(p): text(m.passed) for p, m in sorted(self.sites.items())},
+            "sources": self.ticks.report(),
+            "persons": {str(p): _text(m.passed) for p, m in sorted(self.persons.items())},
+            "sites": {str(p): _text(m.passed) for p, m in sorted(self.sites.items())},
         }
 
     def install(self, app: faust.App) -> None:
         """The tick timers, the start-offset follower and ``/watermarks``."""
+        self.ticks.install(app, "temperatures")
 
         @app.timer(interval=TICK_EVERY_S)
-        async def send_due_ticks() -> None:
-            await self.advance(throttled=False)
+        async def send_due_site_ticks() -> None:
             await self.tell_sites(throttled=False)
-
-        @app.timer(interval=2.0)
-        async def follow_assignment() -> None:
-            """Learn where newly owned temperature partitions start (see processors.watermarks)."""
-            await self.learn_starts()
 
         @app.timer(interval=30.0)
         async def log_watermarks() -> None:
@@ -306,12 +357,8 @@ class KioskStage(Stage):
 
     def step(self, event: Any, effects: Effects) -> None:
         shard, message = self.shard, event.message
-        partition, offset = message.partition, message.offset
-        # The offset counts as delivered once the batch is durable, in offset
-        # order, and with the reading's time only if the reading went on.
-        moment: list[datetime | None] = [None]
-        source = self.marks.source
-        effects.then(lambda: source.delivered(partition, offset, moment[0], time.monotonic()))
+        # Delivered with the reading's time only if the reading went on.
+        moment = self.marks.ticks.delivered(effects, event)
         try:
             reading = decode_as(message.value, contract.TemperatureReading)
         except ContractError as exc:
@@ -497,14 +544,26 @@ class GateStage(Stage):
 
     name = "screen-gates"
 
-    def __init__(self, shard: Shard, on_scan: ScanHook | None, scan_caches: Sequence[Any]) -> None:
-        self.shard, self.on_scan = shard, on_scan
+    def __init__(
+        self,
+        shard: Shard,
+        on_scan: ScanHook | None,
+        scan_caches: Sequence[Any],
+        scan_ticks: SourceTicks | None = None,
+    ) -> None:
+        self.shard, self.on_scan, self.scan_ticks = shard, on_scan, scan_ticks
         self.gates = StateTable(shard.table("gate-state"), GateState)
         self.caches = (self.gates, *scan_caches)
 
     def step(self, event: Any, effects: Effects) -> None:
         shard = self.shard
         is_quarantine = event.message.topic.endswith(contract.QUARANTINE)
+        # How far the scan partitions have delivered: the household stage's watermark.
+        moment = (
+            None
+            if is_quarantine or self.scan_ticks is None
+            else self.scan_ticks.delivered(effects, event)
+        )
         if is_quarantine and event.value is None:  # a retention tombstone: forget the record
             self.forget_quarantine(event, effects)
             return
@@ -525,6 +584,8 @@ class GateStage(Stage):
         elif isinstance(decoded, contract.ScanEvent):
             if shard.refused_for_skew(event, decoded.scanned_at, effects):
                 return
+            if moment is not None:
+                moment[0] = decoded.scanned_at
             shard.outcomes.counts["scan"] += 1
             state = self.gates.load(decoded.person_id)
             alerts = self.judge(state, decoded)
@@ -533,6 +594,10 @@ class GateStage(Stage):
                 self.gates.save(effects, event, decoded.person_id, state)
             if self.on_scan is not None:
                 self.on_scan(event, effects, decoded)
+
+    async def after(self) -> None:
+        if self.scan_ticks is not None:
+            await self.scan_ticks.advance()
 
     def forget_quarantine(self, event: Any, effects: Effects) -> None:
         """A tombstone on the quarantine topic: the record has passed its retention."""
@@ -555,11 +620,14 @@ def install_screening(
     batching: Batching,
     on_scan: ScanHook | None = None,
     scan_caches: Sequence[StateTable] = (),
+    scan_ticks: SourceTicks | None = None,
 ) -> None:
     """Wire the screening stages in the order data flows (module docstring).
 
     ``on_scan`` is also given every valid scan the gate stage judged (the
-    worker indexes contact trails there), with ``scan_caches`` its caches.
+    worker indexes contact trails there), with ``scan_caches`` its caches;
+    ``scan_ticks`` learns how far each scan partition has delivered (the
+    household stage's watermark, :mod:`processors.live_households`).
     """
     shard = Shard(app, topics, policy, outcomes, partitions, batching)
     by_person, by_site = shard.internal("by-person"), shard.internal("by-site")
@@ -567,7 +635,7 @@ def install_screening(
     kiosks = KioskStage(shard, marks, by_person)
     persons = PersonStage(shard, marks, by_site)
     sites = SiteStage(shard, marks)
-    gates = GateStage(shard, on_scan, scan_caches)
+    gates = GateStage(shard, on_scan, scan_caches, scan_ticks)
     shard.run(topics.temperatures, kiosks)  # -> by-person, and source watermark ticks
     shard.run(by_person, persons)  # -> by-site, and person watermark ticks
     shard.run(by_site, sites)

@@ -97,6 +97,7 @@ def build_worker(loglevel: str = "info") -> faust.Worker:
         batching,
         on_scan=on_scan,
         scan_caches=trails.caches,
+        scan_ticks=households.ticks,
     )
 
     precreate_internal_topics(app, kafka)
