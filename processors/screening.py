@@ -392,9 +392,10 @@ def judge_outing(state: HouseholdState, scan: ScanEvent, policy: PolicyLike) -> 
             continue
         state.alerted.append(outing.event_id)
         # Identity: the out scan that broke the quota, not the whole evidence.
-        # Members' scans reach the household shard from different partitions,
-        # so a scan arriving late may be missing from the evidence the live
-        # worker lists; the alert is still the same alert (same id) as offline.
+        # The live shard judges scans in event-time order behind a watermark
+        # (processors.live_households), but one arriving behind it (a kiosk
+        # catching up after an outage) can be missing from an alert already
+        # raised; the alert is still the same alert (same id) as offline.
         alerts.append(
             _outing_identity(
                 outing.event_id,
