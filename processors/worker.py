@@ -59,6 +59,29 @@ def precreate_internal_topics(app: faust.App, kafka: KafkaSettings) -> None:
     ensure_topics(kafka, specs)
 
 
+CHANGELOG_TAIL_S = 0.5
+
+
+def follow_changelogs(app: faust.App) -> None:
+    """Apply the changelog records other workers write as they come, not 1,000 at a time.
+
+    faust buffers what it reads of a changelog partition this worker does not
+    write (a standby's, and every partition of a global table that another
+    worker owns) and applies it to RocksDB only once a table's buffer holds
+    ``recovery_buffer_size`` records (1,000), at a rebalance, or at the end of
+    a recovery. Once the input went quiet, up to 999 records per table were
+    never applied: each of two workers answered ``/trace`` without the scans
+    the other had indexed last (issue 12). Between recoveries the buffers are
+    applied every :data:`CHANGELOG_TAIL_S`; a recovery keeps its large batches.
+    """
+
+    @app.timer(interval=CHANGELOG_TAIL_S)
+    async def apply_changelog_tail() -> None:
+        recovery = app.tables.recovery
+        if not recovery.in_recovery:
+            recovery.flush_buffers()
+
+
 def build_worker(loglevel: str = "info") -> faust.Worker:
     kafka = KafkaSettings()
     settings = WorkerSettings()
@@ -101,6 +124,7 @@ def build_worker(loglevel: str = "info") -> faust.Worker:
     )
 
     precreate_internal_topics(app, kafka)
+    follow_changelogs(app)
     guard = TraceGuard(trails.index, access, CredentialStore.default(), AuditLog(kafka))
 
     @app.page("/trace")

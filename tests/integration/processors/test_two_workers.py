@@ -3,8 +3,9 @@
 Together they raise exactly the alerts `scantrail screen` raises (which one
 process raises too: test_live_screening); `/trace` answers the same from
 either (the trail tables are global); and when one is SIGKILLed mid-stream the
-survivor takes its partitions and the alert set is unchanged. The /trace
-part is marked xfail: it did not hold in the runs so far (see its reason).
+survivor takes its partitions and the alert set is unchanged. The SIGKILL
+test is marked xfail: it failed in 2 of 13 runs, cause not yet found (see
+its reason).
 """
 
 from __future__ import annotations
@@ -88,10 +89,13 @@ def stop(workers: list[subprocess.Popen[bytes]]) -> None:
 
 
 @pytest.mark.xfail(
-    reason="issue 12, open defect: in the full CI dry run of 2026-12-03 22:48 (after the branches "
-    "were merged: the household stage, bulk table writes and group commit together) the two "
-    "workers' fever alerts after the SIGKILL differed from `scantrail screen`'s (about 95 ids "
-    "on each side), while the one-worker SIGKILL test passed; it passed before the merge",
+    reason="issue 12, open defect, cause not found: failed in 2 of 13 runs on 2026-12-04 (quiet "
+    "machine), as in the CI dry run of 2026-12-03. Both times worker 1 was given by-person "
+    "partitions 0 and 1 at its join, the records forwarded there while worker 0 was alone (~3 s) "
+    "were never judged (worker 0 wrote no reorder-buffer row for them, worker 1's first row was "
+    "at the partition's end offset, 71 and 90), so the fever persons of partition 0 lost their "
+    "first minutes (275 missing and 125 extra ids, then 234 and 160); the SIGKILL is not "
+    "involved. faust acking messages it skips at a rebalance was instrumented and never fired",
     strict=False,
 )
 def test_two_workers_in_one_group_then_one_killed(
@@ -118,11 +122,6 @@ def test_two_workers_in_one_group_then_one_killed(
     assert comparable(got) == comparable(expected)
 
 
-@pytest.mark.xfail(
-    reason="issue 12: in two runs (2026-12-03, load 12) the two workers' /trace answers did "
-    "not agree within 180 s of both being ready; not yet explained",
-    strict=False,
-)
 def test_trace_is_the_same_from_either_worker(
     kafka_settings: KafkaSettings, tmp_path: Path
 ) -> None:
@@ -132,6 +131,7 @@ def test_trace_is_the_same_from_either_worker(
     for scan in scans:
         counts[scan.person_id] = counts.get(scan.person_id, 0) + 1
     person = max(sorted(counts), key=lambda p: counts[p])
+    everyone = sorted(counts)
     publish(kafka_settings, events)
     ports, workers = start_two(kafka_settings, tmp_path)
     query = trace_query(person)
@@ -148,8 +148,19 @@ def test_trace_is_the_same_from_either_worker(
             answers = [get_json(f"http://127.0.0.1:{p}/trace?{query}&depth=2") for p in ports]
             return bool(answers[0]["contacts"]) and answers[0] == answers[1]
 
+        def same_for_everyone() -> bool:
+            # Each worker's own trail partitions are written locally; the
+            # other's reach it through the changelog, the last of them too.
+            for someone in everyone:
+                each = trace_query(someone)
+                a, b = (get_json(f"http://127.0.0.1:{p}/trace?{each}&depth=1") for p in ports)
+                if a != b:
+                    return False
+            return True
+
         assert wait_until(both_ready, 180)
         # Each reads every trail partition's changelog: give the copies a moment to agree.
         assert wait_until(same_trace, 180)
+        assert wait_until(same_for_everyone, 60)
     finally:
         stop(workers)
