@@ -40,7 +40,7 @@ from scantrail.console.accounts import Account, Throttle, authenticate, load_acc
 from scantrail.console.board import Board, Filters, Row
 from scantrail.console.charts import contact_graph, encounter_timeline, temperature_curve
 from scantrail.console.i18n import LANGUAGES, negotiate, translator
-from scantrail.console.sessions import Session, Sessions, same_token
+from scantrail.console.sessions import Session, Sessions, password_fingerprint, same_token
 from scantrail.console.sources import Follower, Influx, load_trail_index
 from scantrail.contract import Alert, PageRecord, QuarantineRecord
 from scantrail.errors import PublishError
@@ -75,7 +75,11 @@ class Console:
         self.accounts_mtime = self._mtime()
         self.board = Board()
         self.quarantine: dict[str, QuarantineRecord] = {}
-        self.sessions = Sessions(settings.session_hours * 3600)
+        self.sessions = Sessions(
+            settings.sessions_path(),
+            idle_s=settings.session_hours * 3600,
+            absolute_s=settings.session_max_hours * 3600,
+        )
         self.throttle = Throttle()
         self.changed: asyncio.Condition | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -169,6 +173,7 @@ class Console:
         self.loop = asyncio.get_running_loop()
         self.changed = asyncio.Condition()
         self.follower.start()
+        self.sessions.prune(time.time())
 
     async def _stop(self, app: web.Application) -> None:
         await asyncio.to_thread(self.follower.stop)
@@ -177,6 +182,7 @@ class Console:
         self.audit.close()
         if self._influx is not None:
             self._influx.close()
+        self.sessions.close()
 
     # --- middleware ----------------------------------------------------------------
 
@@ -215,7 +221,7 @@ class Console:
             ("/static/", "/lang/")
         ):
             return await handler(request)
-        session = self.sessions.get(request.cookies.get(COOKIE), time.monotonic())
+        session = self._session(request)
         account = None if session is None else self.accounts.get(session.user)
         if session is None or account is None:
             if request.method == "GET" and request.path not in ("/events", "/queue/rows"):
@@ -227,6 +233,20 @@ class Console:
                 raise web.HTTPForbidden(reason="CSRF token missing or wrong")
         request["session"], request["account"] = session, account
         return await handler(request)
+
+    def _session(self, request: web.Request) -> Session | None:
+        """The request's live session; one whose account is gone or changed its password ends."""
+        session = self.sessions.get(request.cookies.get(COOKIE), time.time())
+        if session is None:
+            return None
+        self._reload_accounts()
+        account = self.accounts.get(session.user)
+        if account is None or session.password_fingerprint != password_fingerprint(
+            account.password_hash
+        ):
+            self.sessions.end(session.sid)  # each stale session of the account ends like this
+            return None
+        return session
 
     # --- helpers -----------------------------------------------------------------------
 
@@ -310,7 +330,9 @@ class Console:
             response.set_status(401)
             return response
         self.throttle.succeeded([f"user:{name}"])
-        session = self.sessions.create(account.name, now)
+        session = self.sessions.create(
+            account.name, time.time(), password_fingerprint(account.password_hash)
+        )
         target = str(form.get("next", "/queue"))
         if not target.startswith("/") or target.startswith("//"):
             target = "/queue"

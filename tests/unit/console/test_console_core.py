@@ -22,7 +22,7 @@ from scantrail.console.accounts import (
 from scantrail.console.board import Board, Filters, fold
 from scantrail.console.charts import contact_graph, encounter_timeline, temperature_curve
 from scantrail.console.i18n import EN, ZH, negotiate, translator
-from scantrail.console.sessions import Sessions, same_token
+from scantrail.console.sessions import Sessions, password_fingerprint, same_token, token_hash
 from scantrail.contract import Alert, PageRecord
 from tests.factories import make_scan
 
@@ -104,16 +104,46 @@ def test_throttle_locks_after_five_failures_and_forgets_after_the_window() -> No
     assert throttle.retry_after(["user:wang"], 1.0) == 0
 
 
-def test_sessions_expire_after_idle_time_and_end_on_logout() -> None:
-    sessions = Sessions(ttl_s=60)
-    s = sessions.create("li", 0.0)
-    assert sessions.get(s.sid, 59.0) is s  # use renews it
-    assert sessions.get(s.sid, 118.0) is s
-    assert sessions.get(s.sid, 179.0) is None
-    s2 = sessions.create("li", 0.0)
-    sessions.end(s2.sid)
-    assert sessions.get(s2.sid, 1.0) is None
-    assert same_token(s.csrf, s.csrf) and not same_token(s.csrf, "") and not same_token("a", None)
+def test_sessions_expire_after_idle_and_absolute_time_and_end_on_logout(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "console" / "sessions.db"
+    sessions = Sessions(path, idle_s=600, absolute_s=3600)
+    try:
+        s = sessions.create("li", 0.0, "fp")
+        assert sessions.get(s.sid, 599.0).user == "li"  # type: ignore[union-attr]  # use renews it
+        assert sessions.get(s.sid, 1190.0) is not None
+        assert sessions.get(s.sid, 1800.0) is None  # idle for 610 s
+        s2 = sessions.create("li", 0.0)
+        for now in range(500, 3600, 500):
+            assert sessions.get(s2.sid, float(now)) is not None
+        assert sessions.get(s2.sid, 3600.0) is None  # an hour after log-in, however busy
+        s3 = sessions.create("li", 0.0)
+        sessions.end(s3.sid)
+        assert sessions.get(s3.sid, 1.0) is None and sessions.get("", 1.0) is None
+        assert same_token(s.csrf, s.csrf) and not same_token(s.csrf, "")
+        assert not same_token("a", None) and s.csrf != s2.csrf
+        kept = sessions.create("wang", 0.0, "fp-w")
+    finally:
+        sessions.close()
+    # Another process (a restarted console) finds the session by its cookie, CSRF token and all.
+    again = Sessions(path, idle_s=600, absolute_s=3600)
+    try:
+        found = again.get(kept.sid, 10.0)
+        assert found is not None and (found.user, found.csrf) == ("wang", kept.csrf)
+        assert found.password_fingerprint == "fp-w"
+        # The file is private and holds no token, only hashes of them.
+        assert path.stat().st_mode & 0o777 == 0o600
+        raw = path.read_bytes()
+        assert kept.sid.encode() not in raw and kept.csrf.encode() not in raw
+        assert token_hash(kept.sid).encode() in raw
+        assert again.end_user("wang") == 1 and again.get(kept.sid, 11.0) is None
+    finally:
+        again.close()
+
+
+def test_a_password_change_changes_the_sessions_fingerprint() -> None:
+    old, new = hash_password("a test password 1"), hash_password("a test password 1")
+    assert password_fingerprint(old) != password_fingerprint(new)  # new salt: a new hash
+    assert password_fingerprint(old) == password_fingerprint(old)
 
 
 def test_board_follows_the_pager_and_console_records() -> None:
