@@ -157,6 +157,7 @@ class Console:
         r.add_get("/queue", self.queue_page)
         r.add_get("/queue/rows", self.queue_rows)
         r.add_get("/events", self.events)
+        r.add_get("/escalations", self.escalations_banner)
         r.add_get("/alerts/{alert_id}", self.case_page)
         r.add_post("/alerts/{alert_id}/{action}", self.alert_action)
         r.add_get("/trace", self.trace_page)
@@ -273,7 +274,27 @@ class Console:
             "account": request.get("account"),
             "csrf": session.csrf if session else "",
             "path": request.path_qs,
+            "escalations": self._escalations(request.get("account")),
         }
+
+    def _escalations(self, account: Account | None) -> dict[str, Any] | None:
+        """The banner every page of an officer or supervisor carries, refreshed over SSE."""
+        if account is None or not account.receives_escalations:
+            return None
+        rows = self.board.escalations(account.sees_site)
+        shown = []
+        for row in rows[:5]:
+            a, state = row.alert, self.board.state(row.alert_id)
+            shown.append(
+                {
+                    "alert": a,
+                    "status": self.board.status(row),
+                    "step": state.step if state else 0,
+                    "since": self.local(state.step_started if state else None, a.site_id)[11:16],
+                    "paged": state.officer_id if state else None,
+                }
+            )
+        return {"count": len(rows), "rows": shown}
 
     def render(self, request: web.Request, name: str, **values: Any) -> web.Response:
         body = self.templates.get_template(name).render(**self._common(request), **values)
@@ -422,6 +443,9 @@ class Console:
             query=request.query_string,
             zone=self.settings.timezone,
         )
+
+    async def escalations_banner(self, request: web.Request) -> web.Response:
+        return self.render(request, "_escalations.html")
 
     async def queue_rows(self, request: web.Request) -> web.Response:
         return self.render(request, "_rows.html", **self._rows(request))

@@ -272,3 +272,76 @@ def test_sessions_survive_a_restart_and_end_on_logout_expiry_and_password_change
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def _browser_log_in(browser, url: str, user: str) -> None:  # type: ignore[no-untyped-def]
+    browser.get(f"{url}/login")
+    browser.find_element(By.ID, "user").send_keys(user)
+    browser.find_element(By.ID, "password").send_keys(PASSWORD)
+    browser.find_element(By.ID, "login-button").click()
+    wait(browser, 10).until(lambda b: "/queue" in b.current_url)
+
+
+def test_supervisors_are_told_of_escalations_live(  # type: ignore[no-untyped-def]
+    console: str, kafka_settings, browser_factory
+) -> None:
+    supervisor, officer = browser_factory(), browser_factory()
+    _browser_log_in(supervisor, console, "wang")
+    _browser_log_in(officer, console, "li")
+    for browser in (supervisor, officer):
+        wait(browser, 10).until(
+            lambda b: "live on" in b.find_element(By.ID, "live").get_attribute("class")
+        )
+        assert not browser.find_elements(By.ID, "escalation-banner")
+    now = datetime.now(UTC)
+
+    def pager_steps(alert_id: str, site: str) -> list[PageRecord]:
+        """What the pager writes when the first officer does not answer in time."""
+        base = {"alert_id": alert_id, "site_id": site, "severity": "critical"}
+        return [
+            PageRecord(action="attempt", at=now, officer_id=f"{site}-day", step=0, channel="webhook", attempt=1, **base),
+            PageRecord(action="escalated", at=now, officer_id=f"{site}-chief", step=1, reason="no ack in 45 s", **base),
+        ]  # fmt: skip
+
+    publish(kafka_settings, pager_steps("fever_confirmed:1", "site-b"))
+    shown = time.monotonic()
+    wait(supervisor, 5, poll_frequency=0.1).until(
+        lambda b: b.find_elements(By.ID, "esc-fever_confirmed:1")
+    )
+    took = time.monotonic() - shown
+    banner = supervisor.find_element(By.ID, "escalation-banner")
+    assert "1 escalated alert(s)" in banner.text and "site-b-chief" in banner.text, banner.text
+    assert supervisor.title.startswith("(1) ")
+    wait(supervisor, 5).until(lambda b: "(1)" in b.find_element(By.ID, "escalations-filter").text)
+    save_screenshot(supervisor, "console-escalation")
+    # site-b is not the officer's: no notice, and not in their escalations either.
+    time.sleep(1.5)
+    assert not officer.find_elements(By.ID, "escalation-banner")
+    officer.get(f"{console}/queue?status=escalations")
+    assert "fever_confirmed:1" not in officer.page_source
+    assert officer.find_element(By.ID, "escalations-filter").text.endswith("(0)")
+
+    # Their own site's escalation reaches the officer, and the supervisor sees both.
+    publish(kafka_settings, pager_steps("fever_confirmed:0", "site-a"))
+    wait(officer, 5, poll_frequency=0.1).until(
+        lambda b: b.find_elements(By.ID, "esc-fever_confirmed:0")
+    )
+    wait(supervisor, 5).until(
+        lambda b: "2 escalated alert(s)" in b.find_element(By.ID, "escalation-banner").text
+    )
+    # The escalations section of the queue: only escalated alerts, on any page of the console.
+    supervisor.find_element(By.ID, "escalations-link").click()
+    wait(supervisor, 10).until(lambda b: "status=escalations" in b.current_url)
+    rows = [
+        r.get_attribute("data-alert")
+        for r in supervisor.find_elements(By.CSS_SELECTOR, "#rows tr[data-alert]")
+    ]
+    assert sorted(rows) == ["fever_confirmed:0", "fever_confirmed:1"]
+    save_screenshot(supervisor, "console-escalations-queue")
+    # Acknowledged (here, from the officer's console), the notice goes away.
+    officer.get(f"{console}/queue")
+    officer.find_element(By.CSS_SELECTOR, "#row-fever_confirmed\\:0 button.ack").click()
+    wait(supervisor, 5).until(
+        lambda b: "1 escalated alert(s)" in b.find_element(By.ID, "escalation-banner").text
+    )
+    assert took < 5, took

@@ -37,8 +37,9 @@ def alert(site: str = "site-a", severity: str = "critical", n: int = 1) -> Alert
 
 
 def page(a: Alert, action: str, **kw: object) -> PageRecord:
+    kw.setdefault("at", T0)
     return PageRecord(
-        alert_id=a.alert_id, action=action, site_id=a.site_id, severity=a.severity, at=T0, **kw
+        alert_id=a.alert_id, action=action, site_id=a.site_id, severity=a.severity, **kw
     )  # type: ignore[arg-type]
 
 
@@ -144,6 +145,25 @@ def test_a_password_change_changes_the_sessions_fingerprint() -> None:
     old, new = hash_password("a test password 1"), hash_password("a test password 1")
     assert password_fingerprint(old) != password_fingerprint(new)  # new salt: a new hash
     assert password_fingerprint(old) == password_fingerprint(old)
+
+
+def test_escalations_are_the_unanswered_escalated_alerts_an_account_sees() -> None:
+    a, b, c = alert("site-a", n=1), alert("site-b", n=2), alert("site-b", n=3)
+    board = fold([a, b, c], [])
+    assert board.escalations(lambda s: True) == []
+    board.apply(page(a, "escalated", officer_id="chief-a", step=1))
+    board.apply(page(b, "escalated", officer_id="chief-b", step=1, at=T0 + timedelta(minutes=5)))
+    board.apply(page(c, "exhausted", step=2))
+    everyone = [r.alert_id for r in board.escalations(lambda s: True)]
+    assert everyone[0] == b.alert_id and set(everyone) == {a.alert_id, b.alert_id, c.alert_id}
+    assert [r.alert_id for r in board.escalations(lambda s: s == "site-a")] == [a.alert_id]
+    section = board.visible(lambda s: True, Filters(status="escalations"))
+    assert {r.alert_id for r in section} == set(everyone)
+    board.apply(page(b, "acknowledged", officer_id="console:wang", step=1))
+    assert b.alert_id not in [r.alert_id for r in board.escalations(lambda s: True)]
+    assert b.alert_id not in [
+        r.alert_id for r in board.visible(lambda s: True, Filters(status="escalations"))
+    ]
 
 
 def test_board_follows_the_pager_and_console_records() -> None:
