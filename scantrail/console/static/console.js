@@ -67,6 +67,22 @@
         if (live) { live.textContent = live.dataset.off; live.className = "live off"; }
       };
     }
+    var progress = document.getElementById("replay-progress");
+    if (progress) {
+      var bar = document.getElementById("replay-bar");
+      var status = document.getElementById("replay-status");
+      var poll = setInterval(function () {
+        fetch(progress.dataset.progress, { credentials: "same-origin", cache: "no-store" })
+          .then(function (r) { return r.json(); })
+          .then(function (p) {
+            if (p.state !== "running") { clearInterval(poll); window.location.reload(); return; }
+            if (p.total) { bar.max = p.total; bar.value = p.done; }
+            status.textContent = p.phase === "reading"
+              ? status.dataset.reading + " " + p.done + " / " + (p.total === null ? "?" : p.total) + " · " + p.seconds + " s"
+              : status.dataset.other;
+          });
+      }, 700);
+    }
     if (screen) {
       setInterval(function () { refresh(screen.dataset.refresh, screen); }, 5000);
     }
