@@ -332,15 +332,21 @@ def test_supervisors_are_told_of_escalations_live(  # type: ignore[no-untyped-de
     # The escalations section of the queue: only escalated alerts, on any page of the console.
     supervisor.find_element(By.ID, "escalations-link").click()
     wait(supervisor, 10).until(lambda b: "status=escalations" in b.current_url)
-    rows = [
-        r.get_attribute("data-alert")
-        for r in supervisor.find_elements(By.CSS_SELECTOR, "#rows tr[data-alert]")
-    ]
-    assert sorted(rows) == ["fever_confirmed:0", "fever_confirmed:1"]
+    section = wait(supervisor, 5).until(  # read inside the wait: a live refresh replaces rows
+        lambda b: [
+            r.get_attribute("data-alert")
+            for r in b.find_elements(By.CSS_SELECTOR, "#rows tr[data-alert]")
+        ]
+    )
+    assert sorted(section) == ["fever_confirmed:0", "fever_confirmed:1"]
     save_screenshot(supervisor, "console-escalations-queue")
     # Acknowledged (here, from the officer's console), the notice goes away.
     officer.get(f"{console}/queue")
-    officer.find_element(By.CSS_SELECTOR, "#row-fever_confirmed\\:0 button.ack").click()
+    wait(officer, 10).until(
+        lambda b: (
+            b.find_element(By.CSS_SELECTOR, "#row-fever_confirmed\\:0 button.ack").click() or True
+        )
+    )
     wait(supervisor, 5).until(
         lambda b: "1 escalated alert(s)" in b.find_element(By.ID, "escalation-banner").text
     )
