@@ -186,6 +186,10 @@ class ConsoleSettings(BaseSettings):
     secure_cookies: bool = False
     #: SCANTRAIL_CONSOLE_SESSION_HOURS: a session ends this long after its last use.
     session_hours: float = Field(default=12.0, gt=0)
+    #: SCANTRAIL_CONSOLE_SESSION_MAX_HOURS: and this long after log-in, however busy.
+    session_max_hours: float = Field(default=24.0, gt=0)
+    #: SCANTRAIL_CONSOLE_SESSIONS: the session store (default <state>/console/sessions.db).
+    sessions: Path | None = None
     #: SCANTRAIL_CONSOLE_TIMEZONE: the sites' time zone unless SITE_TIMEZONES names one.
     timezone: str = "Asia/Shanghai"
     #: SCANTRAIL_CONSOLE_SITE_TIMEZONES: JSON, e.g. {"site-ur": "Asia/Urumqi"}.
@@ -195,6 +199,9 @@ class ConsoleSettings(BaseSettings):
 
     def accounts_path(self) -> Path:
         return self.accounts or state_dir() / "console" / "accounts.json"
+
+    def sessions_path(self) -> Path:
+        return self.sessions or state_dir() / "console" / "sessions.db"
 
     def zone_name(self, site_id: str) -> str:
         return self.site_timezones.get(site_id, self.timezone)

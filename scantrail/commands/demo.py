@@ -171,6 +171,7 @@ def demo(
     sink = _spawn(["sink", "influx"], env, logs / "sink.log")
     pages, pager = _start_pager(env, logs)
     env["SCANTRAIL_CONSOLE_ACCOUNTS"] = str(logs / "console-accounts.json")
+    env["SCANTRAIL_CONSOLE_SESSIONS"] = str(logs / "console-sessions.db")  # the run's own
     demo_accounts = _demo_accounts(logs / "console-accounts.json")
     console_proc = _spawn(["console", "--port", str(console_port)], env, logs / "console.log")
     _print_console(console, console_port, demo_accounts)

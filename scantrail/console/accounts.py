@@ -88,6 +88,11 @@ class Account:
         return self.role == "supervisor" or (self.role == "officer" and site_id in self.sites)
 
     @property
+    def receives_escalations(self) -> bool:
+        """Supervisors are told of every site's escalations, officers of their own sites'."""
+        return self.role in ("supervisor", "officer")
+
+    @property
     def may_trace(self) -> bool:
         return self.role == "epidemiologist"
 

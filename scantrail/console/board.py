@@ -20,6 +20,10 @@ from sinks.routing import AlertState, Ledger
 
 SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
 STATUSES = ("new", "paged", "queued", "escalated", "exhausted", "acknowledged", "resolved")
+#: The statuses of an alert the pager escalated and nobody has answered yet.
+ESCALATED = ("escalated", "exhausted")
+#: The queue's "escalations" filter: both of them, the section supervisors work from.
+ESCALATIONS = "escalations"
 
 
 @dataclass
@@ -122,7 +126,7 @@ class Board:
             and (not filters.site or r.alert.site_id == filters.site)
             and (not filters.severity or r.alert.severity == filters.severity)
             and (not filters.kind or r.alert.kind == filters.kind)
-            and (not filters.status or self.status(r) == filters.status)
+            and self._status_matches(r, filters.status)
             and (filters.show_closed or filters.status or self.is_open(r))
         ]
         # Open first; among them, what nobody answered (escalated, exhausted) on top.
@@ -135,6 +139,29 @@ class Board:
             )
         )
         return rows
+
+    def _status_matches(self, row: Row, status: str) -> bool:
+        if status == ESCALATIONS:
+            return self.status(row) in ESCALATED
+        return not status or self.status(row) == status
+
+    def escalations(self, sees_site: Any) -> list[Row]:
+        """Escalated alerts nobody has answered that this account may see, latest step first.
+
+        What a supervisor is told about: the pager went past the first officer
+        (``escalated``) or ran out of people to page (``exhausted``).
+        """
+        rows = [
+            r
+            for r in self.rows.values()
+            if sees_site(r.alert.site_id) and self.status(r) in ESCALATED
+        ]
+
+        def since(row: Row) -> datetime:
+            state = self.state(row.alert_id)
+            return (state.step_started if state else None) or row.alert.event_time
+
+        return sorted(rows, key=since, reverse=True)
 
     def sites(self, sees_site: Any) -> list[str]:
         return sorted({r.alert.site_id for r in self.rows.values() if sees_site(r.alert.site_id)})

@@ -17,6 +17,7 @@ import contextlib
 import json
 import logging
 import secrets
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -40,7 +41,9 @@ from scantrail.console.accounts import Account, Throttle, authenticate, load_acc
 from scantrail.console.board import Board, Filters, Row
 from scantrail.console.charts import contact_graph, encounter_timeline, temperature_curve
 from scantrail.console.i18n import LANGUAGES, negotiate, translator
-from scantrail.console.sessions import Session, Sessions, same_token
+from scantrail.console.replays import ReplayJob, ReplayJobs, parse_request
+from scantrail.console.replays import run as run_replay
+from scantrail.console.sessions import Session, Sessions, password_fingerprint, same_token
 from scantrail.console.sources import Follower, Influx, load_trail_index
 from scantrail.contract import Alert, PageRecord, QuarantineRecord
 from scantrail.errors import PublishError
@@ -75,7 +78,11 @@ class Console:
         self.accounts_mtime = self._mtime()
         self.board = Board()
         self.quarantine: dict[str, QuarantineRecord] = {}
-        self.sessions = Sessions(settings.session_hours * 3600)
+        self.sessions = Sessions(
+            settings.sessions_path(),
+            idle_s=settings.session_hours * 3600,
+            absolute_s=settings.session_max_hours * 3600,
+        )
         self.throttle = Throttle()
         self.changed: asyncio.Condition | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -86,8 +93,11 @@ class Console:
         )
         self.audit = AuditLog(kafka)
         self.follower = Follower(kafka, self._from_thread)
+        self.replays = ReplayJobs()
         self._producer: Any = None
         self._notifying = False
+        self._closing = False
+        self._tasks: set[asyncio.Future[None]] = set()
         self._influx: Influx | None = None
 
     # --- data in -----------------------------------------------------------------
@@ -153,15 +163,23 @@ class Console:
         r.add_get("/queue", self.queue_page)
         r.add_get("/queue/rows", self.queue_rows)
         r.add_get("/events", self.events)
+        r.add_get("/escalations", self.escalations_banner)
         r.add_get("/alerts/{alert_id}", self.case_page)
         r.add_post("/alerts/{alert_id}/{action}", self.alert_action)
         r.add_get("/trace", self.trace_page)
         r.add_get("/trace.csv", self.trace_csv)
+        r.add_get("/replay", self.replay_page)
+        r.add_post("/replay", self.replay_start)
+        r.add_get("/replay/{job}", self.replay_job_page)
+        r.add_get("/replay/{job}/progress", self.replay_progress)
+        r.add_get("/replay/{job}/summary.png", self.replay_plot)
+        r.add_get("/replay/{job}/trails.parquet", self.replay_trails)
         r.add_get("/bigscreen", self.bigscreen_page)
         r.add_get("/bigscreen/data", self.bigscreen_data)
         r.add_get("/healthz", self.health)
         r.add_static("/static", HERE / "static")
         app.on_startup.append(self._start)
+        app.on_shutdown.append(self._closing_streams)
         app.on_cleanup.append(self._stop)
         return app
 
@@ -169,6 +187,13 @@ class Console:
         self.loop = asyncio.get_running_loop()
         self.changed = asyncio.Condition()
         self.follower.start()
+        self.sessions.prune(time.time())
+
+    async def _closing_streams(self, app: web.Application) -> None:
+        """End the SSE streams and replays first: a restart must not wait for open browsers."""
+        self._closing = True
+        self.replays.cancel_all()
+        await self._notify()
 
     async def _stop(self, app: web.Application) -> None:
         await asyncio.to_thread(self.follower.stop)
@@ -177,6 +202,7 @@ class Console:
         self.audit.close()
         if self._influx is not None:
             self._influx.close()
+        self.sessions.close()
 
     # --- middleware ----------------------------------------------------------------
 
@@ -215,7 +241,7 @@ class Console:
             ("/static/", "/lang/")
         ):
             return await handler(request)
-        session = self.sessions.get(request.cookies.get(COOKIE), time.monotonic())
+        session = self._session(request)
         account = None if session is None else self.accounts.get(session.user)
         if session is None or account is None:
             if request.method == "GET" and request.path not in ("/events", "/queue/rows"):
@@ -227,6 +253,20 @@ class Console:
                 raise web.HTTPForbidden(reason="CSRF token missing or wrong")
         request["session"], request["account"] = session, account
         return await handler(request)
+
+    def _session(self, request: web.Request) -> Session | None:
+        """The request's live session; one whose account is gone or changed its password ends."""
+        session = self.sessions.get(request.cookies.get(COOKIE), time.time())
+        if session is None:
+            return None
+        self._reload_accounts()
+        account = self.accounts.get(session.user)
+        if account is None or session.password_fingerprint != password_fingerprint(
+            account.password_hash
+        ):
+            self.sessions.end(session.sid)  # each stale session of the account ends like this
+            return None
+        return session
 
     # --- helpers -----------------------------------------------------------------------
 
@@ -253,7 +293,27 @@ class Console:
             "account": request.get("account"),
             "csrf": session.csrf if session else "",
             "path": request.path_qs,
+            "escalations": self._escalations(request.get("account")),
         }
+
+    def _escalations(self, account: Account | None) -> dict[str, Any] | None:
+        """The banner every page of an officer or supervisor carries, refreshed over SSE."""
+        if account is None or not account.receives_escalations:
+            return None
+        rows = self.board.escalations(account.sees_site)
+        shown = []
+        for row in rows[:5]:
+            a, state = row.alert, self.board.state(row.alert_id)
+            shown.append(
+                {
+                    "alert": a,
+                    "status": self.board.status(row),
+                    "step": state.step if state else 0,
+                    "since": self.local(state.step_started if state else None, a.site_id)[11:16],
+                    "paged": state.officer_id if state else None,
+                }
+            )
+        return {"count": len(rows), "rows": shown}
 
     def render(self, request: web.Request, name: str, **values: Any) -> web.Response:
         body = self.templates.get_template(name).render(**self._common(request), **values)
@@ -310,7 +370,9 @@ class Console:
             response.set_status(401)
             return response
         self.throttle.succeeded([f"user:{name}"])
-        session = self.sessions.create(account.name, now)
+        session = self.sessions.create(
+            account.name, time.time(), password_fingerprint(account.password_hash)
+        )
         target = str(form.get("next", "/queue"))
         if not target.startswith("/") or target.startswith("//"):
             target = "/queue"
@@ -401,6 +463,9 @@ class Console:
             zone=self.settings.timezone,
         )
 
+    async def escalations_banner(self, request: web.Request) -> web.Response:
+        return self.render(request, "_escalations.html")
+
     async def queue_rows(self, request: web.Request) -> web.Response:
         return self.render(request, "_rows.html", **self._rows(request))
 
@@ -414,7 +479,7 @@ class Console:
         await response.prepare(request)
         seen = -1
         try:
-            while True:
+            while not self._closing:
                 if self.board.version != seen:
                     seen = self.board.version
                     await response.write(f"event: board\ndata: {seen}\n\n".encode())
@@ -422,7 +487,7 @@ class Console:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self.changed.wait(), timeout=15)
                 await asyncio.sleep(0.2)  # a burst of records is one refresh
-                if self.board.version == seen:
+                if self.board.version == seen and not self._closing:
                     await response.write(b": keep-alive\n\n")
         except (ConnectionResetError, asyncio.CancelledError):
             pass
@@ -746,6 +811,168 @@ class Console:
             text=to_csv(result),
             content_type="text/csv",
             headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
+
+    # --- the replay view ------------------------------------------------------------------
+
+    async def _may_replay(self, request: web.Request, action: str) -> Account:
+        account: Account = request["account"]
+        if not account.may_trace:
+            await self._audit(
+                account, action=action, outcome="refused", reason="role may not replay"
+            )
+            raise web.HTTPForbidden()
+        return account
+
+    def _job(self, request: web.Request, account: Account) -> ReplayJob:
+        job = self.replays.jobs.get(request.match_info["job"])
+        if job is None or job.owner != account.name:
+            raise web.HTTPNotFound()  # another person's replay is not there for this one
+        return job
+
+    def _replay_audit(self, account: Account) -> Any:
+        """The audit call of a replay's thread: acknowledged by the broker before it returns."""
+
+        def audit(action: str, outcome: str, **fields: Any) -> None:
+            self.audit.append(
+                audit_record(
+                    at=self.clock.now(),
+                    actor=account.actor,
+                    role=account.role,
+                    channel="console",
+                    action=action,
+                    outcome=outcome,  # type: ignore[arg-type]
+                    **fields,
+                )  # fmt: skip
+            )
+
+        return audit
+
+    async def replay_page(self, request: web.Request, error: str = "") -> web.Response:
+        account = await self._may_replay(request, "replay")
+        tz = self.zone()
+        now = self.clock.now().astimezone(tz).replace(second=0, microsecond=0)
+        q = request.query
+        form = {
+            "since": q.get("since", (now - timedelta(days=1)).isoformat(timespec="minutes")),
+            "until": q.get("until", now.isoformat(timespec="minutes")),
+            "site": q.get("site", ""),
+            "persons": q.get("persons", ""),
+            "window": q.get("window", "15"),
+            "depth": q.get("depth", "1"),
+            "same_kiosk": q.get("same_kiosk") == "1",
+        }
+        response = self.render(
+            request, "replay.html", form=form, error=error, job=None,
+            sites=self.board.sites(account.sees_site), zone=str(tz),
+            jobs=[self._job_view(j) for j in self.replays.of(account.name)],
+        )  # fmt: skip
+        if error:
+            response.set_status(400)
+        return response
+
+    async def replay_start(self, request: web.Request) -> web.Response:
+        account = await self._may_replay(request, "replay")
+        form = await request.post()
+        try:
+            wanted = parse_request(form, self.zone())
+        except ValueError as exc:
+            return await self.replay_page(request, str(exc))
+        job = self.replays.new(account.name, wanted, time.time())
+        if job is None:
+            raise web.HTTPTooManyRequests(reason="a replay of yours (or two in all) is running")
+        task = asyncio.ensure_future(
+            asyncio.to_thread(run_replay, self.kafka, job, self._replay_audit(account))
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        raise web.HTTPSeeOther(f"/replay/{job.id}")
+
+    def _job_view(self, job: ReplayJob) -> dict[str, Any]:
+        r = job.request
+        tz = self.zone(r.site or None)
+        return {
+            "id": job.id,
+            "since": r.since.astimezone(tz).strftime("%Y-%m-%d %H:%M"),
+            "until": r.until.astimezone(tz).strftime("%Y-%m-%d %H:%M"),
+            "site": r.site,
+            "persons": ", ".join(r.persons),
+            "window": f"{r.window_minutes:g}",
+            "depth": r.policy.depth,
+            **job.view(),
+        }
+
+    async def replay_job_page(self, request: web.Request) -> web.Response:
+        account = await self._may_replay(request, "replay")
+        job = self._job(request, account)
+        tz = self.zone(job.request.site or None)
+        traces = []
+        if job.state == "done":
+            for result in job.traces:
+                traces.append(
+                    {
+                        "person": result.index,
+                        "scans": result.index_scans,
+                        "first_degree": len(result.of_degree(1)),
+                        "second_degree": len(result.of_degree(2)),
+                        "sites": ", ".join(sorted({s for c in result.contacts for s in c.sites})),
+                        "graph": contact_graph(result),
+                        "link": "/trace?" + urlencode({
+                            "person": result.index,
+                            "since": result.since.astimezone(tz).isoformat(timespec="minutes"),
+                            "until": result.until.astimezone(tz).isoformat(timespec="minutes"),
+                            "window": f"{job.request.window_minutes:g}",
+                            "depth": str(job.request.policy.depth),
+                        }),
+                    }
+                )  # fmt: skip
+        by_site = [
+            {**row, "first": self.local(row["first"], row["site"]),
+             "last": self.local(row["last"], row["site"])}
+            for row in job.summary.get("by_site", [])
+        ]  # fmt: skip
+        return self.render(
+            request, "replay.html", form=None, error="", job=self._job_view(job),
+            counts=job.counts, summary=job.summary, by_site=by_site, traces=traces,
+            sites=[], jobs=[], zone=str(tz),
+        )  # fmt: skip
+
+    async def replay_progress(self, request: web.Request) -> web.Response:
+        account = await self._may_replay(request, "replay")
+        return web.json_response(self._job(request, account).view())
+
+    async def replay_plot(self, request: web.Request) -> web.Response:
+        account = await self._may_replay(request, "replay")
+        job = self._job(request, account)
+        if job.state != "done":
+            raise web.HTTPNotFound()
+        return web.Response(body=job.plot_png, content_type="image/png")
+
+    async def replay_trails(self, request: web.Request) -> web.Response:
+        """The period's trails as ``scantrail replay`` writes them (``trails.parquet``), audited."""
+        from processors.replay_report import write_trails
+
+        account = await self._may_replay(request, "replay_trails")
+        job = self._job(request, account)
+        if job.state != "done":
+            raise web.HTTPNotFound()
+
+        def parquet() -> bytes:
+            with tempfile.TemporaryDirectory(prefix="scantrail-trails-") as tmp:
+                path = Path(tmp) / "trails.parquet"
+                write_trails(job.scans, path)
+                return path.read_bytes()
+
+        body = await asyncio.to_thread(parquet)
+        r = job.request
+        await self._audit(
+            account, action="replay_trails", outcome="allowed", since=r.since, until=r.until,
+            detail={"site": r.site, "rows": len(job.scans), "job": job.id},
+        )  # fmt: skip
+        return web.Response(
+            body=body,
+            content_type="application/vnd.apache.parquet",
+            headers={"Content-Disposition": 'attachment; filename="trails.parquet"'},
         )
 
     # --- the big screen ----------------------------------------------------------------------

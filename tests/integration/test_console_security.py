@@ -11,6 +11,7 @@ from __future__ import annotations
 import http.cookiejar
 import json
 import re
+import subprocess
 import time
 import urllib.error
 import urllib.parse
@@ -61,8 +62,24 @@ def console(kafka_settings, influx_settings, tmp_path) -> Iterator[str]:  # type
     producer.send(kafka_settings.topic(contract.PAGES), b"not json")
     producer.flush()
     producer.close()
+    url, proc = start_console(kafka_settings, influx_settings, tmp_path, alerts=2, skipped=2)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def start_console(  # type: ignore[no-untyped-def]
+    kafka_settings, influx_settings, tmp_path, *, alerts: int, skipped: int, **env: str
+) -> tuple[str, subprocess.Popen[bytes]]:
+    """``scantrail console`` on the test's accounts and session store, once it has read the topics."""
+    env = service_env(
+        kafka_settings,
+        influx_settings,
+        SCANTRAIL_CONSOLE_ACCOUNTS=str(tmp_path / "accounts.json"),
+        SCANTRAIL_CONSOLE_SESSIONS=str(tmp_path / "state" / "sessions.db"),
+        **env,
+    )
     port = free_port()
-    env = service_env(kafka_settings, influx_settings, SCANTRAIL_CONSOLE_ACCOUNTS=str(accounts))
     proc = start_scantrail("console", "--port", str(port), env=env, log=tmp_path / "console.log")
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -70,17 +87,16 @@ def console(kafka_settings, influx_settings, tmp_path) -> Iterator[str]:  # type
         try:
             with urllib.request.urlopen(f"{url}/healthz", timeout=2) as r:  # noqa: S310
                 health = json.loads(r.read())
-                if health["caught_up"] and health["alerts"] == 2:
-                    assert health["skipped_records"] == 2  # malformed: counted, not fatal
-                    break
+                if health["caught_up"] and health["alerts"] == alerts:
+                    assert health["skipped_records"] == skipped  # malformed: counted, not fatal
+                    return url, proc
         except OSError:
             pass
         if time.monotonic() > deadline:
+            proc.terminate()
+            proc.wait(timeout=30)
             pytest.fail((tmp_path / "console.log").read_text()[-3000:])
         time.sleep(0.3)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
 
 
 class Client:
@@ -203,3 +219,135 @@ def test_assign_and_resolve_are_page_records(console: str, kafka_settings, brows
         ("acknowledged", "console:li", "console:li", "acknowledged in the console"),
         ("resolved", "console:li", "console:li", "sent to the fever clinic"),
     ]
+
+
+def test_sessions_survive_a_restart_and_end_on_logout_expiry_and_password_change(  # type: ignore[no-untyped-def]
+    kafka_settings, influx_settings, tmp_path
+) -> None:
+    save_account(tmp_path / "accounts.json", make_account("wang", "supervisor", [], PASSWORD))
+    store = tmp_path / "state" / "sessions.db"
+
+    def log_in(url: str) -> Client:
+        client = Client(url)
+        login = {"user": "wang", "password": PASSWORD, "csrf": client.csrf("/login")}
+        assert client.request("/login", login)[0] == 303
+        return client
+
+    def restart(proc: subprocess.Popen[bytes], **env: str) -> tuple[str, subprocess.Popen[bytes]]:
+        proc.terminate()
+        assert proc.wait(timeout=30) == 0
+        return start_console(kafka_settings, influx_settings, tmp_path, alerts=0, skipped=0, **env)
+
+    url, proc = start_console(kafka_settings, influx_settings, tmp_path, alerts=0, skipped=0)
+    try:
+        kept, ended = log_in(url), log_in(url)
+        csrf = kept.csrf("/queue")
+        cookie = [c for c in kept.jar if c.name == "scantrail_session"][0].value
+        assert store.stat().st_mode & 0o777 == 0o600
+        assert cookie.encode() not in store.read_bytes() and csrf.encode() not in store.read_bytes()
+
+        url, proc = restart(proc)
+        for client in (kept, ended):
+            client.url = url
+        status, _headers, body = kept.request("/queue")
+        assert status == 200 and "wang" in body  # the same cookie, after the restart
+        assert kept.csrf("/queue") == csrf  # and the same CSRF token works for a form
+        assert ended.request("/logout", {"csrf": ended.csrf("/queue")})[0] == 303
+        assert ended.request("/queue")[0] == 303  # log-out is for good...
+        url, proc = restart(proc, SCANTRAIL_CONSOLE_SESSION_MAX_HOURS="0.001")  # 3.6 s
+        ended.url = kept.url = url
+        assert ended.request("/queue")[0] == 303  # ...across a restart too
+        fresh = log_in(url)
+        assert fresh.request("/queue")[0] == 200
+        time.sleep(4)
+        assert fresh.request("/queue")[0] == 303  # past the absolute lifetime
+        assert kept.request("/queue")[0] == 303
+
+        url, proc = restart(proc)
+        changed = log_in(url)
+        assert changed.request("/queue")[0] == 200
+        # A new password (adduser again) ends the sessions opened under the old one.
+        save_account(tmp_path / "accounts.json", make_account("wang", "supervisor", [], PASSWORD))
+        assert changed.request("/queue")[0] == 303
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def _browser_log_in(browser, url: str, user: str) -> None:  # type: ignore[no-untyped-def]
+    browser.get(f"{url}/login")
+    browser.find_element(By.ID, "user").send_keys(user)
+    browser.find_element(By.ID, "password").send_keys(PASSWORD)
+    browser.find_element(By.ID, "login-button").click()
+    wait(browser, 10).until(lambda b: "/queue" in b.current_url)
+
+
+def test_supervisors_are_told_of_escalations_live(  # type: ignore[no-untyped-def]
+    console: str, kafka_settings, browser_factory
+) -> None:
+    supervisor, officer = browser_factory(), browser_factory()
+    _browser_log_in(supervisor, console, "wang")
+    _browser_log_in(officer, console, "li")
+    for browser in (supervisor, officer):
+        wait(browser, 10).until(
+            lambda b: "live on" in b.find_element(By.ID, "live").get_attribute("class")
+        )
+        assert not browser.find_elements(By.ID, "escalation-banner")
+    now = datetime.now(UTC)
+
+    def pager_steps(alert_id: str, site: str) -> list[PageRecord]:
+        """What the pager writes when the first officer does not answer in time."""
+        base = {"alert_id": alert_id, "site_id": site, "severity": "critical"}
+        return [
+            PageRecord(action="attempt", at=now, officer_id=f"{site}-day", step=0, channel="webhook", attempt=1, **base),
+            PageRecord(action="escalated", at=now, officer_id=f"{site}-chief", step=1, reason="no ack in 45 s", **base),
+        ]  # fmt: skip
+
+    publish(kafka_settings, pager_steps("fever_confirmed:1", "site-b"))
+    shown = time.monotonic()
+    wait(supervisor, 5, poll_frequency=0.1).until(
+        lambda b: b.find_elements(By.ID, "esc-fever_confirmed:1")
+    )
+    took = time.monotonic() - shown
+    banner = supervisor.find_element(By.ID, "escalation-banner")
+    assert "1 escalated alert(s)" in banner.text and "site-b-chief" in banner.text, banner.text
+    assert supervisor.title.startswith("(1) ")
+    wait(supervisor, 5).until(lambda b: "(1)" in b.find_element(By.ID, "escalations-filter").text)
+    save_screenshot(supervisor, "console-escalation")
+    # site-b is not the officer's: no notice, and not in their escalations either.
+    time.sleep(1.5)
+    assert not officer.find_elements(By.ID, "escalation-banner")
+    officer.get(f"{console}/queue?status=escalations")
+    assert "fever_confirmed:1" not in officer.page_source
+    assert officer.find_element(By.ID, "escalations-filter").text.endswith("(0)")
+
+    # Their own site's escalation reaches the officer, and the supervisor sees both.
+    publish(kafka_settings, pager_steps("fever_confirmed:0", "site-a"))
+    wait(officer, 5, poll_frequency=0.1).until(
+        lambda b: b.find_elements(By.ID, "esc-fever_confirmed:0")
+    )
+    wait(supervisor, 5).until(
+        lambda b: "2 escalated alert(s)" in b.find_element(By.ID, "escalation-banner").text
+    )
+    # The escalations section of the queue: only escalated alerts, on any page of the console.
+    supervisor.find_element(By.ID, "escalations-link").click()
+    wait(supervisor, 10).until(lambda b: "status=escalations" in b.current_url)
+    section = wait(supervisor, 5).until(  # read inside the wait: a live refresh replaces rows
+        lambda b: [
+            r.get_attribute("data-alert")
+            for r in b.find_elements(By.CSS_SELECTOR, "#rows tr[data-alert]")
+        ]
+    )
+    assert sorted(section) == ["fever_confirmed:0", "fever_confirmed:1"]
+    save_screenshot(supervisor, "console-escalations-queue")
+    # Acknowledged (here, from the officer's console), the notice goes away.
+    officer.get(f"{console}/queue")
+    wait(officer, 10).until(
+        lambda b: (
+            b.find_element(By.CSS_SELECTOR, "#row-fever_confirmed\\:0 button.ack").click() or True
+        )
+    )
+    wait(supervisor, 5).until(
+        lambda b: "1 escalated alert(s)" in b.find_element(By.ID, "escalation-banner").text
+    )
+    assert took < 5, took

@@ -30,21 +30,58 @@
     document.querySelectorAll("table.sortable").forEach(sortable);
     var queue = document.getElementById("queue");
     var screen = document.getElementById("screen");
+    var banner = document.getElementById("escalations");
     var live = document.getElementById("live");
-    if (queue || screen) {
+    var title = document.title;
+    function escalationCount() {
+      var b = document.getElementById("escalation-banner");
+      return b ? parseInt(b.dataset.count, 10) || 0 : 0;
+    }
+    function showEscalations(before) {
+      var now = escalationCount();
+      document.title = now ? "(" + now + ") " + title : title;
+      var b = document.getElementById("escalation-banner");
+      if (b && now > before) { b.classList.add("fresh"); }
+      var filter = document.getElementById("escalations-filter");
+      if (filter) { filter.textContent = filter.textContent.replace(/\(\d+\)/, "(" + now + ")"); }
+    }
+    if (banner) { showEscalations(escalationCount()); }
+    if (queue || screen || banner) {
       var source = new EventSource("/events");
       var pending = false;
       source.addEventListener("board", function () {
         if (live) { live.textContent = live.dataset.live; live.className = "live on"; }
         if (pending) { return; }
         pending = true;
+        var jobs = [];
+        if (queue) { jobs.push(refresh(queue.dataset.rows, document.getElementById("rows"))); }
+        if (screen) { jobs.push(refresh(screen.dataset.refresh, screen)); }
+        if (banner) {
+          var before = escalationCount();
+          jobs.push(refresh(banner.dataset.refresh, banner).then(function () { showEscalations(before); }));
+        }
         var done = function () { pending = false; };
-        if (queue) { refresh(queue.dataset.rows, document.getElementById("rows")).then(done, done); }
-        if (screen) { refresh(screen.dataset.refresh, screen).then(done, done); }
+        Promise.all(jobs).then(done, done);
       });
       source.onerror = function () {
         if (live) { live.textContent = live.dataset.off; live.className = "live off"; }
       };
+    }
+    var progress = document.getElementById("replay-progress");
+    if (progress) {
+      var bar = document.getElementById("replay-bar");
+      var status = document.getElementById("replay-status");
+      var poll = setInterval(function () {
+        fetch(progress.dataset.progress, { credentials: "same-origin", cache: "no-store" })
+          .then(function (r) { return r.json(); })
+          .then(function (p) {
+            if (p.state !== "running") { clearInterval(poll); window.location.reload(); return; }
+            if (p.total) { bar.max = p.total; bar.value = p.done; }
+            status.textContent = p.phase === "reading"
+              ? status.dataset.reading + " " + p.done + " / " + (p.total === null ? "?" : p.total) + " · " + p.seconds + " s"
+              : status.dataset.other;
+          });
+      }, 700);
     }
     if (screen) {
       setInterval(function () { refresh(screen.dataset.refresh, screen); }, 5000);

@@ -22,7 +22,7 @@ from scantrail.console.accounts import (
 from scantrail.console.board import Board, Filters, fold
 from scantrail.console.charts import contact_graph, encounter_timeline, temperature_curve
 from scantrail.console.i18n import EN, ZH, negotiate, translator
-from scantrail.console.sessions import Sessions, same_token
+from scantrail.console.sessions import Sessions, password_fingerprint, same_token, token_hash
 from scantrail.contract import Alert, PageRecord
 from tests.factories import make_scan
 
@@ -37,8 +37,9 @@ def alert(site: str = "site-a", severity: str = "critical", n: int = 1) -> Alert
 
 
 def page(a: Alert, action: str, **kw: object) -> PageRecord:
+    kw.setdefault("at", T0)
     return PageRecord(
-        alert_id=a.alert_id, action=action, site_id=a.site_id, severity=a.severity, at=T0, **kw
+        alert_id=a.alert_id, action=action, site_id=a.site_id, severity=a.severity, **kw
     )  # type: ignore[arg-type]
 
 
@@ -104,16 +105,65 @@ def test_throttle_locks_after_five_failures_and_forgets_after_the_window() -> No
     assert throttle.retry_after(["user:wang"], 1.0) == 0
 
 
-def test_sessions_expire_after_idle_time_and_end_on_logout() -> None:
-    sessions = Sessions(ttl_s=60)
-    s = sessions.create("li", 0.0)
-    assert sessions.get(s.sid, 59.0) is s  # use renews it
-    assert sessions.get(s.sid, 118.0) is s
-    assert sessions.get(s.sid, 179.0) is None
-    s2 = sessions.create("li", 0.0)
-    sessions.end(s2.sid)
-    assert sessions.get(s2.sid, 1.0) is None
-    assert same_token(s.csrf, s.csrf) and not same_token(s.csrf, "") and not same_token("a", None)
+def test_sessions_expire_after_idle_and_absolute_time_and_end_on_logout(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "console" / "sessions.db"
+    sessions = Sessions(path, idle_s=600, absolute_s=3600)
+    try:
+        s = sessions.create("li", 0.0, "fp")
+        assert sessions.get(s.sid, 599.0).user == "li"  # type: ignore[union-attr]  # use renews it
+        assert sessions.get(s.sid, 1190.0) is not None
+        assert sessions.get(s.sid, 1800.0) is None  # idle for 610 s
+        s2 = sessions.create("li", 0.0)
+        for now in range(500, 3600, 500):
+            assert sessions.get(s2.sid, float(now)) is not None
+        assert sessions.get(s2.sid, 3600.0) is None  # an hour after log-in, however busy
+        s3 = sessions.create("li", 0.0)
+        sessions.end(s3.sid)
+        assert sessions.get(s3.sid, 1.0) is None and sessions.get("", 1.0) is None
+        assert same_token(s.csrf, s.csrf) and not same_token(s.csrf, "")
+        assert not same_token("a", None) and s.csrf != s2.csrf
+        kept = sessions.create("wang", 0.0, "fp-w")
+    finally:
+        sessions.close()
+    # Another process (a restarted console) finds the session by its cookie, CSRF token and all.
+    again = Sessions(path, idle_s=600, absolute_s=3600)
+    try:
+        found = again.get(kept.sid, 10.0)
+        assert found is not None and (found.user, found.csrf) == ("wang", kept.csrf)
+        assert found.password_fingerprint == "fp-w"
+        # The file is private and holds no token, only hashes of them.
+        assert path.stat().st_mode & 0o777 == 0o600
+        raw = path.read_bytes()
+        assert kept.sid.encode() not in raw and kept.csrf.encode() not in raw
+        assert token_hash(kept.sid).encode() in raw
+        assert again.end_user("wang") == 1 and again.get(kept.sid, 11.0) is None
+    finally:
+        again.close()
+
+
+def test_a_password_change_changes_the_sessions_fingerprint() -> None:
+    old, new = hash_password("a test password 1"), hash_password("a test password 1")
+    assert password_fingerprint(old) != password_fingerprint(new)  # new salt: a new hash
+    assert password_fingerprint(old) == password_fingerprint(old)
+
+
+def test_escalations_are_the_unanswered_escalated_alerts_an_account_sees() -> None:
+    a, b, c = alert("site-a", n=1), alert("site-b", n=2), alert("site-b", n=3)
+    board = fold([a, b, c], [])
+    assert board.escalations(lambda s: True) == []
+    board.apply(page(a, "escalated", officer_id="chief-a", step=1))
+    board.apply(page(b, "escalated", officer_id="chief-b", step=1, at=T0 + timedelta(minutes=5)))
+    board.apply(page(c, "exhausted", step=2))
+    everyone = [r.alert_id for r in board.escalations(lambda s: True)]
+    assert everyone[0] == b.alert_id and set(everyone) == {a.alert_id, b.alert_id, c.alert_id}
+    assert [r.alert_id for r in board.escalations(lambda s: s == "site-a")] == [a.alert_id]
+    section = board.visible(lambda s: True, Filters(status="escalations"))
+    assert {r.alert_id for r in section} == set(everyone)
+    board.apply(page(b, "acknowledged", officer_id="console:wang", step=1))
+    assert b.alert_id not in [r.alert_id for r in board.escalations(lambda s: True)]
+    assert b.alert_id not in [
+        r.alert_id for r in board.visible(lambda s: True, Filters(status="escalations"))
+    ]
 
 
 def test_board_follows_the_pager_and_console_records() -> None:
