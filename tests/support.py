@@ -83,6 +83,45 @@ def drain_with_sink(env: dict[str, str], log: Path, idle_exit_s: int = 10) -> No
             sink.kill()
 
 
+def drain(
+    sink: Any, expect: dict[str, int], timeout_s: float = 120.0, stop_s: float = 240.0
+) -> None:
+    """Run an in-process sink until it has handled ``expect`` events per schema, then stop it.
+
+    The counts move when a poll is decoded, before its points are written;
+    stopping finishes, stores and commits the batch in flight (its watched-person
+    backfill queries included, slow on a busy machine), so everything counted is
+    stored once the thread has ended, which is why the join waits up to ``stop_s``.
+    """
+    import threading
+
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            sink.run()
+        except BaseException as exc:  # re-raised in the test thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline and thread.is_alive():
+            if all(sink.stats.counts[k] >= v for k, v in expect.items()):
+                break
+            time.sleep(0.2)
+    finally:
+        sink.stop()
+        thread.join(timeout=stop_s)
+    assert not errors, errors
+    assert not thread.is_alive(), (
+        f"the sink did not stop within {stop_s} s: {dict(sink.stats.counts)}"
+    )
+    got = {k: sink.stats.counts[k] for k in expect}
+    assert got == expect, f"handled {got}, expected {expect}"
+
+
 def consume_all(
     settings: Any, topic: str, *, expect: int | None = None, timeout_s: float = 60.0
 ) -> list[Any]:

@@ -35,7 +35,14 @@ from scantrail.pseudonyms import keyed_hash
 from sinks.influx import InfluxSink
 from sinks.sink_state import minute_of
 from tests.factories import SHANGHAI, make_quarantine, make_reading
-from tests.support import PrivateInflux, consume_all, free_port, service_env, start_scantrail
+from tests.support import (
+    PrivateInflux,
+    consume_all,
+    drain,
+    free_port,
+    service_env,
+    start_scantrail,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -157,36 +164,6 @@ def minute_count(influx_settings: Any, scan: contract.ScanEvent) -> int:
     records = query(influx_settings, flux)
     assert len(records) <= 1, records
     return int(records[0].get_value()) if records else 0
-
-
-def drain(sink: InfluxSink, expect: dict[str, int], timeout_s: float = 120.0) -> None:
-    """Run the sink until it has handled ``expect`` events per schema, then stop it.
-
-    Stopping finishes and commits the batch in flight, so everything counted is stored.
-    """
-    errors: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            sink.run()
-        except BaseException as exc:  # re-raised in the test thread
-            errors.append(exc)
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + timeout_s
-    try:
-        while time.monotonic() < deadline and thread.is_alive():
-            if all(sink.stats.counts[k] >= v for k, v in expect.items()):
-                break
-            time.sleep(0.2)
-    finally:
-        sink.stop()
-        thread.join(timeout=90)
-    assert not errors, errors
-    assert not thread.is_alive(), "the sink did not stop"
-    got = {k: sink.stats.counts[k] for k in expect}
-    assert got == expect, f"handled {got}, expected {expect}"
 
 
 def wait_for(check: Any, expected: int, timeout_s: float, what: str, log: Path) -> None:
