@@ -56,6 +56,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition  # noqa: E402
 from kafka.admin import KafkaAdminClient  # noqa: E402
 
 from ingest.simulate import GateWorld, simulate_events  # noqa: E402
+from processors.worker import INTERNAL_TOPICS  # noqa: E402
 from scantrail import contract  # noqa: E402
 from scantrail.broker import drop_namespaces, ensure_topics  # noqa: E402
 from scantrail.settings import KafkaSettings  # noqa: E402
@@ -151,9 +152,7 @@ class Worker:
             self.settings.topic(contract.TEMPERATURES),
             self.settings.topic(contract.SCANS),
             self.settings.topic(contract.QUARANTINE),
-            f"{self.app_id}-by-person",
-            f"{self.app_id}-by-site",
-            f"{self.app_id}-visits-by-site",
+            *(f"{self.app_id}-{name}" for name in INTERNAL_TOPICS),
         }
 
     def offsets(self) -> tuple[dict[Any, int], dict[Any, int]] | None:

@@ -4,8 +4,10 @@ Together they raise exactly the alerts `scantrail screen` raises (which one
 process raises too: test_live_screening); `/trace` answers the same from
 either (the trail tables are global); and when one is SIGKILLed mid-stream the
 survivor takes its partitions and the alert set is unchanged. The SIGKILL
-test is marked xfail: it failed in 2 of 13 runs, cause not yet found (see
-its reason).
+test once failed in 2 of 13 runs: at the second worker's join, partitions
+with nothing committed resumed past records never processed, and faust
+committed past them (fixed in processors.faust_offsets; the worker logs
+each such seek back).
 """
 
 from __future__ import annotations
@@ -88,16 +90,6 @@ def stop(workers: list[subprocess.Popen[bytes]]) -> None:
             worker.wait(timeout=60)
 
 
-@pytest.mark.xfail(
-    reason="issue 12, open defect, cause not found: failed in 2 of 13 runs on 2026-12-04 (quiet "
-    "machine), as in the CI dry run of 2026-12-03. Both times worker 1 was given by-person "
-    "partitions 0 and 1 at its join, the records forwarded there while worker 0 was alone (~3 s) "
-    "were never judged (worker 0 wrote no reorder-buffer row for them, worker 1's first row was "
-    "at the partition's end offset, 71 and 90), so the fever persons of partition 0 lost their "
-    "first minutes (275 missing and 125 extra ids, then 234 and 160); the SIGKILL is not "
-    "involved. faust acking messages it skips at a rebalance was instrumented and never fired",
-    strict=False,
-)
 def test_two_workers_in_one_group_then_one_killed(
     kafka_settings: KafkaSettings, tmp_path: Path
 ) -> None:
