@@ -65,6 +65,7 @@ def create_app(
         producer_acks=-1,
         producer_linger_ms=worker.producer_linger_ms,
         consumer_auto_offset_reset="earliest",
+        consumer_max_fetch_size=worker.fetch_bytes,
         topic_partitions=kafka.partitions,
         topic_replication_factor=kafka.replication,
         web_host="127.0.0.1",

@@ -165,6 +165,11 @@ class WorkerSettings(BaseSettings):
     #: SCANTRAIL_WORKER_PRODUCER_LINGER_MS: how long the producer gathers records
     #: into one request (every table write is a changelog record: fewer requests, less CPU).
     producer_linger_ms: int = Field(default=10, ge=0)
+    #: SCANTRAIL_WORKER_FETCH_BYTES: the most one fetch takes from a partition.
+    #: faust hands a fetch's records to the agents in one round before it fetches
+    #: again, so a large fetch of a source backlog keeps the later stages waiting
+    #: for their first records (Kafka still returns one record larger than this).
+    fetch_bytes: int = Field(default=1024**2, ge=1024)
 
     def resolved_data_dir(self) -> Path:
         return self.data_dir or state_dir() / "worker" / self.app_id
