@@ -16,7 +16,8 @@ the issue's ``headline`` object:
   inputs and internal topics held (:meth:`Worker.drained`). The headline rate
   is readings + scans over the time from the first counted reading to the
   drain. Then a worker of the same app id on an empty data dir restores the
-  tables from the changelogs: changelog records, seconds to ``/ready``.
+  tables from the changelogs (its bulk restore, :mod:`processors.changelog_restore`):
+  changelog records, the restore's records/s, seconds to ``/ready``.
 * small set (``--small`` readings): one worker, then two worker processes in
   one consumer group, each until drained: the scale-out ratio.
 * latency: a fresh worker, then ``--rate`` readings/s and
@@ -35,6 +36,7 @@ import json
 import os
 import platform
 import random
+import re
 import shutil
 import statistics
 import subprocess
@@ -531,6 +533,29 @@ def changelog_records(settings: KafkaSettings, app_id: str) -> int:
         consumer.close()
 
 
+RESTORED = re.compile(
+    r"changelog restore: (?P<records>\d+) records into (?P<partitions>\d+) partitions"
+    r" in (?P<seconds>[0-9.]+) s"
+)
+
+
+def restore_figures(log_text: str) -> dict[str, Any]:
+    """What the worker's bulk restore said it did, and whether faust had anything left to read."""
+    match = RESTORED.search(log_text)
+    figures: dict[str, Any] = {
+        "faust_restored_any": "Restoring state from changelog topics" in log_text,
+    }
+    if match is not None:
+        records, seconds = int(match["records"]), float(match["seconds"])
+        figures.update(
+            bulk_restore_records=records,
+            bulk_restore_partitions=int(match["partitions"]),
+            bulk_restore_seconds=seconds,
+            bulk_restore_records_per_second=round(records / seconds) if seconds else None,
+        )
+    return figures
+
+
 def recovery(
     settings: KafkaSettings, args: argparse.Namespace, logs: Path, app_id: str
 ) -> dict[str, Any]:
@@ -552,12 +577,26 @@ def recovery(
     if ready_at is None:
         return {"completed": False, "changelog_records": records, "timeout_s": args.timeout}
     seconds = ready_at - worker.started
+    restored = restore_figures(worker.log_path.read_text(errors="replace"))
+    # The restore's own rate when the bulk restore did it all; else the whole start.
+    bulk_rate = restored.get("bulk_restore_records_per_second")
+    whole = round(records / seconds)
     return {
         "completed": True,
         "changelog_records": records,
         "seconds_to_ready": round(seconds, 2),
-        "records_per_second": round(records / seconds),
-        "note": "seconds from process start (faust start-up included) to /ready answering 200",
+        "records_per_second_to_ready": whole,
+        **restored,
+        "records_per_second": bulk_rate
+        if bulk_rate and not restored["faust_restored_any"]
+        else whole,
+        "note": (
+            "records_per_second: the bulk restore's records over its own seconds (reading"
+            " the changelogs and writing RocksDB), when faust's recovery then had nothing"
+            " left to read; records_per_second_to_ready: changelog records over seconds"
+            " from process start (Python and faust start-up, the group join included)"
+            " to /ready answering 200"
+        ),
     }
 
 

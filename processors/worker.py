@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 import faust
@@ -10,6 +12,7 @@ import faust
 from processors.agents import Outcomes
 from processors.app import create_app
 from processors.batching import Batching
+from processors.changelog_restore import restore_changelogs
 from processors.live import install_screening
 from processors.live_households import install_households
 from processors.live_trails import install_trails
@@ -82,6 +85,28 @@ def follow_changelogs(app: faust.App) -> None:
             recovery.flush_buffers()
 
 
+class RestoringWorker(faust.Worker):  # type: ignore[misc]  # faust is untyped here
+    """faust's worker, which first brings the local tables up to their changelogs.
+
+    The restore runs once logging is set up (so its progress is seen) and
+    before the app starts, so faust opens stores that are already complete
+    (:mod:`processors.changelog_restore`). It runs on the main thread, which
+    nothing else needs yet: run in an executor thread, it left faust's stores
+    created off the loop's thread, and the worker hung in their shutdown.
+    """
+
+    def __init__(
+        self, app: faust.App, *, restore: Callable[[], Any] | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(app, **kwargs)
+        self.restore = restore
+
+    async def on_execute(self) -> None:
+        await super().on_execute()
+        if self.restore is not None:
+            self.restore()
+
+
 def build_worker(loglevel: str = "info") -> faust.Worker:
     kafka = KafkaSettings()
     settings = WorkerSettings()
@@ -140,7 +165,10 @@ def build_worker(loglevel: str = "info") -> faust.Worker:
         state = readiness(app)
         return web.json(state, status=200 if state["ready"] else 503)
 
-    worker = faust.Worker(app, loglevel=loglevel)
+    restore = None
+    if settings.bulk_restore:
+        restore = partial(restore_changelogs, app, librdkafka_connection(kafka))
+    worker = RestoringWorker(app, loglevel=loglevel, restore=restore)
     # No spinner: with one (at warning level on a terminal), faust sets the root
     # logger to DEBUG and aiokafka's debug records cost about a tenth of the CPU.
     worker.spinner = None

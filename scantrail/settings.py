@@ -170,6 +170,10 @@ class WorkerSettings(BaseSettings):
     #: again, so a large fetch of a source backlog keeps the later stages waiting
     #: for their first records (Kafka still returns one record larger than this).
     fetch_bytes: int = Field(default=1024**2, ge=1024)
+    #: SCANTRAIL_WORKER_BULK_RESTORE: before faust starts, bring the local tables
+    #: up to their changelogs' ends with librdkafka (processors.changelog_restore);
+    #: faust's own recovery, record by record, then reads only what is newer.
+    bulk_restore: bool = True
 
     def resolved_data_dir(self) -> Path:
         return self.data_dir or state_dir() / "worker" / self.app_id

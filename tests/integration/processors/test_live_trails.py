@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 import urllib.request
@@ -202,3 +203,76 @@ def test_live_trace_equals_offline_and_replay(
     )
     assert {a.person_id for a in audits} == {person}
     assert {a.actor for a in audits if a.channel == "http"} == {"epi"}
+
+
+def wait_until_ready(port: int, worker: subprocess.Popen[bytes], timeout_s: float = 180) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and worker.poll() is None:
+        try:
+            if get_json(f"http://127.0.0.1:{port}/ready")["ready"]:
+                return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"worker not ready within {timeout_s} s (exit code {worker.poll()})")
+
+
+def test_a_worker_on_an_empty_data_dir_restores_its_tables_in_bulk_and_answers_the_same(
+    kafka_settings: KafkaSettings, tmp_path: Path
+) -> None:
+    """A restarted worker rebuilds its tables from the changelogs before faust starts.
+
+    The second worker's data directory is empty: its trails exist only in the
+    changelogs the first one wrote. It must answer ``/trace`` as the first
+    did, with the records read by the bulk restore and none left for faust's
+    own (record by record) recovery; the third, with the bulk restore turned
+    off, is the control: faust's recovery alone gives the same answer.
+    """
+    events = scans()
+    publish(kafka_settings, events)
+    person = busiest_person(events)
+    query = f"person={person}&since={SINCE.isoformat()}&until={UNTIL.isoformat()}".replace(
+        "+", "%2B"
+    )
+
+    def run(name: str, data: str, **extra: str) -> tuple[dict, str]:  # type: ignore[type-arg]
+        port = free_port()
+        env = service_env(
+            kafka_settings,
+            SCANTRAIL_WORKER_APP_ID=f"{kafka_settings.namespace}worker",
+            SCANTRAIL_WORKER_WEB_PORT=str(port),
+            SCANTRAIL_WORKER_DATA_DIR=str(tmp_path / data),
+            SCANTRAIL_CREDENTIALS=credential_line("epi", [TRACE], hash_token(TOKEN)),
+            **extra,
+        )
+        log = tmp_path / f"{name}.log"
+        worker = start_scantrail("worker", env=env, log=log)
+        try:
+            if name == "first":
+                stats = wait_for_stats(port, "visit", len(events))
+                assert stats.get("trail") == len(events), stats
+            wait_until_ready(port, worker)
+            answer = get_json(f"http://127.0.0.1:{port}/trace?{query}&depth=2")
+        finally:
+            worker.terminate()
+            worker.wait(timeout=60)
+        return answer, log.read_text()
+
+    first, _ = run("first", "first-data")
+    assert first["contacts"], "the index person should have contacts"
+    restored, log = run("restored", "restored-data")
+    assert restored == first, log[-3000:]
+    match = re.search(r"changelog restore: (\d+) records into (\d+) partitions", log)
+    assert match is not None and int(match[1]) > 0, log[-3000:]
+    # Everything came from the bulk restore: faust found its stores up to date.
+    assert "Restoring state from changelog topics" not in log, log[-3000:]
+
+    again, log = run("again", "restored-data")  # the same data dir: nothing left to read
+    assert again == first
+    match = re.search(r"changelog restore: (\d+) records", log)
+    assert match is not None and int(match[1]) == 0, log[-3000:]
+
+    control, log = run("control", "control-data", SCANTRAIL_WORKER_BULK_RESTORE="false")
+    assert "changelog restore" not in log
+    assert "Restoring state from changelog topics" in log, log[-3000:]
+    assert control == first
