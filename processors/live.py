@@ -82,7 +82,7 @@ from processors.screening_state import (
 from processors.skew import clock_skew_reason
 from processors.watermarks import SourceWatermarks, UpstreamWatermark, decode_marks, encode_marks
 from scantrail import contract
-from scantrail.contract import decode_as
+from scantrail.contract import decode_as, decode_known
 from scantrail.errors import ContractError
 
 log = logging.getLogger(__name__)
@@ -412,7 +412,7 @@ class PersonStage(Stage):
         passed = self.marks.persons[partition].passed
         rows: list[tuple[str, str]] = []
         for record in split_records(event.value):
-            reading = decode_as(record, contract.TemperatureReading)
+            reading = decode_known(record, contract.TemperatureReading)
             if passed is not None and reading.measured_at <= passed:
                 self.shard.outcomes.counts["late"] += 1
                 self.judge(event, effects, reading, record)
@@ -430,7 +430,7 @@ class PersonStage(Stage):
             return
         for text in self.buffer.take_until(effects, event, f"{time_key(mark)}|~"):
             record = text.encode()
-            self.judge(event, effects, decode_as(record, contract.TemperatureReading), record)
+            self.judge(event, effects, decode_known(record, contract.TemperatureReading), record)
         self.expire_due(event, effects, mark)
         # Told only once what was judged up to the mark has been forwarded.
         effects.then(lambda: self.marks.due_sites.__setitem__(partition, mark))
@@ -492,7 +492,7 @@ class SiteStage(Stage):
             )
             if before is not None:
                 for text in self.buffer.take_until(effects, event, f"{time_key(before)}|~"):
-                    self.judge(event, effects, json.loads(text))
+                    self.judge(event, effects, json.loads(text), text)
             return
         done = self.marks.sites[partition].passed
         bound = None if done is None else f"{time_key(done)}|~"
@@ -502,13 +502,15 @@ class SiteStage(Stage):
             sort_key = site_sort_key(item, record)
             if bound is not None and sort_key <= bound:
                 self.shard.outcomes.counts["late"] += 1
-                self.judge(event, effects, item)
+                self.judge(event, effects, item, record)
             else:
                 rows.append((sort_key, record.decode()))
         if rows:
             self.buffer.add(effects, event, rows)
 
-    def judge(self, event: Any, effects: Effects, item: dict[str, Any]) -> None:
+    def judge(
+        self, event: Any, effects: Effects, item: dict[str, Any], record: bytes | str
+    ) -> None:
         policy = self.shard.policy
         if "confirmation" in item:
             confirmation = Confirmation.from_dict(item["confirmation"])
@@ -516,9 +518,9 @@ class SiteStage(Stage):
             effects.alert(judge_confirmation_for_site(cluster, confirmation, policy))
             self.clusters.save(effects, event, confirmation.site_id, cluster)
             return
-        reading = contract.from_dict(item)
-        if not isinstance(reading, contract.TemperatureReading):
+        if item.get("schema") != contract.TemperatureReading.SCHEMA:
             return
+        reading = decode_known(record, contract.TemperatureReading)
         drift = self.drifts.load(reading.site_id)
         effects.alert(judge_reading_for_site_drift(drift, reading, policy))
         self.drifts.save(effects, event, reading.site_id, drift)
@@ -530,7 +532,14 @@ def site_sort_key(item: dict[str, Any], record: bytes) -> str:
         second = item["confirmation"]["second"]
         at = datetime.fromisoformat(second["time"])
         return f"{time_key(at)}|{second['event_id']}|0"
-    return reading_sort_key(decode_as(record, contract.TemperatureReading), 1)
+    try:  # the reading's own fields: it was validated by the kiosk stage, and is again when judged
+        at = datetime.fromisoformat(item["measured_at"])
+        event_id = item["event_id"]
+    except (KeyError, TypeError, ValueError):
+        return reading_sort_key(decode_as(record, contract.TemperatureReading), 1)
+    if at.tzinfo is None or not isinstance(event_id, str):
+        return reading_sort_key(decode_as(record, contract.TemperatureReading), 1)
+    return f"{time_key(at)}|{event_id}|1"
 
 
 class GateStage(Stage):
