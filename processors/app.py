@@ -14,7 +14,7 @@ from typing import Any
 
 import faust
 
-from processors import faust_offsets
+from processors import faust_fetch, faust_offsets
 from scantrail import contract
 from scantrail.broker import ssl_context
 from scantrail.private import private_dir, tighten_tree
@@ -66,6 +66,7 @@ def create_app(
         producer_linger_ms=worker.producer_linger_ms,
         consumer_auto_offset_reset="earliest",
         consumer_max_fetch_size=worker.fetch_bytes,
+        broker_max_poll_records=worker.max_poll_records,
         topic_partitions=kafka.partitions,
         topic_replication_factor=kafka.replication,
         web_host="127.0.0.1",
@@ -84,6 +85,7 @@ def create_app(
 
     quarantine = kafka.topic(contract.QUARANTINE)  # compacted: a missing offset is normal there
     faust_offsets.install(lambda topic: topic != quarantine)
+    faust_fetch.install()
 
     def raw_topic(name: str) -> Any:
         return app.topic(

@@ -170,6 +170,10 @@ class WorkerSettings(BaseSettings):
     #: again, so a large fetch of a source backlog keeps the later stages waiting
     #: for their first records (Kafka still returns one record larger than this).
     fetch_bytes: int = Field(default=1024**2, ge=1024)
+    #: SCANTRAIL_WORKER_MAX_POLL_RECORDS: the most records one poll hands to the
+    #: agents, shared between partitions (processors.faust_fetch): a source backlog
+    #: then no longer holds back the later stages' messages.
+    max_poll_records: int = Field(default=4000, ge=1)
     #: SCANTRAIL_WORKER_BULK_RESTORE: before faust starts, bring the local tables
     #: up to their changelogs' ends with librdkafka (processors.changelog_restore);
     #: faust's own recovery, record by record, then reads only what is newer.
