@@ -71,7 +71,7 @@ from processors.screening_policy import PolicyLike
 from processors.screening_state import HouseholdState
 from processors.watermarks import UpstreamWatermark, decode_marks
 from scantrail import contract
-from scantrail.contract import decode_as
+from scantrail.contract import decode_known
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +133,7 @@ class HouseholdStage:
         passed = self.marks[event.message.partition].passed
         rows: list[tuple[str, str]] = []
         for record in split_records(event.value):
-            scan = decode_as(record, contract.ScanEvent)
+            scan = decode_known(record, contract.ScanEvent)  # validated by the gate stage
             if passed is not None and scan.scanned_at < passed:
                 self.outcomes.counts["late_outing"] += 1
                 self.judge(event, effects, scan)
@@ -152,7 +152,7 @@ class HouseholdStage:
             return
         # "<time>|" sorts after every key of an earlier time, before every key at ``mark``.
         for text in self.buffer.take_until(effects, event, f"{time_key(mark)}|"):
-            self.judge(event, effects, decode_as(text.encode(), contract.ScanEvent))
+            self.judge(event, effects, decode_known(text, contract.ScanEvent))
 
     def judge(self, event: Any, effects: Effects, scan: contract.ScanEvent) -> None:
         if scan.household_id is None:

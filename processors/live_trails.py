@@ -50,7 +50,7 @@ from processors.live import ScanHook
 from processors.live_state import StateTable, partition_of
 from processors.trails import RETENTION, SiteVisits, Trail, TrailSlice, VisitSlice, to_micros
 from scantrail import contract
-from scantrail.contract import decode_as
+from scantrail.contract import decode_known
 
 log = logging.getLogger(__name__)
 
@@ -238,7 +238,7 @@ class TrailStages:
         """The ``trail-sites`` stage: forwarded scans into their site's slots."""
         partition = event.message.partition
         for record in split_records(event.value):
-            scan = decode_as(record, contract.ScanEvent)
+            scan = decode_known(record, contract.ScanEvent)  # validated by the gate stage
             at = to_micros(scan.scanned_at)
             if self.visit_sweep.too_old(partition, at):
                 continue
