@@ -66,7 +66,7 @@ def create_app(
         producer_linger_ms=worker.producer_linger_ms,
         consumer_auto_offset_reset="earliest",
         consumer_max_fetch_size=worker.fetch_bytes,
-        broker_max_poll_records=worker.max_poll_records,
+        broker_max_poll_records=worker.max_poll_records or None,
         topic_partitions=kafka.partitions,
         topic_replication_factor=kafka.replication,
         web_host="127.0.0.1",

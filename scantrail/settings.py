@@ -171,9 +171,10 @@ class WorkerSettings(BaseSettings):
     #: for their first records (Kafka still returns one record larger than this).
     fetch_bytes: int = Field(default=1024**2, ge=1024)
     #: SCANTRAIL_WORKER_MAX_POLL_RECORDS: the most records one poll hands to the
-    #: agents, shared between partitions (processors.faust_fetch): a source backlog
-    #: then no longer holds back the later stages' messages.
-    max_poll_records: int = Field(default=4000, ge=1)
+    #: agents, shared between partitions (processors.faust_fetch); 0, the default,
+    #: is no bound. A bound lets the later stages move while a source backlog is
+    #: read, at 20-30% of the drained rate (docs/screening.md).
+    max_poll_records: int = Field(default=0, ge=0)
     #: SCANTRAIL_WORKER_BULK_RESTORE: before faust starts, bring the local tables
     #: up to their changelogs' ends with librdkafka (processors.changelog_restore);
     #: faust's own recovery, record by record, then reads only what is newer.
