@@ -95,9 +95,13 @@ TICK_EVERY_S = 0.1
 
 
 def reading_sort_key(reading: contract.TemperatureReading, rank: int) -> str:
+    return reading_sort_key_of(reading.measured_at, reading.event_id, rank)
+
+
+def reading_sort_key_of(at: datetime, event_id: str, rank: int) -> str:
     # The offline Screener orders by (time, event_id) and, for one reading,
     # judges its confirmation (rank 0) before its drift (rank 1).
-    return f"{time_key(reading.measured_at)}|{reading.event_id}|{rank}"
+    return f"{time_key(at)}|{event_id}|{rank}"
 
 
 def tick_marks(event: Any) -> dict[str, Any] | None:
@@ -410,7 +414,7 @@ class PersonStage(Stage):
             self.on_tick(event, effects)
             return
         passed = self.marks.persons[partition].passed
-        rows: list[tuple[str, str]] = []
+        rows: list[tuple[str, bytes, contract.TemperatureReading]] = []
         for record in split_records(event.value):
             reading = decode_known(record, contract.TemperatureReading)
             if passed is not None and reading.measured_at <= passed:
@@ -418,7 +422,7 @@ class PersonStage(Stage):
                 self.judge(event, effects, reading, record)
                 self.expire_due(event, effects, passed)
             else:
-                rows.append((reading_sort_key(reading, 0), record.decode()))
+                rows.append((reading_sort_key(reading, 0), record, reading))
         if rows:
             self.buffer.add(effects, event, rows)
 
@@ -428,9 +432,10 @@ class PersonStage(Stage):
         mark = None if marks is None else self.marks.persons[partition].update(decode_marks(marks))
         if mark is None:
             return
-        for text in self.buffer.take_until(effects, event, f"{time_key(mark)}|~"):
-            record = text.encode()
-            self.judge(event, effects, decode_known(record, contract.TemperatureReading), record)
+        for record, reading in self.buffer.take_until(effects, event, f"{time_key(mark)}|~"):
+            if reading is None:  # rebuilt from the table after a restart
+                reading = decode_known(record, contract.TemperatureReading)
+            self.judge(event, effects, reading, record)
         self.expire_due(event, effects, mark)
         # Told only once what was judged up to the mark has been forwarded.
         effects.then(lambda: self.marks.due_sites.__setitem__(partition, mark))
@@ -491,55 +496,71 @@ class SiteStage(Stage):
                 None if marks is None else self.marks.sites[partition].update(decode_marks(marks))
             )
             if before is not None:
-                for text in self.buffer.take_until(effects, event, f"{time_key(before)}|~"):
-                    self.judge(event, effects, json.loads(text), text)
+                for record, item in self.buffer.take_until(effects, event, f"{time_key(before)}|~"):
+                    self.judge(event, effects, parse_site_record(record) if item is None else item)
             return
         done = self.marks.sites[partition].passed
         bound = None if done is None else f"{time_key(done)}|~"
-        rows: list[tuple[str, str]] = []
+        rows: list[tuple[str, bytes, SiteItem]] = []
         for record in split_records(event.value):
-            item = json.loads(record)
-            sort_key = site_sort_key(item, record)
+            item = parse_site_record(record)
+            sort_key = site_sort_key(item)
             if bound is not None and sort_key <= bound:
                 self.shard.outcomes.counts["late"] += 1
-                self.judge(event, effects, item, record)
+                self.judge(event, effects, item)
             else:
-                rows.append((sort_key, record.decode()))
+                rows.append((sort_key, record, item))
         if rows:
             self.buffer.add(effects, event, rows)
 
-    def judge(
-        self, event: Any, effects: Effects, item: dict[str, Any], record: bytes | str
-    ) -> None:
+    def judge(self, event: Any, effects: Effects, item: SiteItem) -> None:
         policy = self.shard.policy
-        if "confirmation" in item:
-            confirmation = Confirmation.from_dict(item["confirmation"])
-            cluster = self.clusters.load(confirmation.site_id)
-            effects.alert(judge_confirmation_for_site(cluster, confirmation, policy))
-            self.clusters.save(effects, event, confirmation.site_id, cluster)
-            return
-        if item.get("schema") != contract.TemperatureReading.SCHEMA:
-            return
-        reading = decode_known(record, contract.TemperatureReading)
-        drift = self.drifts.load(reading.site_id)
-        effects.alert(judge_reading_for_site_drift(drift, reading, policy))
-        self.drifts.save(effects, event, reading.site_id, drift)
+        if isinstance(item, Confirmation):
+            cluster = self.clusters.load(item.site_id)
+            effects.alert(judge_confirmation_for_site(cluster, item, policy))
+            self.clusters.save(effects, event, item.site_id, cluster)
+        elif isinstance(item, contract.TemperatureReading):
+            drift = self.drifts.load(item.site_id)
+            effects.alert(judge_reading_for_site_drift(drift, item, policy))
+            self.drifts.save(effects, event, item.site_id, drift)
 
 
-def site_sort_key(item: dict[str, Any], record: bytes) -> str:
-    """Where a forwarded reading or confirmation falls in the site stage's event-time order."""
-    if "confirmation" in item:
-        second = item["confirmation"]["second"]
-        at = datetime.fromisoformat(second["time"])
-        return f"{time_key(at)}|{second['event_id']}|0"
-    try:  # the reading's own fields: it was validated by the kiosk stage, and is again when judged
-        at = datetime.fromisoformat(item["measured_at"])
-        event_id = item["event_id"]
-    except (KeyError, TypeError, ValueError):
-        return reading_sort_key(decode_as(record, contract.TemperatureReading), 1)
-    if at.tzinfo is None or not isinstance(event_id, str):
-        return reading_sort_key(decode_as(record, contract.TemperatureReading), 1)
-    return f"{time_key(at)}|{event_id}|1"
+SiteItem = Confirmation | contract.TemperatureReading | None
+"""What the site stage receives: a confirmation, a reading, or (from a newer
+release) something it passes by."""
+
+CONFIRMATION_PREFIX = b'{"confirmation"'
+
+
+def parse_site_record(record: bytes) -> SiteItem:
+    """A forwarded record, decoded once: the person stage wrote it, the kiosk stage validated it.
+
+    A confirmation is the JSON object ``{"confirmation": ...}`` the person
+    stage builds; any other record is a reading, validated again here
+    (strictly, in one pass). A record of another schema is passed by (None).
+    """
+    if record.startswith(CONFIRMATION_PREFIX):
+        return Confirmation.from_dict(json.loads(record)["confirmation"])
+    try:
+        return decode_known(record, contract.TemperatureReading)
+    except ContractError:
+        obj = json.loads(record)
+        if isinstance(obj, dict) and obj.get("schema") != contract.TemperatureReading.SCHEMA:
+            return None
+        raise  # a broken reading: its message is dead-lettered with the reason
+
+
+def site_sort_key(item: SiteItem) -> str:
+    """Where a forwarded reading or confirmation falls in the site stage's event-time order.
+
+    A confirmation sorts before the drift of its own second reading, as the
+    offline Screener judges them; a record passed by sorts first.
+    """
+    if isinstance(item, Confirmation):
+        return reading_sort_key_of(item.second.time, item.second.event_id, 0)
+    if isinstance(item, contract.TemperatureReading):
+        return reading_sort_key(item, 1)
+    return ""
 
 
 class GateStage(Stage):

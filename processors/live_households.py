@@ -131,14 +131,14 @@ class HouseholdStage:
             self.on_tick(event, effects)
             return
         passed = self.marks[event.message.partition].passed
-        rows: list[tuple[str, str]] = []
+        rows: list[tuple[str, bytes, contract.ScanEvent]] = []
         for record in split_records(event.value):
             scan = decode_known(record, contract.ScanEvent)  # validated by the gate stage
             if passed is not None and scan.scanned_at < passed:
                 self.outcomes.counts["late_outing"] += 1
                 self.judge(event, effects, scan)
             else:
-                rows.append((outing_sort_key(scan), record.decode()))
+                rows.append((outing_sort_key(scan), record, scan))
         if rows:
             self.buffer.add(effects, event, rows)
 
@@ -151,8 +151,10 @@ class HouseholdStage:
         if mark is None:
             return
         # "<time>|" sorts after every key of an earlier time, before every key at ``mark``.
-        for text in self.buffer.take_until(effects, event, f"{time_key(mark)}|"):
-            self.judge(event, effects, decode_known(text, contract.ScanEvent))
+        for record, scan in self.buffer.take_until(effects, event, f"{time_key(mark)}|"):
+            if scan is None:  # rebuilt from the table after a restart
+                scan = decode_known(record, contract.ScanEvent)
+            self.judge(event, effects, scan)
 
     def judge(self, event: Any, effects: Effects, scan: contract.ScanEvent) -> None:
         if scan.household_id is None:

@@ -9,15 +9,19 @@ made once per key per batch and only after the batch's sends are acked.
 from __future__ import annotations
 
 import heapq
+import itertools
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
+from faust.streams import current_event
 from kafka.partitioner.default import murmur2
 
 from processors.batching import Effects
+from processors.table_writes import decode_value
 
 
 @lru_cache(maxsize=1 << 16)
@@ -35,6 +39,9 @@ def time_key(at: datetime) -> str:
     return f"{int(at.timestamp() * 1_000_000):020d}"
 
 
+_UNRESOLVED: Any = object()
+
+
 class StateTable:
     """Decoded shard states by key, over a changelogged faust table.
 
@@ -43,6 +50,13 @@ class StateTable:
     on every change: a state is decoded once, changed in place, and written
     once per batch. The cache is dropped after a rebalance, when partitions
     may have changed hands, and trimmed only between batches.
+
+    A key not in the cache is read straight from the RocksDB partition of the
+    event being judged (the partition every stage writes its keys under, see
+    :mod:`processors.table_writes`), as faust reads a table it owns; a global
+    table's faust read would try every partition first. In a day of new
+    persons almost every read is such a miss, and faust's layers around the
+    one RocksDB get cost more than the get itself.
     """
 
     def __init__(self, table: Any, cls: Any, limit: int = 200_000) -> None:
@@ -50,14 +64,26 @@ class StateTable:
         self.cls = cls
         self.limit = limit
         self.cache: dict[str, Any] = {}
+        self._db_for_partition: Any = _UNRESOLVED  # the store exists once the app runs
 
     def load(self, key: str) -> Any:
         state = self.cache.get(key)
         if state is None:
-            raw = self.table.get(key.encode())
+            raw = self._read(key.encode())
             state = self.cls() if raw is None else self.cls.from_dict(raw)
             self.cache[key] = state
         return state
+
+    def _read(self, key: bytes) -> Any:
+        db_for_partition = self._db_for_partition
+        if db_for_partition is _UNRESOLVED:
+            store = getattr(self.table, "data", None)
+            db_for_partition = self._db_for_partition = getattr(store, "_db_for_partition", None)
+        event = current_event()
+        if db_for_partition is None or event is None:  # not RocksDB (unit tests), or no event
+            return self.table.get(key)
+        stored = db_for_partition(event.message.partition).get(key)
+        return None if stored is None else decode_value(stored)
 
     def save(self, effects: Effects, event: Any, key: str, state: Any) -> None:
         """Write ``state`` (the object :meth:`load` returned) when the batch is durable."""
@@ -72,6 +98,17 @@ class StateTable:
         self.cache.clear()
 
 
+class Taken(NamedTuple):
+    """A record given back by :meth:`ReorderBuffer.take_until`.
+
+    ``item`` is what the stage decoded when the record arrived (None when the
+    record was rebuilt from the table after a restart: decode ``record`` then).
+    """
+
+    record: bytes
+    item: Any
+
+
 class ReorderBuffer:
     """Records waiting for the watermark, kept as the forwarded messages that brought them.
 
@@ -81,13 +118,19 @@ class ReorderBuffer:
     rebuilt from the table after a restart or a rebalance. A row is deleted
     once its last record is taken; a crash before that re-judges its taken
     records, which the states drop as seen.
+
+    The heap also keeps what the stage decoded on arrival, so a record is
+    parsed once per stage, not again when it is judged; and a row's table
+    value is encoded only if the row outlives its batch (most are added and
+    taken within one batch, and then never written).
     """
 
     def __init__(self, table: Any) -> None:
         self.table = table
-        self.heaps: dict[int, list[tuple[str, bytes, str]]] = defaultdict(list)
+        self.heaps: dict[int, list[tuple[str, bytes, int, bytes, Any]]] = defaultdict(list)
         self.remaining: dict[bytes, int] = {}
         self.indexed: set[int] = set()
+        self.arrivals = itertools.count()  # ties never compare the decoded items
 
     def _index(self, partition: int) -> None:
         if partition in self.indexed:
@@ -98,7 +141,7 @@ class ReorderBuffer:
         for key, rows in list(self.table.items()):
             if isinstance(key, bytes) and key.startswith(prefix) and rows:
                 for sort_key, record in rows:
-                    heap.append((sort_key, key, record))
+                    heap.append((sort_key, key, next(self.arrivals), record.encode(), None))
                 self.remaining[key] = len(rows)
         heapq.heapify(heap)
 
@@ -108,30 +151,30 @@ class ReorderBuffer:
         self.remaining.clear()
         self.indexed.clear()
 
-    def add(self, effects: Effects, event: Any, rows: list[tuple[str, str]]) -> None:
-        """Buffer ``rows`` (sort key, record) that arrived in ``event``."""
+    def add(self, effects: Effects, event: Any, rows: Sequence[tuple[str, bytes, Any]]) -> None:
+        """Buffer ``rows`` (sort key, record, decoded item) that arrived in ``event``."""
         partition = event.message.partition
         self._index(partition)
         key = f"buf:{partition}:{event.message.offset}".encode()
         if key in self.remaining:
             return  # a re-delivered message whose row is still here
         heap = self.heaps[partition]
-        for sort_key, record in rows:
-            heapq.heappush(heap, (sort_key, key, record))
+        arrivals = self.arrivals
+        for sort_key, record, item in rows:
+            heapq.heappush(heap, (sort_key, key, next(arrivals), record, item))
         self.remaining[key] = len(rows)
-        value = [list(row) for row in rows]
-        effects.write(event, self.table, key, lambda: value)
+        effects.write(event, self.table, key, lambda: [[s, r.decode()] for s, r, _ in rows])
 
-    def take_until(self, effects: Effects, event: Any, bound: str) -> list[str]:
+    def take_until(self, effects: Effects, event: Any, bound: str) -> list[Taken]:
         """Remove and return, in order, the records whose sort key is <= ``bound``."""
         partition = event.message.partition
         self._index(partition)
         heap = self.heaps[partition]
-        out: list[str] = []
+        out: list[Taken] = []
         table = self.table
         while heap and heap[0][0] <= bound:
-            _, key, record = heapq.heappop(heap)
-            out.append(record)
+            _, key, _, record, item = heapq.heappop(heap)
+            out.append(Taken(record, item))
             left = self.remaining[key] - 1
             if left:
                 self.remaining[key] = left

@@ -28,13 +28,13 @@ writes: the fallback for tables that are not RocksDB stores (unit tests).
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import orjson
 from faust.types import TP
 
 
@@ -68,8 +68,18 @@ class TableWrites:
 
 
 def encode_value(value: Any) -> bytes:
-    """The bytes faust's ``json`` value serializer stores and sends for ``value``."""
-    return json.dumps(value, separators=(",", ":")).encode()
+    """The bytes faust's ``json`` value serializer stores and sends for ``value``.
+
+    faust encodes with orjson when it is installed (and ScanTrail installs it),
+    with non-string keys allowed; orjson is also several times faster than the
+    standard library on the states' long lists, which every batch re-encodes.
+    """
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
+
+
+def decode_value(raw: bytes) -> Any:
+    """A stored table value, as faust's ``json`` value serializer reads it."""
+    return orjson.loads(raw)
 
 
 class ChangelogProducer(Protocol):

@@ -26,7 +26,7 @@ from processors.batching import (
     run_batched,
     split_records,
 )
-from processors.live_state import ReorderBuffer, StateTable
+from processors.live_state import ReorderBuffer, StateTable, Taken
 from scantrail import contract
 
 
@@ -228,30 +228,46 @@ def test_sends_are_acked_before_any_write_and_each_key_is_written_once_per_batch
     assert table[b"kiosk-1"] == {"n": 4}
 
 
+def records(taken: list[Taken]) -> list[bytes]:
+    return [t.record for t in taken]
+
+
 def test_a_reorder_row_taken_in_its_own_batch_is_never_written() -> None:
     topics = Topics()
     table = Table(topics.journal)
     buffer = ReorderBuffer(table)
     event = Event(Message(partition=3, offset=7))
     effects = Effects(topics, Outcomes())  # type: ignore[arg-type]
-    buffer.add(effects, event, [("002", "b"), ("001", "a"), ("003", "c")])
-    assert buffer.take_until(effects, event, "002") == ["a", "b"]
+    buffer.add(effects, event, [("002", b"b", "B"), ("001", b"a", "A"), ("003", b"c", "C")])
+    # Taken in sort-key order, each with what the stage decoded on arrival.
+    assert buffer.take_until(effects, event, "002") == [Taken(b"a", "A"), Taken(b"b", "B")]
     asyncio.run(effects.flush())
     assert table == {b"buf:3:7": [["002", "b"], ["001", "a"], ["003", "c"]]}
 
     # The next batch takes the last record: the row goes, once.
     later = Effects(topics, Outcomes())  # type: ignore[arg-type]
-    assert buffer.take_until(later, event, "999") == ["c"]
+    assert records(buffer.take_until(later, event, "999")) == [b"c"]
     asyncio.run(later.flush())
     assert table == {} and topics.journal[-1] == ("table-del", b"buf:3:7")
 
     # A row added and fully taken within one batch costs no write at all.
     writes = len(topics.journal)
     third = Effects(topics, Outcomes())  # type: ignore[arg-type]
-    buffer.add(third, Event(Message(partition=3, offset=8)), [("004", "d")])
-    assert buffer.take_until(third, event, "999") == ["d"]
+    buffer.add(third, Event(Message(partition=3, offset=8)), [("004", b"d", None)])
+    assert records(buffer.take_until(third, event, "999")) == [b"d"]
     asyncio.run(third.flush())
     assert len(topics.journal) == writes and table == {}
+
+
+def test_records_with_one_sort_key_come_back_in_arrival_order() -> None:
+    """A re-delivered reading has its first copy's sort key: the decoded items are never compared."""
+    topics = Topics()
+    buffer = ReorderBuffer(Table(topics.journal))
+    effects = Effects(topics, Outcomes())  # type: ignore[arg-type]
+    event = Event(Message(partition=0, offset=1))
+    unorderable = [object(), object()]
+    buffer.add(effects, event, [("001", b"x", unorderable[0]), ("001", b"x", unorderable[1])])
+    assert [t.item for t in buffer.take_until(effects, event, "999")] == unorderable
 
 
 def test_a_reorder_buffer_rebuilt_after_a_restart_gives_back_what_was_not_taken() -> None:
@@ -260,11 +276,15 @@ def test_a_reorder_buffer_rebuilt_after_a_restart_gives_back_what_was_not_taken(
     event = Event(Message(partition=1, offset=5))
     first = ReorderBuffer(table)
     effects = Effects(topics, Outcomes())  # type: ignore[arg-type]
-    first.add(effects, event, [("001", "a"), ("002", "b")])
+    first.add(effects, event, [("001", b"a", "A"), ("002", b"b", "B")])
     asyncio.run(effects.flush())
-    # A new worker (or a rebalance): the heap comes from the table alone.
+    # A new worker (or a rebalance): the heap comes from the table alone, with
+    # nothing decoded (the stage decodes the record again).
     second = ReorderBuffer(table)
-    assert second.take_until(Effects(topics, Outcomes()), event, "999") == ["a", "b"]  # type: ignore[arg-type]
+    assert second.take_until(Effects(topics, Outcomes()), event, "999") == [  # type: ignore[arg-type]
+        Taken(b"a", None),
+        Taken(b"b", None),
+    ]
 
 
 def test_records_travel_on_one_line() -> None:

@@ -1,4 +1,4 @@
-"""The site stage orders readings by their own fields exactly as by the decoded reading."""
+"""The site stage decodes each forwarded record once and orders it as the offline Screener does."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from processors.live import reading_sort_key, site_sort_key
+from processors.live import parse_site_record, reading_sort_key, site_sort_key
+from processors.screening_state import Confirmation, Sample
 from scantrail import contract
 from scantrail.errors import ContractError
 
@@ -37,25 +38,42 @@ def raw_reading(measured_at: str, event_id: str = "k-1-s1-t0") -> bytes:
         "2020-02-09T19:30:00-04:30",
     ],
 )
-def test_the_cheap_order_is_the_decoded_order(measured_at: str) -> None:
+def test_a_forwarded_reading_is_decoded_once_and_sorted_after_its_confirmation(
+    measured_at: str,
+) -> None:
     raw = raw_reading(measured_at)
-    decoded = contract.decode_as(raw, contract.TemperatureReading)
-    assert site_sort_key(json.loads(raw), raw) == reading_sort_key(decoded, 1)
+    item = parse_site_record(raw)
+    assert item == contract.decode_as(raw, contract.TemperatureReading)
+    assert isinstance(item, contract.TemperatureReading)
+    assert site_sort_key(item) == reading_sort_key(item, 1)
+
+    sample = Sample.of(item)
+    confirmation = Confirmation("site-1", "p-1", sample, sample)
+    forwarded = json.dumps({"confirmation": confirmation.to_dict()}).encode()
+    parsed = parse_site_record(forwarded)
+    assert parsed == confirmation
+    # The offline Screener judges a reading's confirmation before its drift.
+    assert site_sort_key(parsed) == reading_sort_key(item, 0) < site_sort_key(item)
 
 
 def test_one_instant_in_two_zones_sorts_the_same() -> None:
     at = datetime(2020, 2, 10, 3, 4, 5, 678901, tzinfo=UTC)
     east = at.astimezone(timezone(timedelta(hours=8))).isoformat()
     west = at.isoformat().replace("+00:00", "Z")
-    assert site_sort_key(json.loads(raw_reading(east)), raw_reading(east)) == site_sort_key(
-        json.loads(raw_reading(west)), raw_reading(west)
+    assert site_sort_key(parse_site_record(raw_reading(east))) == site_sort_key(
+        parse_site_record(raw_reading(west))
     )
 
 
-def test_a_reading_the_cheap_path_cannot_read_is_decoded_and_refused_as_the_contract_says() -> None:
-    raw = raw_reading("yesterday")
+def test_a_broken_reading_is_refused_as_the_contract_says() -> None:
     with pytest.raises(ContractError):
-        site_sort_key(json.loads(raw), raw)
+        parse_site_record(raw_reading("yesterday"))
+
+
+def test_a_record_of_another_schema_is_passed_by_first() -> None:
+    newer = json.dumps({"schema": "site-note/9", "site_id": "site-1"}).encode()
+    assert parse_site_record(newer) is None
+    assert site_sort_key(None) == ""
 
 
 def test_decode_known_validates_the_kind_and_the_fields() -> None:
