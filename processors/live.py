@@ -63,11 +63,12 @@ from processors.live_state import (
     time_key,
 )
 from processors.screening import (
+    Verdict,
     apply_quarantine,
     expire_pending,
     judge_kiosk,
     judge_reading_for_person,
-    judge_scan,
+    judge_scan_for_gate,
     pending_deadline,
 )
 from processors.screening_policy import PolicyLike
@@ -567,9 +568,11 @@ class GateStage(Stage):
     """Quarantine breaches and pass problems per person (scans are already keyed by person).
 
     :meth:`judge` is the place for a new gate rule: it gets the person's gate
-    state and a valid scan, and returns the alerts; the state is written when
-    a rule raised one (a scan that raises nothing changes only the person's
+    state and a valid scan, and returns a verdict; the state is written when
+    a rule raised an alert or kept an ``out`` scan for a quarantine order that
+    may arrive later (a scan that did neither changes only the person's
     duplicate filter: judged again after a restart it raises nothing again).
+    A quarantine order raises the breaches of the kept scans it covers.
     """
 
     name = "screen-gates"
@@ -609,7 +612,10 @@ class GateStage(Stage):
         if isinstance(decoded, contract.QuarantineRecord):
             shard.outcomes.counts["quarantine"] += 1
             state = self.gates.load(decoded.person_id)
-            apply_quarantine(state, decoded)
+            # Kept out scans the order covers raise their breach now (GateState).
+            late = apply_quarantine(state, decoded, shard.policy)
+            shard.outcomes.counts["quarantine_breach_late"] += len(late)
+            effects.alert(late)
             self.gates.save(effects, event, decoded.person_id, state)
         elif isinstance(decoded, contract.ScanEvent):
             if shard.refused_for_skew(event, decoded.scanned_at, effects):
@@ -618,9 +624,9 @@ class GateStage(Stage):
                 moment[0] = decoded.scanned_at
             shard.outcomes.counts["scan"] += 1
             state = self.gates.load(decoded.person_id)
-            alerts = self.judge(state, decoded)
-            effects.alert(alerts)
-            if alerts:
+            verdict = self.judge(state, decoded)
+            effects.alert(verdict.alerts)
+            if verdict.changed:
                 self.gates.save(effects, event, decoded.person_id, state)
             if self.on_scan is not None:
                 self.on_scan(event, effects, decoded)
@@ -637,8 +643,8 @@ class GateStage(Stage):
         self.gates.save(effects, event, person_id, state)
         self.shard.outcomes.counts["quarantine_forgotten"] += 1
 
-    def judge(self, state: GateState, scan: contract.ScanEvent) -> list[contract.Alert]:
-        return judge_scan(state, scan, self.shard.policy)
+    def judge(self, state: GateState, scan: contract.ScanEvent) -> Verdict:
+        return judge_scan_for_gate(state, scan, self.shard.policy)
 
 
 def install_screening(

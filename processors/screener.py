@@ -73,14 +73,15 @@ class Screener:
         self.households: dict[str, HouseholdState] = {}
         self._deadlines: list[tuple[datetime, str]] = []
 
-    def apply_quarantine(self, record: QuarantineRecord) -> None:
-        apply_quarantine(self.gates.setdefault(record.person_id, GateState()), record)
+    def apply_quarantine(self, record: QuarantineRecord) -> list[Alert]:
+        """The person's latest order; breaches of the ``out`` scans it covers that came before."""
+        gate = self.gates.setdefault(record.person_id, GateState())
+        return apply_quarantine(gate, record, self.policy)
 
     def feed(self, event: ScreenEvent) -> list[Alert]:
         """Judge one event; events must arrive in event-time order."""
         if isinstance(event, QuarantineRecord):
-            self.apply_quarantine(event)
-            return []
+            return self.apply_quarantine(event)
         alerts = self.advance(event.time)
         if isinstance(event, ScanEvent):
             gate = self.gates.setdefault(event.person_id, GateState())

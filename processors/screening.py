@@ -44,6 +44,7 @@ from processors.screening_state import (
     HouseholdState,
     KioskState,
     Outing,
+    OutScan,
     PersonState,
     Sample,
     SeenIds,
@@ -67,6 +68,7 @@ __all__ = [
     "judge_reading_for_person",
     "judge_outing",
     "judge_scan",
+    "judge_scan_for_gate",
     "pending_deadline",
 ]
 
@@ -272,13 +274,73 @@ def pending_deadline(state: PersonState, policy: PolicyLike) -> datetime | None:
 # --- gate shard (scans and quarantine, keyed by person) -------------------------------------
 
 
-def apply_quarantine(state: GateState, record: QuarantineRecord) -> None:
-    """Remember the person's latest quarantine record (the compacted topic's last value)."""
+def apply_quarantine(
+    state: GateState, record: QuarantineRecord, policy: PolicyLike | None = None
+) -> list[Alert]:
+    """Remember the person's latest quarantine record (the compacted topic's last value).
+
+    With ``policy``, the person's kept ``out`` scans that the record covers
+    raise their ``quarantine_breach`` now, once each: the order came after
+    them (see :class:`~processors.screening_state.GateState`).
+    """
     state.quarantine = {
         "site_id": record.site_id,
         "starts_on": record.starts_on.isoformat(),
         "ends_on": record.ends_on.isoformat(),
     }
+    if policy is None or not state.outs:
+        return []
+    alerts: list[Alert] = []
+    kept: list[OutScan] = []
+    for out in state.outs:
+        breach = _breach(state.quarantine, out, record.person_id, resolve(policy, out.site_id))
+        if breach is None:
+            kept.append(out)
+        else:
+            alerts.append(breach)
+    state.outs = kept
+    return alerts
+
+
+MAX_KEPT_OUTS = 500
+"""Bound on a person's kept ``out`` scans (a fortnight of outings is a few dozen)."""
+
+
+def _breach(
+    record: dict[str, Any], out: OutScan, person_id: str, p: ScreeningPolicy
+) -> Alert | None:
+    """``quarantine_breach`` if ``record`` covers the local date of ``out``."""
+    today = p.local_date(out.time)
+    starts = date.fromisoformat(record["starts_on"])
+    ends = date.fromisoformat(record["ends_on"])
+    if not starts <= today < ends:
+        return None
+    detail = {
+        "local_date": today.isoformat(),
+        "starts_on": record["starts_on"],
+        "ends_on": record["ends_on"],
+        "quarantine_site_id": record["site_id"],
+        "days_left": (ends - today).days,
+    }
+    return make_alert(
+        "quarantine_breach",
+        "critical",
+        site_id=out.site_id,
+        kiosk_id=out.kiosk_id,
+        person_id=person_id,
+        event_time=out.time,
+        evidence=[out.event_id],
+        detail=detail,
+    )
+
+
+def _keep_out(state: GateState, out: OutScan, p: ScreeningPolicy) -> None:
+    """Keep ``out`` for an order that may still come; forget what is past the window."""
+    since = out.time - p.late_quarantine_window
+    outs = [o for o in state.outs if o.time > since]
+    outs.append(out)
+    outs.sort(key=lambda o: o.time)
+    state.outs = outs[-MAX_KEPT_OUTS:]
 
 
 # A forged pass is someone trying to get in; a revoked or expired one is routine.
@@ -291,32 +353,38 @@ _PASS_ALERTS: dict[str, tuple[str, Severity]] = {
 
 def judge_scan(state: GateState, scan: ScanEvent, policy: PolicyLike) -> list[Alert]:
     """Pass problems and quarantined people walking out."""
+    return judge_scan_for_gate(state, scan, policy).alerts
+
+
+def judge_scan_for_gate(state: GateState, scan: ScanEvent, policy: PolicyLike) -> Verdict:
+    """:func:`judge_scan`, saying whether the state must be written.
+
+    It must when an alert was raised or an ``out`` scan was kept for a
+    quarantine order that may come later; a scan that did neither changed
+    only the duplicate filter.
+    """
     p = resolve(policy, scan.site_id)
     if not _is_new(state.seen, scan.event_id, scan.scanned_at, p):
-        return []
+        return Verdict([], False)
     alerts: list[Alert] = []
+    kept = False
     refusal = _PASS_ALERTS.get(scan.pass_status)
     if refusal is not None:
         alerts.append(_scan_alert(*refusal, scan, _pass_detail(scan)))
-    record = state.quarantine
-    if scan.direction == "out" and record is not None:
-        today = p.local_date(scan.scanned_at)
-        starts = date.fromisoformat(record["starts_on"])
-        ends = date.fromisoformat(record["ends_on"])
-        if starts <= today < ends:
-            detail = {
-                "local_date": today.isoformat(),
-                "starts_on": record["starts_on"],
-                "ends_on": record["ends_on"],
-                "quarantine_site_id": record["site_id"],
-                "days_left": (ends - today).days,
-            }
-            alerts.append(_scan_alert("quarantine_breach", "critical", scan, detail))
+    if scan.direction == "out":
+        out = OutScan(scan.event_id, scan.scanned_at, scan.site_id, scan.kiosk_id)
+        record = state.quarantine
+        breach = None if record is None else _breach(record, out, scan.person_id, p)
+        if breach is None:
+            _keep_out(state, out, p)
+            kept = True
+        else:
+            alerts.append(breach)
     colour = scan.health_code
     if colour is not None and colour != "green" and colour in p.health_codes_alerted:
         kind, severity = _HEALTH_ALERTS[colour]
         alerts.append(_scan_alert(kind, severity, scan, _health_detail(scan)))
-    return alerts
+    return Verdict(alerts, bool(alerts) or kept)
 
 
 # Yellow: up to 7 days of home isolation; red: 14 days, or a test (field notes).

@@ -72,6 +72,11 @@ class ScreeningPolicy:
       distinct persons of one household may have an ``out`` scan within the
       window (one person every two days), and the pass kinds (a worker's pass)
       that the rule neither counts nor judges.
+    * ``late_quarantine_window`` – how long each person's ``out`` scans are kept
+      so that a quarantine order arriving after them (published late with a
+      past start date, or read after them by a worker catching up) still
+      raises ``quarantine_breach`` for those it covers, as it would have had it
+      come first.
     * ``health_codes_alerted`` – the health-code colours that raise an alert at
       any scan (``health_code_yellow``, ``health_code_red``); empty switches it off.
     """
@@ -104,6 +109,7 @@ class ScreeningPolicy:
     outing_window: timedelta = timedelta(hours=48)
     outing_exempt_pass_kinds: tuple[str, ...] = ("worker",)
     health_codes_alerted: tuple[str, ...] = ("yellow", "red")
+    late_quarantine_window: timedelta = timedelta(days=14)
     zone: ZoneInfo = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -284,20 +284,61 @@ class PersonState:
         )
 
 
+@dataclass(frozen=True)
+class OutScan:
+    """An ``out`` scan a later quarantine order could still cover (what its breach alert needs)."""
+
+    event_id: str
+    time: datetime
+    site_id: str
+    kiosk_id: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "event_id": self.event_id,
+            "time": _t(self.time),
+            "site_id": self.site_id,
+            "kiosk_id": self.kiosk_id,
+        }
+
+    @classmethod
+    def from_dict(cls, obj: Mapping[str, Any]) -> OutScan:
+        return cls(
+            str(obj["event_id"]), _dt(obj["time"]), str(obj["site_id"]), str(obj["kiosk_id"])
+        )
+
+
 @dataclass
 class GateState:
-    """Per person: the latest quarantine record (as a dict) and seen scan ids."""
+    """Per person: the latest quarantine record (as a dict), seen scan ids, and recent ``out``
+    scans no quarantine covered when they were judged (oldest first).
+
+    A quarantine order can reach the gate shard after scans it covers: it is
+    on another topic, so a worker catching up may read the scans first, and an
+    order can be published late with a start date in the past. Kept ``out``
+    scans are judged again when an order arrives, as ``scantrail screen``
+    judges every scan against the person's latest order.
+    """
 
     quarantine: dict[str, Any] | None = None
     seen: SeenIds = field(default_factory=SeenIds)
+    outs: list[OutScan] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"quarantine": self.quarantine, "seen": self.seen.to_dict()}
+        return {
+            "quarantine": self.quarantine,
+            "seen": self.seen.to_dict(),
+            "outs": [out.to_dict() for out in self.outs],
+        }
 
     @classmethod
     def from_dict(cls, obj: Mapping[str, Any]) -> GateState:
         record = obj.get("quarantine")
-        return cls(None if record is None else dict(record), SeenIds.from_dict(obj.get("seen", {})))
+        return cls(
+            None if record is None else dict(record),
+            SeenIds.from_dict(obj.get("seen", {})),
+            [OutScan.from_dict(out) for out in obj.get("outs", [])],
+        )
 
 
 @dataclass

@@ -14,6 +14,7 @@ from ingest.simulate import GateWorld, simulate_events
 from processors.screener import Screener
 from scantrail import contract
 from scantrail.settings import KafkaSettings
+from tests.factories import make_quarantine, make_scan
 from tests.support import consume_all, free_port, publish, service_env, start_scantrail
 
 pytestmark = pytest.mark.integration
@@ -199,3 +200,37 @@ def test_a_kiosk_catching_up_after_two_hours_is_still_judged(kafka_settings, tmp
     assert [d.reason.split(":")[0] for d in dead] == ["clock skew"]
     # A personal topic's dead letter: identifiers hashed, the event id kept to find it.
     assert dead[0].value is None and (dead[0].redacted or {}).get("event_id") == "future-1"
+
+
+def test_a_quarantine_order_read_after_the_out_scan_it_covers_still_raises_the_breach(  # type: ignore[no-untyped-def]
+    kafka_settings, tmp_path
+) -> None:
+    """The order is on another topic: a worker catching up can read the scan first, and an
+    order can be published late with a past start date. The breach must come all the same,
+    equal to `scantrail screen`'s (which judges every scan against the latest order)."""
+    scan = make_scan(
+        event_id="scan-before-order",
+        person_id="p-late-order",
+        direction="out",
+        pass_status="forged",  # its pass_forged alert shows the scan has been judged
+        scanned_at=START + timedelta(hours=9),
+    )
+    order = make_quarantine(
+        person_id="p-late-order", starts_on=START.date(), ends_on=START.date() + timedelta(days=14)
+    )
+    expected = offline_alerts([scan, order])
+    assert sorted(a.kind for a in expected.values()) == ["pass_forged", "quarantine_breach"]
+    publish(kafka_settings, [scan])
+    worker = start_scantrail(
+        "worker", env=worker_env(kafka_settings, tmp_path), log=tmp_path / "w.log"
+    )
+    try:
+        judged = live_alerts(kafka_settings, expect=1)
+        assert [a.kind for a in judged.values()] == ["pass_forged"]
+        publish(kafka_settings, [order])
+        got = live_alerts(kafka_settings, expect=2)
+    finally:
+        worker.terminate()
+        worker.wait(timeout=60)
+    log = (tmp_path / "w.log").read_text()[-4000:]
+    assert comparable(got) == comparable(expected), log

@@ -9,11 +9,13 @@ import pytest
 
 from processors.screener import Screener
 from processors.screening import (
+    Verdict,
     apply_quarantine,
     expire_pending,
     judge_reading_for_kiosk,
     judge_reading_for_person,
     judge_scan,
+    judge_scan_for_gate,
 )
 from processors.screening_policy import ScreeningPolicy, SitePolicies
 from processors.screening_state import GateState, KioskState, PersonState
@@ -322,6 +324,53 @@ def test_latest_quarantine_record_wins() -> None:
 
 def test_no_record_no_breach() -> None:
     assert judge_scan(GateState(), out_scan_at(BASE_TIME), POLICY) == []
+
+
+def test_an_order_that_arrives_after_the_out_scans_it_covers_raises_their_breaches() -> None:
+    """Live, the order may be read after the scans (another topic), or published late."""
+    record = make_quarantine(starts_on=date(2020, 2, 10), ends_on=date(2020, 2, 15))
+    covered = out_scan_at(local(2020, 2, 11, 9), event_id="scan-covered")
+    before = out_scan_at(local(2020, 2, 9, 9), event_id="scan-before")
+    walking_in = make_scan(direction="in", scanned_at=local(2020, 2, 11, 10), event_id="scan-in")
+    state = GateState()
+    for scan in (before, covered, walking_in):
+        assert judge_scan(state, scan, POLICY) == []
+    late = apply_quarantine(state, record, POLICY)
+    # Exactly what judging the scans after the order gives, alert ids included.
+    assert late == screen([record, before, covered, walking_in])
+    [alert] = late
+    assert (alert.kind, alert.evidence, alert.person_id) == (
+        "quarantine_breach",
+        ["scan-covered"],
+        "p-001",
+    )
+    # Raised once: the same order again (a re-delivery) or a longer one raises nothing more.
+    assert apply_quarantine(state, record, POLICY) == []
+    longer = make_quarantine(starts_on=date(2020, 2, 1), ends_on=date(2020, 2, 15))
+    assert kinds(apply_quarantine(state, longer, POLICY)) == ["quarantine_breach"]  # the 9th
+    assert apply_quarantine(state, longer, POLICY) == []
+
+
+def test_a_scan_says_when_the_gate_state_must_be_written() -> None:
+    state = GateState()
+    assert judge_scan_for_gate(state, make_scan(direction="in"), POLICY).changed is False
+    kept = judge_scan_for_gate(state, out_scan_at(BASE_TIME, event_id="out-1"), POLICY)
+    assert kept == Verdict([], True) and [o.event_id for o in state.outs] == ["out-1"]
+    again = judge_scan_for_gate(state, out_scan_at(BASE_TIME, event_id="out-1"), POLICY)
+    assert again == Verdict([], False)  # a duplicate changes nothing
+    assert GateState.from_dict(state.to_dict()) == state
+
+
+def test_out_scans_are_kept_for_the_late_quarantine_window_only() -> None:
+    policy = ScreeningPolicy(late_quarantine_window=timedelta(days=2))
+    state = GateState()
+    for day in (1, 2, 3, 4):
+        judge_scan(state, out_scan_at(local(2020, 2, day, 9), event_id=f"out-{day}"), policy)
+    assert [o.event_id for o in state.outs] == ["out-3", "out-4"]
+    record = make_quarantine(starts_on=date(2020, 2, 1), ends_on=date(2020, 2, 15))
+    late = apply_quarantine(state, record, policy)
+    assert [a.evidence for a in late] == [["out-3"], ["out-4"]]
+    assert state.outs == []
 
 
 # --- passes -------------------------------------------------------------------------------
