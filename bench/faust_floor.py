@@ -6,7 +6,11 @@ consumer (the ceiling) and the worker, in two modes:
 * ``decode`` -- the same batches the worker takes and ``contract.decode`` on
   every record, nothing else: the best any faust agent could do here;
 * ``write`` -- the same, plus one table row per record (RocksDB and its
-  changelog topic, as the worker writes one person's state per reading).
+  changelog topic, as the worker writes one person's state per reading);
+* ``decode-in-place`` -- ``decode`` on faust with the delivery change the
+  worker runs (:mod:`processors.faust_delivery`: a message handed to the
+  agents in place, without four tasks, when the handing need not wait), so
+  the worker is also compared with the floor of the faust it runs on.
 
 They show how much of the gap to the ceiling is faust's own per-message and
 per-write machinery, and how much is the worker's work.
@@ -31,6 +35,7 @@ import faust
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from processors import faust_delivery  # noqa: E402
 from processors.batching import Batching, acting_for  # noqa: E402
 from scantrail import contract  # noqa: E402
 from scantrail.settings import WorkerSettings  # noqa: E402
@@ -39,6 +44,8 @@ from scantrail.settings import WorkerSettings  # noqa: E402
 def main() -> None:
     bootstrap, topic_name, partitions, wanted, mode, out = sys.argv[1:7]
     writes = mode == "write"
+    if mode == "decode-in-place":
+        faust_delivery.install()
     batching = Batching()
     settings = WorkerSettings()
     app = faust.App(

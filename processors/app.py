@@ -14,7 +14,7 @@ from typing import Any
 
 import faust
 
-from processors import faust_fetch, faust_offsets
+from processors import faust_delivery, faust_fetch, faust_offsets
 from scantrail import contract
 from scantrail.broker import ssl_context
 from scantrail.private import private_dir, tighten_tree
@@ -86,6 +86,7 @@ def create_app(
     quarantine = kafka.topic(contract.QUARANTINE)  # compacted: a missing offset is normal there
     faust_offsets.install(lambda topic: topic != quarantine)
     faust_fetch.install()
+    faust_delivery.install()
 
     def raw_topic(name: str) -> Any:
         return app.topic(
