@@ -13,6 +13,11 @@ from processors.agents import Outcomes
 from processors.app import create_app
 from processors.batching import Batching
 from processors.changelog_restore import restore_changelogs
+from processors.collector import (
+    CollectorClock,
+    SurvivorFreeze,
+    young_objects_before_collection,
+)
 from processors.live import install_screening
 from processors.live_households import install_households
 from processors.live_trails import install_trails
@@ -107,6 +112,18 @@ class RestoringWorker(faust.Worker):  # type: ignore[misc]  # faust is untyped h
             self.restore()
 
 
+def tune_collector(app: faust.App, outcomes: Outcomes, settings: WorkerSettings) -> None:
+    """Time the garbage collector on /stats and keep it small (processors.collector)."""
+    CollectorClock(outcomes.counts).install()
+    young_objects_before_collection(settings.gc_young_threshold)
+    if settings.gc_freeze:
+        survivors = SurvivorFreeze(outcomes.counts, settings.gc_unfreeze_s)
+
+        @app.timer(interval=1.0)
+        async def freeze_survivors() -> None:
+            survivors.tick()
+
+
 def build_worker(loglevel: str = "info") -> faust.Worker:
     kafka = KafkaSettings()
     settings = WorkerSettings()
@@ -115,6 +132,7 @@ def build_worker(loglevel: str = "info") -> faust.Worker:
     ensure_topics(kafka)
     app, topics = create_app(kafka, settings, access)
     outcomes = Outcomes()
+    tune_collector(app, outcomes, settings)
     writer = BulkWrites(
         changelog_producer(librdkafka_connection(kafka), settings.producer_linger_ms)
     )
