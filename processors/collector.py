@@ -5,16 +5,18 @@ A profiler charges a collection to whatever line allocated when it began
 collector's cost is only visible when it is measured where it happens:
 :class:`CollectorClock` brackets every collection through ``gc.callbacks``.
 
-Measured so (2026-12-05, 60,000 readings and their scans drained): 34 full
-collections took 7.9 s, about a tenth of the drain. Each one walks every
-object the worker holds, and the worker holds many on purpose: its caches of
-person states, trails and site slots (:class:`processors.live_state.StateTable`).
-:class:`SurvivorFreeze` moves what survived a full collection out of the
-collector's sight (``gc.freeze()``), so the next one walks only what is new
-since. Objects frozen so are still freed by their reference counts when a
-cache lets go of them (the states hold no cycles); only a cycle that dies
-while frozen waits, until ``gc.unfreeze()`` every ``unfreeze_s`` lets one full
-collection look at everything again.
+Measured so (2026-12-05, 60,000 readings and their scans drained): the
+collector took 10.3 s of a 72 s drain, mostly 34 full collections of about
+231 ms, each walking the worker's state caches. Young collections now run
+every 10,000 new objects instead of 700 (:func:`young_objects_before_collection`),
+so the objects of the batch in hand die young instead of being promoted.
+
+Freezing what survives each full collection (``gc.freeze()``) cut the
+collector to 2.9 s, but it is not used: faust closes a revoked partition's
+RocksDB by dropping it and calling ``gc.collect()``, which cannot free a
+frozen object, and with the freeze a worker of two in one group hung opening
+its partitions at a rebalance (tests/integration/processors/test_two_workers.py,
+2 failures in 3 runs).
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ from __future__ import annotations
 import gc
 import time
 from collections import Counter
-from collections.abc import Callable
 from typing import Any
 
 
@@ -31,8 +32,7 @@ def young_objects_before_collection(threshold: int) -> None:
 
     At the default of 700 the young collection ran every few events and
     promoted the objects of the batch in hand (events, records, states) toward
-    the full collections: with 10,000, the same drain spent 2.9 s in the
-    collector instead of 10.3 s (with :class:`SurvivorFreeze`).
+    the full collections.
     """
     _, middle, old = gc.get_threshold()
     gc.set_threshold(threshold, middle, old)
@@ -62,43 +62,3 @@ class CollectorClock:
     def remove(self) -> None:
         if self in gc.callbacks:
             gc.callbacks.remove(self)
-
-
-class SurvivorFreeze:
-    """Freezes the survivors of each full collection; unfreezes every ``unfreeze_s``.
-
-    Call :meth:`tick` from a timer: the freezing happens there, on the event
-    loop, never inside a collection.
-    """
-
-    def __init__(
-        self,
-        counts: Counter[str],
-        unfreeze_s: float,
-        clock: Callable[[], float] = time.monotonic,
-        full_collections: Callable[[], int] = lambda: gc.get_stats()[2]["collections"],
-    ) -> None:
-        self.counts = counts
-        self.unfreeze_s = unfreeze_s
-        self.clock = clock
-        self.full_collections = full_collections
-        self._seen = full_collections()
-        self._unfrozen_at = clock()
-
-    def tick(self) -> str | None:
-        """Freeze after a full collection, unfreeze when due; what it did, if anything."""
-        now = self.clock()
-        if now - self._unfrozen_at >= self.unfreeze_s:
-            self._unfrozen_at = now
-            self._seen = self.full_collections()
-            gc.unfreeze()
-            self.counts["gc_unfreezes"] += 1
-            return "unfrozen"
-        done = self.full_collections()
-        if done == self._seen:
-            return None
-        self._seen = done
-        gc.freeze()
-        self.counts["gc_freezes"] += 1
-        self.counts["gc_frozen_objects"] = gc.get_freeze_count()
-        return "frozen"

@@ -15,7 +15,6 @@ from processors.batching import Batching
 from processors.changelog_restore import restore_changelogs
 from processors.collector import (
     CollectorClock,
-    SurvivorFreeze,
     young_objects_before_collection,
 )
 from processors.live import install_screening
@@ -116,12 +115,6 @@ def tune_collector(app: faust.App, outcomes: Outcomes, settings: WorkerSettings)
     """Time the garbage collector on /stats and keep it small (processors.collector)."""
     CollectorClock(outcomes.counts).install()
     young_objects_before_collection(settings.gc_young_threshold)
-    if settings.gc_freeze:
-        survivors = SurvivorFreeze(outcomes.counts, settings.gc_unfreeze_s)
-
-        @app.timer(interval=1.0)
-        async def freeze_survivors() -> None:
-            survivors.tick()
 
 
 def build_worker(loglevel: str = "info") -> faust.Worker:

@@ -179,13 +179,6 @@ class WorkerSettings(BaseSettings):
     #: up to their changelogs' ends with librdkafka (processors.changelog_restore);
     #: faust's own recovery, record by record, then reads only what is newer.
     bulk_restore: bool = True
-    #: SCANTRAIL_WORKER_GC_FREEZE: move what survives each full garbage collection
-    #: out of the collector's sight, so the next walks only newer objects
-    #: (processors.collector; the worker's state caches made each full walk slow).
-    gc_freeze: bool = True
-    #: SCANTRAIL_WORKER_GC_UNFREEZE_S: how often one full collection looks at
-    #: everything again, freeing any cycle that died while frozen.
-    gc_unfreeze_s: float = Field(default=600.0, gt=0)
     #: SCANTRAIL_WORKER_GC_YOUNG_THRESHOLD: new objects between two young
     #: collections (Python's default, 700, made the collector run every few events
     #: and promote a batch's live objects toward the costly full collections).
