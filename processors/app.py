@@ -86,7 +86,8 @@ def create_app(
     quarantine = kafka.topic(contract.QUARANTINE)  # compacted: a missing offset is normal there
     faust_offsets.install(lambda topic: topic != quarantine)
     faust_fetch.install()
-    faust_delivery.install()
+    if worker.in_place_delivery:
+        faust_delivery.install()
 
     def raw_topic(name: str) -> Any:
         return app.topic(

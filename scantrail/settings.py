@@ -179,6 +179,13 @@ class WorkerSettings(BaseSettings):
     #: up to their changelogs' ends with librdkafka (processors.changelog_restore);
     #: faust's own recovery, record by record, then reads only what is newer.
     bulk_restore: bool = True
+    #: SCANTRAIL_WORKER_IN_PLACE_DELIVERY: hand each fetched message to the agents
+    #: without faust's four tasks when the handing need not wait
+    #: (processors.faust_delivery; about 1.5x the drained rate in the bench). Off
+    #: by default until the two-worker SIGKILL test is understood: on 2026-12-05 it
+    #: failed with this on (2 of 5 runs, one with a collector freeze since removed)
+    #: and with it off (1 of 2 runs), so the cause is not known.
+    in_place_delivery: bool = False
     #: SCANTRAIL_WORKER_GC_YOUNG_THRESHOLD: new objects between two young
     #: collections (Python's default, 700, made the collector run every few events
     #: and promote a batch's live objects toward the costly full collections).
