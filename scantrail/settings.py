@@ -187,9 +187,12 @@ class WorkerSettings(BaseSettings):
     #: and with it off (1 of 2 runs), so the cause is not known.
     in_place_delivery: bool = False
     #: SCANTRAIL_WORKER_GC_YOUNG_THRESHOLD: new objects between two young
-    #: collections (Python's default, 700, made the collector run every few events
-    #: and promote a batch's live objects toward the costly full collections).
-    gc_young_threshold: int = Field(default=10_000, ge=100)
+    #: collections. Python's default, 700, runs the collector every few events and
+    #: promotes a batch's live objects toward the costly full collections; 10,000
+    #: was faster in the bench, but stays off by default until the two-worker
+    #: SIGKILL test is understood (it passed 3 of 3 on the code before this setting
+    #: and failed 1 of 2 after, 2026-12-05).
+    gc_young_threshold: int = Field(default=700, ge=100)
 
     def resolved_data_dir(self) -> Path:
         return self.data_dir or state_dir() / "worker" / self.app_id
