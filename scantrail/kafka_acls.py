@@ -15,6 +15,8 @@ sink     read temperatures, alerts, kiosks, scans,        ``scantrail-sink`` (pr
 pager    read alerts, pages; write pages, deadletter      ``scantrail-sink-pager`` (prefix)
 analyst  read scans, alerts, audit; write audit only      none (replays assign partitions)
          (a replay that cannot be audited does not run)
+console  read alerts, pages, quarantine, scans; write     none (it assigns partitions)
+         pages (acknowledge, assign, resolve) and audit
 admin    super user: topics, users, ACLs                  (all)
 ======== ================================================ =========================
 
@@ -72,6 +74,14 @@ ROLES: dict[str, Role] = {
     ),
     "analyst": Role(
         read=(contract.SCANS, contract.ALERTS, contract.AUDIT), write=(contract.AUDIT,)
+    ),
+    # The command-centre console follows alerts, pages and quarantine from the
+    # beginning (scantrail.console.sources), reads scans for its traces and
+    # replays, and records officers' actions on pages and every read of
+    # personal data on audit. It never writes an event or an alert.
+    "console": Role(
+        read=(contract.ALERTS, contract.PAGES, contract.QUARANTINE, contract.SCANS),
+        write=(contract.PAGES, contract.AUDIT),
     ),
 }
 ADMIN = "admin"

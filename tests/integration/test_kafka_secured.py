@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from kafka.errors import TopicAuthorizationFailedError
 from pydantic import SecretStr
 
 from scantrail import contract
+from scantrail.audit import AuditLog, audit_record
 from scantrail.broker import (
     LoginRefused,
     check_login,
@@ -25,6 +27,7 @@ from scantrail.broker import (
     explain_refusal,
     make_producer,
 )
+from scantrail.console.sources import Follower, load_trail_index
 from scantrail.kafka_acls import ROLES, ensure_access, role_password
 from scantrail.settings import KafkaSettings
 from tests.factories import make_reading, make_scan
@@ -105,6 +108,24 @@ def denied(secured: Secured, principal: str, operation: str) -> bool:
     return f"Principal = User:{principal} is Denied operation = {operation}" in text
 
 
+def reader(settings: KafkaSettings, topic: str) -> KafkaConsumer:
+    """A group-less consumer of ``topic`` from its start, as ``settings``' principal."""
+    return KafkaConsumer(
+        settings.topic(topic),
+        **connection(settings),
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
+        consumer_timeout_ms=5000,
+    )
+
+
+def refuses_writes(producer: Any, settings: KafkaSettings, topics: tuple[str, ...]) -> None:
+    for topic in topics:
+        with pytest.raises(TopicAuthorizationFailedError):
+            producer.send(settings.topic(topic), key=b"k", value=b"{}").get(timeout=30)
+
+
 def test_a_kiosk_may_only_produce_its_own_events(secured: Secured) -> None:
     kiosk = secured.role("kiosk")
     producer = make_producer(kiosk, linger_ms=0)
@@ -122,14 +143,7 @@ def test_a_kiosk_may_only_produce_its_own_events(secured: Secured) -> None:
         producer.close()
     assert denied(secured, "kiosk", "WRITE")
 
-    consumer = KafkaConsumer(
-        kiosk.topic(contract.SCANS),
-        **connection(kiosk),
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        group_id=None,
-        consumer_timeout_ms=5000,
-    )
+    consumer = reader(kiosk, contract.SCANS)
     try:
         with pytest.raises(TopicAuthorizationFailedError) as refused:
             for _ in range(10):
@@ -145,23 +159,61 @@ def test_an_analyst_reads_but_cannot_produce(secured: Secured) -> None:
     analyst = secured.role("analyst")
     producer = make_producer(analyst, linger_ms=0)
     try:
-        for topic in (contract.SCANS, contract.ALERTS, contract.QUARANTINE):
-            with pytest.raises(TopicAuthorizationFailedError):
-                producer.send(analyst.topic(topic), key=b"k", value=b"{}").get(timeout=30)
+        refuses_writes(producer, analyst, (contract.SCANS, contract.ALERTS, contract.QUARANTINE))
     finally:
         producer.close()
-    consumer = KafkaConsumer(
-        analyst.topic(contract.SCANS),
-        **connection(analyst),
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        group_id=None,
-        consumer_timeout_ms=5000,
-    )
+    consumer = reader(analyst, contract.SCANS)
     try:
         assert [m for m in consumer], "the analyst reads the scans the kiosk wrote"
     finally:
         consumer.close()
+
+
+def test_the_console_follows_its_topics_and_writes_only_pages_and_audit(
+    secured: Secured,
+) -> None:
+    """The console's own principal runs the console's own adapters, and nothing more."""
+    console = secured.role("console")
+    follower = Follower(console, on_event=lambda event: None)
+    follower.start()
+    try:
+        assert follower.caught_up.wait(60), "the console could not follow alerts, pages, quarantine"
+    finally:
+        follower.stop()
+    now = datetime.now(UTC)
+    load_trail_index(console, now - timedelta(hours=1), now)  # reads scans for a trace
+    audit = AuditLog(console)
+    try:
+        audit.append(
+            audit_record(
+                at=now, actor="console:li", channel="console", action="case", outcome="allowed"
+            )
+        )
+    finally:
+        audit.close()
+    page = contract.PageRecord(
+        alert_id="alert-console-1",
+        action="acknowledged",
+        site_id="site-1",
+        severity="critical",
+        at=now,
+    )
+    producer = make_producer(console, linger_ms=0)
+    try:
+        producer.send(
+            console.topic(contract.PAGES), key=page.key(), value=contract.encode(page)
+        ).get(timeout=30)
+        refuses_writes(producer, console, (contract.ALERTS, contract.SCANS, contract.QUARANTINE))
+    finally:
+        producer.close()
+    consumer = reader(console, contract.TEMPERATURES)
+    try:
+        with pytest.raises(TopicAuthorizationFailedError):
+            for _ in range(10):
+                consumer.poll(timeout_ms=1000)
+    finally:
+        consumer.close()
+    assert denied(secured, "console", "READ") and denied(secured, "console", "WRITE")
 
 
 def test_a_wrong_password_is_refused_fast(secured: Secured) -> None:
