@@ -9,6 +9,7 @@ broker left with thousands of dead test partitions takes minutes to start.
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -54,7 +55,10 @@ def kafka_settings(kafka_settings_base, namespace):  # type: ignore[no-untyped-d
     settings = kafka_settings_base.model_copy(update={"namespace": namespace, "retention_days": 0})
     ensure_topics(settings)
     yield settings
-    drop_namespaces(settings, [namespace])
+    # SCANTRAIL_TEST_KEEP_NAMESPACE=1 leaves a test's topics behind to be read after
+    # a failure (the next session's start drops them once they are stale).
+    if not os.environ.get("SCANTRAIL_TEST_KEEP_NAMESPACE"):
+        drop_namespaces(settings, [namespace])
 
 
 @pytest.fixture(scope="session")
