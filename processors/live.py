@@ -192,6 +192,24 @@ def _text(at: datetime | None) -> str | None:
     return None if at is None else at.isoformat()
 
 
+def fetch_state(consumer: Any, tp: TP) -> str:
+    """Whether faust fetches ``tp`` now, and if not why: what to look at when a partition lags.
+
+    faust stops fetching a partition while its tables recover ("paused") and
+    while the stream it feeds is nearly full ("buffer_full"), until the agent
+    drains it; a partition that is neither and not fetched is a stuck fetcher.
+    """
+    try:
+        if tp in (consumer._paused_partitions or ()):
+            return "paused"
+        if tp in (consumer._buffered_partitions or ()):
+            return "buffer_full"
+        active = consumer._active_partitions
+        return "fetching" if active is None or tp in active else "not_fetched"
+    except AttributeError:
+        return "unknown"
+
+
 class SourceTicks:
     """How far each owned partition of one source topic has certainly delivered, told downstream.
 
@@ -266,6 +284,7 @@ class SourceTicks:
                 "next_offset": progress.next_offset,
                 "highwater": self.highwater(p),
                 "sent": _text(self.sent.get(p)),
+                "fetch": fetch_state(self.app.consumer, TP(self.name, p)),
             }
             for p, progress in sorted(self.source.progress.items())
         }

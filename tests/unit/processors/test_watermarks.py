@@ -102,3 +102,28 @@ def test_upstream_watermark_waits_for_every_upstream_and_only_moves_on() -> None
 def test_marks_round_trip_as_json_text() -> None:
     marks = {0: T0, 3: NOW}
     assert decode_marks(encode_marks(marks)) == marks
+
+
+def test_the_fetch_state_of_a_source_partition_says_why_it_is_not_fetched() -> None:
+    from types import SimpleNamespace
+
+    from faust.types import TP
+
+    from processors.live import fetch_state
+
+    a, b, c, d = (TP("scantrail.temperatures", p) for p in range(4))
+    consumer = SimpleNamespace(
+        _paused_partitions={a}, _buffered_partitions={b}, _active_partitions={c}
+    )
+    assert [fetch_state(consumer, tp) for tp in (a, b, c, d)] == [
+        "paused",
+        "buffer_full",
+        "fetching",
+        "not_fetched",
+    ]
+    # Before faust first sets its active partitions, every assigned one is fetched.
+    fresh = SimpleNamespace(
+        _paused_partitions=set(), _buffered_partitions=set(), _active_partitions=None
+    )
+    assert fetch_state(fresh, d) == "fetching"
+    assert fetch_state(object(), d) == "unknown"
