@@ -202,7 +202,12 @@ java_cmd() {
 start() {
   # Partition logs hold every scan: owner only (older state dirs are tightened).
   umask 077
-  if [ -d "$DIR" ]; then chmod -R go-rwx "$DIR"; fi
+  if [ -d "$DIR" ]; then
+    chmod go-rwx "$DIR"
+    # Only what is not owner-only yet; a running broker deleting a topic's
+    # files while this walks is not an error (chmod -R failed on such a file).
+    find "$DIR" -perm /077 -exec chmod go-rwx {} + 2>/dev/null || true
+  fi
   if pid_alive && health; then
     log "already running (pid $(cat "$PIDFILE")) on 127.0.0.1:$PORT"
     return
