@@ -182,10 +182,9 @@ class WorkerSettings(BaseSettings):
     #: SCANTRAIL_WORKER_IN_PLACE_DELIVERY: hand each fetched message to the agents
     #: without faust's four tasks when the handing need not wait
     #: (processors.faust_delivery; about 1.5x the drained rate in the bench). Off
-    #: by default: with it on, the two-worker SIGKILL test lost readings in 4 of 6
-    #: runs (faust's fetch dropping records at rebalances, now fetched again by
-    #: processors.faust_offsets) and still differed by one alert in 1 of 4 after
-    #: that fix (docs/screening.md).
+    #: by default until the two-worker SIGKILL test is understood: on 2026-12-05 it
+    #: failed with this on (2 of 5 runs, one with a collector freeze since removed)
+    #: and with it off (1 of 2 runs), so the cause is not known.
     in_place_delivery: bool = False
     #: SCANTRAIL_WORKER_GC_YOUNG_THRESHOLD: new objects between two young
     #: collections. Python's default, 700, runs the collector every few events and
