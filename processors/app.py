@@ -88,7 +88,6 @@ def create_app(
     faust_fetch.install()
     if worker.in_place_delivery:
         faust_delivery.install()
-    faust_offsets.watch_stalls(app)
 
     def raw_topic(name: str) -> Any:
         return app.topic(

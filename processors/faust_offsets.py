@@ -43,10 +43,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
-import faust
 from faust.transport.consumer import Consumer, ensure_TP
 
 log = logging.getLogger(__name__)
@@ -91,10 +89,6 @@ class FetchContinuity:
     def next_batch(self) -> None:
         self.batch += 1
 
-    def delivered(self, tp: Any, offset: int) -> None:
-        """A record of a compacted topic went to the agents (no jump checks there)."""
-        self.owed[tp] = offset + 1
-
     def check(self, tp: Any, offset: int) -> str:
         owed = self.owed.get(tp)
         if owed is None or offset <= owed:  # in order, or a re-delivery after a seek back
@@ -112,80 +106,6 @@ class FetchContinuity:
         return self.GONE
 
 
-@dataclass
-class StallWatch:
-    """Partitions that stopped being delivered with records still to deliver.
-
-    faust's fetch can move a partition's fetch position past records it
-    never hands to the agents (seen in the two-worker SIGKILL test after a
-    rebalance: the position at the end of the partition, the agents idle
-    short of it). With nothing newer arriving, no jump ever shows it. A
-    partition that faust is fetching, whose owed offset is below its
-    high-water mark and has not moved for two looks in a row, is sought back
-    to its owed offset: at worst that re-fetches records that were about to
-    come.
-    """
-
-    seen: dict[Any, int] = field(default_factory=dict)  # tp -> owed offset at the last look
-
-    def stalled(self, owed: dict[Any, int], behind: Callable[[Any, int], bool]) -> list[Any]:
-        """The partitions to seek back now; ``behind(tp, owed)``: records wait past ``owed``."""
-        out = []
-        looked = {}
-        for tp, offset in owed.items():
-            if not behind(tp, offset):
-                continue
-            looked[tp] = offset
-            if self.seen.get(tp) == offset:
-                out.append(tp)
-        self.seen = {tp: offset for tp, offset in looked.items() if tp not in out}
-        return out
-
-
-async def seek_back_stalled(consumer: Any) -> None:
-    """Run every few seconds (processors.app): seek back partitions that stalled (StallWatch)."""
-    if not consumer.flow_active:
-        return
-    continuity = _continuity(consumer)
-    watch = consumer.__dict__.setdefault("_scantrail_stalls", StallWatch())
-    active = consumer._active_partitions
-    assigned = consumer.assignment()
-
-    def behind(tp: Any, offset: int) -> bool:
-        if tp not in assigned or (active is not None and tp not in active):
-            return False  # paused (tables recovering) or held back by a full stream buffer
-        try:
-            end = consumer.highwater(tp)
-        except Exception:  # not known yet
-            return False
-        return end is not None and offset < end
-
-    for tp in watch.stalled(dict(continuity.owed), behind):
-        offset = continuity.owed.get(tp)
-        if offset is None:
-            continue
-        log.warning(
-            "%s[%d]: nothing delivered from offset %d although the partition has more;"
-            " seeking back so its records come again",
-            tp.topic,
-            tp.partition,
-            offset,
-        )
-        await consumer._seek(tp, offset)
-
-
-STALL_LOOK_S = 5.0
-
-
-def watch_stalls(app: faust.App) -> None:
-    """Look for stalled partitions every :data:`STALL_LOOK_S` (:class:`StallWatch`)."""
-
-    async def seek_back_stalled_partitions() -> None:
-        await seek_back_stalled(app.consumer)
-
-    app.timer(interval=STALL_LOOK_S, name="stalled-partitions")(seek_back_stalled_partitions)
-
-
 def _continuity(consumer: Any) -> FetchContinuity:
     continuity = consumer.__dict__.get("_scantrail_continuity")
     if continuity is None:
@@ -193,139 +113,92 @@ def _continuity(consumer: Any) -> FetchContinuity:
     return continuity  # type: ignore[no-any-return]
 
 
-def _new_offset(self: Any, tp: Any) -> int | None:
-    acked = self._acked[tp]
-    if acked and not self._gap.get(tp) and _installed["gapless"](tp.topic):
-        if not head_is_acked(acked, self._committed_offset[tp]):
-            return None  # the head is still in flight (or was dropped): wait
-    result: int | None = _installed["new_offset"](self, tp)
-    return result
-
-
-async def _perform_seek(self: Any) -> None:
-    committed = await self.seek_to_committed()
-    acking = self.app.topics.acks_enabled_for
-    uncommitted = [tp for tp, offset in committed.items() if not offset and acking(tp.topic)]
-    starts: dict[Any, int] = {}
-    if uncommitted:
-        earliest = await self.earliest_offsets(*uncommitted)
-        for tp in uncommitted:
-            first = earliest.get(tp)
-            if first is None:
-                continue
-            position = await self.position(tp)
-            if position is not None and position > first:
-                log.warning(
-                    "%s[%d]: nothing committed, but the fetch position is %d;"
-                    " seeking back to its first offset %d so no record is skipped",
-                    tp.topic,
-                    tp.partition,
-                    position,
-                    first,
-                )
-            await self._seek(tp, first)
-            starts[tp] = first
-    self._read_offset.update(
-        {ensure_TP(tp): offset if offset else None for tp, offset in committed.items()}
-    )
-    self._committed_offset.update(
-        {ensure_TP(tp): offset for tp, offset in committed.items() if offset}
-    )
-    self._committed_offset.update({ensure_TP(tp): offset for tp, offset in starts.items()})
-    continuity = _continuity(self)
-    for tp, offset in committed.items():
-        continuity.start(ensure_TP(tp), starts.get(tp, offset if offset else None))
-
-
-async def _wait_next_records(self: Any, timeout: float) -> Any:
-    records, active = await _installed["wait_next_records"](self, timeout)
-    self.__dict__["_scantrail_fetched"] = records  # what getmany is about to hand out
-    return records, active
-
-
-async def _admit(self: Any, continuity: FetchContinuity, tp: Any, offset: int) -> bool:
-    """Whether the fetched record at ``offset`` goes to the agents (module docstring)."""
-    if not self.app.topics.acks_enabled_for(tp.topic):
-        return True
-    if not _installed["gapless"](tp.topic):
-        continuity.delivered(tp, offset)  # compacted: a jump may be compaction
-        return True
-    verdict = continuity.check(tp, offset)
-    if verdict == FetchContinuity.REFETCH:
-        owed = continuity.owed[tp]
-        log.warning(
-            "%s[%d]: fetched offset %d while offset %d was never delivered;"
-            " seeking back to %d so no record is skipped",
-            tp.topic,
-            tp.partition,
-            offset,
-            owed,
-            owed,
-        )
-        await self._seek(tp, owed)
-        return False
-    if verdict == FetchContinuity.GONE:
-        log.error(
-            "%s[%d]: offsets before %d are gone from the broker (retention?);"
-            " they were never delivered",
-            tp.topic,
-            tp.partition,
-            offset,
-        )
-    return verdict != FetchContinuity.SKIP
-
-
-async def _seek_back_undelivered(self: Any, continuity: FetchContinuity) -> None:
-    """Seek back every partition whose fetched records did not all reach the agents.
-
-    faust drops the rest of a fetch when the flow stops or the generation
-    changes mid-way, and the records of partitions it is not fetching; the
-    fetch position is past them all the same. Without a seek back they came
-    again only if a rebalance sought to the committed offsets, and a partition
-    with nothing newer to fetch stalled for good. The delivered records of a
-    partition are a prefix of its fetched ones, so the next offset owed is
-    where the undelivered ones start (on the compacted quarantine topic too:
-    the broker answers from the next record that exists).
-    """
-    fetched = self.__dict__.pop("_scantrail_fetched", None) or {}
-    acking = self.app.topics.acks_enabled_for
-    for tp, records in fetched.items():
-        if not records or not acking(tp.topic):
-            continue
-        resume_at = continuity.owed.get(tp)
-        if resume_at is None or resume_at > records[-1].offset:
-            continue
-        if tp not in self.assignment():
-            continue
-        log.info(
-            "%s[%d]: %d fetched records from offset %d were not delivered; seeking back",
-            tp.topic,
-            tp.partition,
-            records[-1].offset - resume_at + 1,
-            resume_at,
-        )
-        await self._seek(tp, resume_at)
-
-
-async def _getmany(self: Any, timeout: float) -> Any:
-    continuity = _continuity(self)
-    continuity.next_batch()
-    self.__dict__["_scantrail_fetched"] = None
-    async for tp, message in _installed["getmany"](self, timeout):
-        if await _admit(self, continuity, tp, message.offset):
-            yield tp, message
-    await _seek_back_undelivered(self, continuity)
-
-
 def install(gapless: Callable[[str], bool]) -> None:
     """Patch faust's consumer (once per process); ``gapless(topic)``: never compacted."""
     _installed["gapless"] = gapless
     if "new_offset" in _installed:
         return
-    _installed["new_offset"] = Consumer._new_offset
-    _installed["wait_next_records"] = Consumer._wait_next_records
-    _installed["getmany"] = Consumer.getmany
+    original_new_offset = Consumer._new_offset
+    _installed["new_offset"] = original_new_offset
+
+    def _new_offset(self: Any, tp: Any) -> int | None:
+        acked = self._acked[tp]
+        if acked and not self._gap.get(tp) and _installed["gapless"](tp.topic):
+            if not head_is_acked(acked, self._committed_offset[tp]):
+                return None  # the head is still in flight (or was dropped): wait
+        result: int | None = original_new_offset(self, tp)
+        return result
+
+    async def perform_seek(self: Any) -> None:
+        committed = await self.seek_to_committed()
+        acking = self.app.topics.acks_enabled_for
+        uncommitted = [tp for tp, offset in committed.items() if not offset and acking(tp.topic)]
+        starts: dict[Any, int] = {}
+        if uncommitted:
+            earliest = await self.earliest_offsets(*uncommitted)
+            for tp in uncommitted:
+                first = earliest.get(tp)
+                if first is None:
+                    continue
+                position = await self.position(tp)
+                if position is not None and position > first:
+                    log.warning(
+                        "%s[%d]: nothing committed, but the fetch position is %d;"
+                        " seeking back to its first offset %d so no record is skipped",
+                        tp.topic,
+                        tp.partition,
+                        position,
+                        first,
+                    )
+                await self._seek(tp, first)
+                starts[tp] = first
+        self._read_offset.update(
+            {ensure_TP(tp): offset if offset else None for tp, offset in committed.items()}
+        )
+        self._committed_offset.update(
+            {ensure_TP(tp): offset for tp, offset in committed.items() if offset}
+        )
+        self._committed_offset.update({ensure_TP(tp): offset for tp, offset in starts.items()})
+
+        continuity = _continuity(self)
+        for tp, offset in committed.items():
+            tp = ensure_TP(tp)
+            continuity.start(tp, starts.get(tp, offset if offset else None))
+
+    original_getmany = Consumer.getmany
+
+    async def getmany(self: Any, timeout: float) -> Any:
+        continuity = _continuity(self)
+        continuity.next_batch()
+        acking = self.app.topics.acks_enabled_for
+        async for tp, message in original_getmany(self, timeout):
+            if acking(tp.topic) and _installed["gapless"](tp.topic):
+                verdict = continuity.check(tp, message.offset)
+                if verdict == FetchContinuity.REFETCH:
+                    owed = continuity.owed[tp]
+                    log.warning(
+                        "%s[%d]: fetched offset %d while offset %d was never delivered;"
+                        " seeking back to %d so no record is skipped",
+                        tp.topic,
+                        tp.partition,
+                        message.offset,
+                        owed,
+                        owed,
+                    )
+                    await self._seek(tp, owed)
+                    continue
+                if verdict == FetchContinuity.SKIP:
+                    continue
+                if verdict == FetchContinuity.GONE:
+                    log.error(
+                        "%s[%d]: offsets before %d are gone from the broker (retention?);"
+                        " they were never delivered",
+                        tp.topic,
+                        tp.partition,
+                        message.offset,
+                    )
+            yield tp, message
+
     Consumer._new_offset = _new_offset
-    Consumer.perform_seek = _perform_seek
-    Consumer.getmany = _getmany
-    Consumer._wait_next_records = _wait_next_records
+    Consumer.perform_seek = perform_seek
+    Consumer.getmany = getmany

@@ -72,20 +72,3 @@ def test_a_re_delivery_after_a_seek_back_and_an_unknown_start_are_delivered() ->
     assert c.owed["tp"] == 41
     c.start("tp", None)
     assert c.check("tp", 7) == FetchContinuity.DELIVER
-
-
-def test_a_partition_behind_its_end_is_sought_back_after_two_looks_without_progress() -> None:
-    from processors.faust_offsets import StallWatch
-
-    watch = StallWatch()
-    ends = {"a": 100, "b": 50, "c": 10}
-
-    def behind(tp: str, owed: int) -> bool:
-        return owed < ends[tp]
-
-    assert watch.stalled({"a": 40, "b": 50, "c": 3}, behind) == []  # first look
-    # a moved on (still being delivered); b is at its end; c did not move: stalled.
-    assert watch.stalled({"a": 60, "b": 50, "c": 3}, behind) == ["c"]
-    # After the seek back, c gets two more looks before it is sought again.
-    assert watch.stalled({"a": 60, "b": 50, "c": 3}, behind) == ["a"]
-    assert watch.stalled({"a": 100, "b": 50, "c": 3}, behind) == ["c"]
