@@ -25,18 +25,6 @@ acknowledged offsets must then be exactly the committed offset before anything
 is committed; a commit held back is only late (the records are re-read after
 a crash), never a loss. The compacted quarantine topic keeps faust's rule: a
 missing offset there may be a record compaction removed.
-
-A third gap, found in the two-worker SIGKILL test (2026-12-05): a worker that
-took over partitions delivered a partition's records from an offset well past
-its committed offset, never the ones in between. faust's fetch loop treats
-such a jump in offsets as a compacted-away range (``Consumer._add_gap``),
-counts it as acknowledged and commits past it, so a fetch hiccup became
-silent loss of readings. On a never-compacted topic a jump can only mean
-records the fetch skipped, so :class:`FetchContinuity` holds the agents to
-the next offset they are owed: a record past it is not delivered, the
-partition is sought back to that offset, and the records come again in
-order. Only if the records are still missing after that (retention deleted
-them) is the jump accepted, with an error in the log.
 """
 
 from __future__ import annotations
@@ -60,57 +48,6 @@ def head_is_acked(acked: Iterable[int], committed: int | None) -> bool:
     """
     offsets = list(acked)
     return bool(offsets) and committed is not None and min(offsets) <= committed
-
-
-class FetchContinuity:
-    """Per stream partition of a never-compacted topic: the next offset its agents are owed.
-
-    Pure bookkeeping. :meth:`start` at every seek to the committed offsets;
-    :meth:`check` for every fetched record, which answers what to do with it.
-    """
-
-    DELIVER = "deliver"
-    REFETCH = "refetch"  # a jump: seek back to the owed offset, do not deliver this record
-    SKIP = "skip"  # records of a batch fetched before that seek took effect
-    GONE = "gone"  # still a jump after the seek: the records no longer exist
-
-    def __init__(self) -> None:
-        self.owed: dict[Any, int] = {}
-        self.sought: dict[Any, tuple[int, int]] = {}  # tp -> (owed offset, fetch batch of the seek)
-        self.batch = 0
-
-    def start(self, tp: Any, offset: int | None) -> None:
-        self.sought.pop(tp, None)
-        if offset is None:
-            self.owed.pop(tp, None)
-        else:
-            self.owed[tp] = offset
-
-    def next_batch(self) -> None:
-        self.batch += 1
-
-    def check(self, tp: Any, offset: int) -> str:
-        owed = self.owed.get(tp)
-        if owed is None or offset <= owed:  # in order, or a re-delivery after a seek back
-            self.owed[tp] = offset + 1
-            self.sought.pop(tp, None)
-            return self.DELIVER
-        sought = self.sought.get(tp)
-        if sought is None or sought[0] != owed:
-            self.sought[tp] = (owed, self.batch)
-            return self.REFETCH
-        if self.batch < sought[1] + 2:
-            return self.SKIP
-        self.owed[tp] = offset + 1
-        self.sought.pop(tp, None)
-        return self.GONE
-
-
-def _continuity(consumer: Any) -> FetchContinuity:
-    continuity = consumer.__dict__.get("_scantrail_continuity")
-    if continuity is None:
-        continuity = consumer.__dict__["_scantrail_continuity"] = FetchContinuity()
-    return continuity  # type: ignore[no-any-return]
 
 
 def install(gapless: Callable[[str], bool]) -> None:
@@ -160,45 +97,5 @@ def install(gapless: Callable[[str], bool]) -> None:
         )
         self._committed_offset.update({ensure_TP(tp): offset for tp, offset in starts.items()})
 
-        continuity = _continuity(self)
-        for tp, offset in committed.items():
-            tp = ensure_TP(tp)
-            continuity.start(tp, starts.get(tp, offset if offset else None))
-
-    original_getmany = Consumer.getmany
-
-    async def getmany(self: Any, timeout: float) -> Any:
-        continuity = _continuity(self)
-        continuity.next_batch()
-        acking = self.app.topics.acks_enabled_for
-        async for tp, message in original_getmany(self, timeout):
-            if acking(tp.topic) and _installed["gapless"](tp.topic):
-                verdict = continuity.check(tp, message.offset)
-                if verdict == FetchContinuity.REFETCH:
-                    owed = continuity.owed[tp]
-                    log.warning(
-                        "%s[%d]: fetched offset %d while offset %d was never delivered;"
-                        " seeking back to %d so no record is skipped",
-                        tp.topic,
-                        tp.partition,
-                        message.offset,
-                        owed,
-                        owed,
-                    )
-                    await self._seek(tp, owed)
-                    continue
-                if verdict == FetchContinuity.SKIP:
-                    continue
-                if verdict == FetchContinuity.GONE:
-                    log.error(
-                        "%s[%d]: offsets before %d are gone from the broker (retention?);"
-                        " they were never delivered",
-                        tp.topic,
-                        tp.partition,
-                        message.offset,
-                    )
-            yield tp, message
-
     Consumer._new_offset = _new_offset
     Consumer.perform_seek = perform_seek
-    Consumer.getmany = getmany
