@@ -81,7 +81,13 @@ from processors.screening_state import (
     PersonState,
 )
 from processors.skew import clock_skew_reason
-from processors.watermarks import SourceWatermarks, UpstreamWatermark, decode_marks, encode_marks
+from processors.watermarks import (
+    IDLE_AFTER_S,
+    SourceWatermarks,
+    UpstreamWatermark,
+    decode_marks,
+    encode_marks,
+)
 from scantrail import contract
 from scantrail.contract import decode_as, decode_known
 from scantrail.errors import ContractError
@@ -121,6 +127,7 @@ class Shard:
     outcomes: Outcomes
     partitions: int
     batching: Batching
+    idle_after_s: float = IDLE_AFTER_S  # a caught-up, quiet source stops holding time back
 
     def internal(self, name: str) -> Any:
         """An internal topic with as many partitions as the tables beside it."""
@@ -221,9 +228,16 @@ class SourceTicks:
     an idle source's marks.
     """
 
-    def __init__(self, app: faust.App, source: str, target: Any, partitions: int) -> None:
+    def __init__(
+        self,
+        app: faust.App,
+        source: str,
+        target: Any,
+        partitions: int,
+        idle_after_s: float = IDLE_AFTER_S,
+    ) -> None:
         self.app, self.name, self.target, self.partitions = app, source, target, partitions
-        self.source = SourceWatermarks()
+        self.source = SourceWatermarks(idle_after_s=idle_after_s)
         self.sent: dict[int, datetime] = {}
         self.sent_at = 0.0
 
@@ -316,7 +330,9 @@ class Watermarks:
         self.shard = shard
         self.by_person, self.by_site = by_person, by_site
         temperatures = shard.topics.temperatures.get_topic_name()
-        self.ticks = SourceTicks(shard.app, temperatures, by_person, shard.partitions)
+        self.ticks = SourceTicks(
+            shard.app, temperatures, by_person, shard.partitions, shard.idle_after_s
+        )
         self.due_sites: dict[int, datetime] = {}  # person partition -> judged up to, not yet told
         self.told_sites_at = 0.0
         # Every internal topic has ``partitions`` partitions, and so has the source topic.
@@ -676,6 +692,7 @@ def install_screening(
     on_scan: ScanHook | None = None,
     scan_caches: Sequence[StateTable] = (),
     scan_ticks: SourceTicks | None = None,
+    idle_after_s: float = IDLE_AFTER_S,
 ) -> None:
     """Wire the screening stages in the order data flows (module docstring).
 
@@ -683,8 +700,9 @@ def install_screening(
     worker indexes contact trails there), with ``scan_caches`` its caches;
     ``scan_ticks`` learns how far each scan partition has delivered (the
     household stage's watermark, :mod:`processors.live_households`).
+    ``idle_after_s``: :class:`processors.watermarks.SourceWatermarks`.
     """
-    shard = Shard(app, topics, policy, outcomes, partitions, batching)
+    shard = Shard(app, topics, policy, outcomes, partitions, batching, idle_after_s)
     by_person, by_site = shard.internal("by-person"), shard.internal("by-site")
     marks = Watermarks(shard, by_person, by_site)
     kiosks = KioskStage(shard, marks, by_person)

@@ -27,7 +27,7 @@ newest scan is at t may still deliver another one at t).
 
 Latency bound: an outing alert waits until every scan partition has delivered
 a scan later than it, or, for a partition that has delivered everything and
-is quiet, until :data:`processors.watermarks.IDLE_AFTER_S` (30 s) after its
+is quiet, until ``SCANTRAIL_WORKER_IDLE_AFTER_S`` (30 s) after its
 last delivery, when its watermark follows the wall clock less 30 s. With the
 worker caught up, the delay added is therefore at most about 30 s plus a tick
 (:data:`processors.live.TICK_EVERY_S`, 0.1 s) and a batch wait; in busy hours
@@ -69,7 +69,7 @@ from processors.live_state import ReorderBuffer, StateTable, partition_of, time_
 from processors.screening import counts_for_outing, judge_outing
 from processors.screening_policy import PolicyLike
 from processors.screening_state import HouseholdState
-from processors.watermarks import UpstreamWatermark, decode_marks
+from processors.watermarks import IDLE_AFTER_S, UpstreamWatermark, decode_marks
 from scantrail import contract
 from scantrail.contract import decode_known
 
@@ -182,6 +182,7 @@ def install_households(
     outcomes: Outcomes,
     partitions: int,
     batching: Batching,
+    idle_after_s: float = IDLE_AFTER_S,
 ) -> LiveHouseholds:
     """The household stage and the scan watermark it needs (pass ``ticks`` to the gate stage)."""
     topic = app.topic(
@@ -198,7 +199,7 @@ def install_households(
     stage = HouseholdStage(
         topic, table("household-state"), table("household-buffer"), policy, outcomes, partitions
     )
-    ticks = SourceTicks(app, topics.scans.get_topic_name(), topic, partitions)
+    ticks = SourceTicks(app, topics.scans.get_topic_name(), topic, partitions, idle_after_s)
     ticks.install(app, "scans")
 
     @app.on_partitions_assigned.connect

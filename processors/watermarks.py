@@ -7,9 +7,10 @@ The watermark of one source partition is the newest event time it has
 delivered, because a kiosk publishes in time order and a partition carries its
 kiosks' records in publish order. A partition that has delivered everything it
 holds (its next offset has reached the high-water mark) and has been quiet for
-``IDLE_AFTER_S`` is idle: time still passes at its gates, so its watermark
-follows the wall clock (less the same margin), and a re-measure window closes
-at night even if nobody else walks through. A partition that still has records
+``idle_after_s`` (``SCANTRAIL_WORKER_IDLE_AFTER_S``, 30 s) is idle: time still
+passes at its gates, so its watermark follows the wall clock (less the same
+margin), and a re-measure window closes at night even if nobody else walks
+through. A partition that still has records
 to deliver, or whose position is not known yet, has no watermark and so holds
 every shard back: after a restart or a rebalance on a backlog, the first
 partition to deliver must not speak for the others.
@@ -26,7 +27,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-IDLE_AFTER_S = 30.0  # a caught-up partition quiet for this long no longer holds time back
+IDLE_AFTER_S = 30.0  # default: a caught-up partition quiet this long no longer holds time back
 
 
 @dataclass
@@ -44,6 +45,7 @@ class SourceWatermarks:
     """Per-partition watermarks of the source partitions this worker owns."""
 
     progress: dict[int, PartitionProgress] = field(default_factory=dict)
+    idle_after_s: float = IDLE_AFTER_S
 
     def assign(self, partitions: Iterable[int], wall: float) -> list[int]:
         """Own exactly ``partitions`` from now on; returns the newly owned ones.
@@ -93,13 +95,13 @@ class SourceWatermarks:
     ) -> dict[int, datetime]:
         """The watermark of every owned partition that has one."""
         out: dict[int, datetime] = {}
-        idle_mark = now - timedelta(seconds=IDLE_AFTER_S)
+        idle_mark = now - timedelta(seconds=self.idle_after_s)
         for partition, progress in self.progress.items():
             end = highwater(partition)
             caught_up = (
                 end is not None and progress.next_offset is not None and progress.next_offset >= end
             )
-            if caught_up and wall - progress.since > IDLE_AFTER_S:
+            if caught_up and wall - progress.since > self.idle_after_s:
                 out[partition] = (
                     idle_mark if progress.newest is None else max(progress.newest, idle_mark)
                 )

@@ -141,7 +141,9 @@ def build_worker(loglevel: str = "info") -> faust.Worker:
         wall_clock=retention.trail_clock == "wall",
     )
     policy = SitePolicies()
-    households = install_households(app, topics, policy, outcomes, kafka.partitions, batching)
+    households = install_households(
+        app, topics, policy, outcomes, kafka.partitions, batching, settings.idle_after_s
+    )
 
     def on_scan(event: Any, effects: Any, scan: Any) -> None:
         trails.index_scan(event, effects, scan)
@@ -157,6 +159,7 @@ def build_worker(loglevel: str = "info") -> faust.Worker:
         on_scan=on_scan,
         scan_caches=trails.caches,
         scan_ticks=households.ticks,
+        idle_after_s=settings.idle_after_s,
     )
 
     precreate_internal_topics(app, kafka)

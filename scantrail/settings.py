@@ -193,6 +193,14 @@ class WorkerSettings(BaseSettings):
     #: SIGKILL test is understood (it passed 3 of 3 on the code before this setting
     #: and failed 1 of 2 after, 2026-12-05).
     gc_young_threshold: int = Field(default=700, ge=100)
+    #: SCANTRAIL_WORKER_IDLE_AFTER_S: a source partition that has delivered all
+    #: it holds and been quiet this long stops holding event time back: its
+    #: watermark follows the wall clock less this margin, so a quiet gate's
+    #: re-measure windows still close (processors.watermarks). A reading that
+    #: arrives later than its partition's watermark is judged on arrival, out
+    #: of event-time order; raise it where kiosks pause longer than this and then
+    #: catch up, at the cost of alerts at quiet gates waiting as long.
+    idle_after_s: float = Field(default=30.0, gt=0)
 
     def resolved_data_dir(self) -> Path:
         return self.data_dir or state_dir() / "worker" / self.app_id

@@ -54,6 +54,16 @@ def test_a_caught_up_partition_becomes_idle_only_after_the_quiet_period() -> Non
     assert idle == {0: NOW - timedelta(seconds=IDLE_AFTER_S)}
 
 
+def test_the_quiet_period_is_a_setting() -> None:
+    source = SourceWatermarks(idle_after_s=90.0)
+    source.assign([0], wall=0.0)
+    source.starts_at(0, 7)
+    end = ends(p0=7)
+    assert source.marks(wall=IDLE_AFTER_S + 1, now=NOW, highwater=end) == {}
+    idle = source.marks(wall=91.0, now=NOW, highwater=end)
+    assert idle == {0: NOW - timedelta(seconds=90)}
+
+
 def test_a_delivering_partition_marks_its_newest_time_until_idle() -> None:
     source = SourceWatermarks()
     source.assign([0], wall=0.0)
