@@ -41,13 +41,15 @@ sees the next record as a jump and records it as a compacted-away range
   recorded as a gap (:func:`_add_gap` logs it); the head check above then
   holds the commit at the missing record: no loss, but no progress either.
 * :class:`HeadWatch` (a timer, :func:`watch_heads`) makes it progress: a
-  partition whose commit waits on a record that no agent holds any more (it
-  is not among faust's unacknowledged messages) for :data:`LOOKS` looks in a
+  partition whose commit waits on a lost record for :data:`LOOKS` looks in a
   row is sought back to its committed offset, and the records come again.
-  Every stage drops event ids it has already seen, so what comes twice
-  changes nothing. If the same offset is still missing after
-  :data:`TRIES` seek-backs (retention deleted it), faust's rule is let
-  through for that range, with an error in the log.
+  A record counts as lost only when aiokafka has handed it to faust (its
+  position is past it) and it is nowhere on its way: not buffered by aiokafka, not in the fetch
+  faust is handing out, not delivered and unacknowledged. So a partition that
+  simply waits its turn in a backlog is left alone. Every stage drops event
+  ids it has already seen, so what comes twice changes nothing. Records that
+  retention deleted before they were processed are committed past, with an
+  error in the log.
 """
 
 from __future__ import annotations
@@ -65,8 +67,7 @@ log = logging.getLogger(__name__)
 _installed: dict[str, Any] = {}
 
 LOOK_S = 5.0  # how often HeadWatch looks
-LOOKS = 3  # looks in a row a partition must wait on a lost record before it is sought back
-TRIES = 3  # seek-backs to the same offset before its records count as gone from the broker
+LOOKS = 2  # looks in a row a partition must wait on a lost record before it is sought back
 
 
 def head_is_acked(acked: Iterable[int], committed: int | None) -> bool:
@@ -82,68 +83,57 @@ def head_is_acked(acked: Iterable[int], committed: int | None) -> bool:
 def waiting_on_lost_records(
     committed: Mapping[Any, int | None],
     acked: Mapping[Any, Sequence[int]],
-    ends: Mapping[Any, int | None],
-    held: Mapping[Any, int],
+    coming: Mapping[Any, int | None],
+    fetched_to: Mapping[Any, int | None],
 ) -> dict[Any, int]:
-    """Partitions whose commit waits on records no agent holds: partition -> committed offset.
+    """Partitions whose commit waits on a record that is nowhere: partition -> committed offset.
 
-    ``held`` is the lowest offset each partition has in flight (delivered,
-    not yet acknowledged). A partition waits on lost records when the record
-    at its committed offset is neither acknowledged nor in flight, yet either
-    later records are acknowledged (a hole at the head) or the partition has
-    records past it (nothing arrives at all).
+    ``coming`` is the lowest offset each partition still has on its way
+    (buffered by the client, in the fetch faust is handing out, or delivered
+    and not yet acknowledged); ``fetched_to`` is the client's position: the
+    client has handed every record below it to faust. The record at the
+    committed offset is lost when it is not acknowledged, the client has
+    handed it out, and nothing on its way starts at or below it.
     """
     out: dict[Any, int] = {}
     for tp, offset in committed.items():
         if offset is None:
             continue
         done = acked.get(tp) or ()
-        head = min(done) if done else None
-        if head is not None and head <= offset:
+        if done and min(done) <= offset:
             continue  # the head is acknowledged: faust may commit
-        if head is None:
-            end = ends.get(tp)
-            if end is None or end <= offset:
-                continue  # nothing to deliver
-        first_held = held.get(tp)
-        if first_held is not None and (head is None or first_held < head):
-            continue  # an agent still holds a record below the first acknowledged one
+        position = fetched_to.get(tp)
+        if position is None or position <= offset:
+            continue  # the client has not handed it out yet: a backlog
+        first = coming.get(tp)
+        if first is not None and first <= offset:
+            continue  # on its way
         out[tp] = offset
     return out
 
 
 @dataclass
 class HeadWatch:
-    """Which partitions waiting on lost records to seek back now, and which to give up on.
+    """Partitions to seek back: those that waited on the same lost record ``looks`` looks in a row.
 
-    Pure bookkeeping over what :func:`waiting_on_lost_records` answers at each look.
+    One look could catch a record between the client's buffer and faust's
+    fetch, or between a fetch and an agent; two looks apart cannot.
     """
 
     looks: int = LOOKS
-    tries: int = TRIES
     waited: dict[Any, tuple[int, int]] = field(default_factory=dict)  # tp -> (offset, looks)
-    sought: dict[Any, tuple[int, int]] = field(default_factory=dict)  # tp -> (offset, seek-backs)
 
-    def look(self, waiting: Mapping[Any, int]) -> tuple[list[Any], list[Any]]:
-        """(partitions to seek back to their committed offset, partitions to give up on)."""
-        seek, give_up = [], []
-        waited: dict[Any, tuple[int, int]] = {}
+    def look(self, waiting: Mapping[Any, int]) -> list[Any]:
+        due, waited = [], {}
         for tp, offset in waiting.items():
             before = self.waited.get(tp)
             looks = before[1] + 1 if before is not None and before[0] == offset else 1
-            if looks < self.looks:
-                waited[tp] = (offset, looks)
-                continue
-            done = self.sought.get(tp)
-            tries = done[1] + 1 if done is not None and done[0] == offset else 1
-            if tries > self.tries:
-                give_up.append(tp)
-                self.sought.pop(tp, None)
+            if looks >= self.looks:
+                due.append(tp)
             else:
-                seek.append(tp)
-                self.sought[tp] = (offset, tries)
+                waited[tp] = (offset, looks)
         self.waited = waited
-        return seek, give_up
+        return due
 
 
 def _new_offset(self: Any, tp: Any) -> int | None:
@@ -202,31 +192,81 @@ async def _perform_seek(self: Any) -> None:
 
 
 def _observe(consumer: Any) -> dict[Any, int]:
-    """What :func:`waiting_on_lost_records` needs, read from faust's consumer."""
+    """What :func:`waiting_on_lost_records` needs, read from faust's consumer and its client."""
     gapless, acking = _installed["gapless"], consumer.app.topics.acks_enabled_for
-    active = consumer._active_partitions
-    watched = [
-        tp
-        for tp in consumer.assignment()
-        if acking(tp.topic) and gapless(tp.topic) and (active is None or tp in active)
-    ]
-    held: dict[Any, int] = {}
+    watched = [tp for tp in consumer.assignment() if acking(tp.topic) and gapless(tp.topic)]
+    coming: dict[Any, int | None] = {}
+
+    def on_its_way(tp: Any, offset: int) -> None:
+        first = coming.get(tp)
+        if first is None or offset < first:
+            coming[tp] = offset
+
     for message in list(consumer._unacked_messages):
-        tp, offset = message.tp, message.offset
-        if offset < held.get(tp, offset + 1):
-            held[tp] = offset
-    ends: dict[Any, int | None] = {}
-    for tp in watched:
-        try:
-            ends[tp] = consumer.highwater(tp)
-        except Exception:  # not known yet
-            ends[tp] = None
+        on_its_way(message.tp, message.offset)
+    read_offset = consumer._read_offset
+    for tp, records in (consumer.__dict__.get("_scantrail_fetch") or {}).items():
+        last = read_offset.get(tp)
+        for record in records:  # the fetch faust is handing out: what is not handed out yet
+            # (>=: after a seek faust's read offset is the next offset, not the last one)
+            if last is None or record.offset >= last:
+                on_its_way(tp, record.offset)
+                break
+    positions = _client_view(consumer, watched, on_its_way)
     return waiting_on_lost_records(
         {tp: consumer._committed_offset.get(tp) for tp in watched},
         {tp: consumer._acked.get(tp) or () for tp in watched},
-        ends,
-        held,
+        coming,
+        positions,
     )
+
+
+def _client_view(
+    consumer: Any, watched: Sequence[Any], on_its_way: Callable[[Any, int], None]
+) -> dict[Any, int | None]:
+    """:func:`client_positions` of faust's aiokafka client (none while it is not started)."""
+    try:
+        client = consumer._thread._ensure_consumer()
+    except Exception:  # not started yet
+        return {}
+    return client_positions(client, watched, on_its_way)
+
+
+def client_positions(
+    client: Any, watched: Sequence[Any], on_its_way: Callable[[Any, int], None]
+) -> dict[Any, int | None]:
+    """An aiokafka consumer's positions; ``on_its_way`` hears the first offset it buffered.
+
+    The position is the next offset the client will hand out (it moves as
+    ``getmany`` returns records, not as it fetches).
+
+    Read from the client's own state: no public call answers without
+    waiting for a position. If that state is not there (between assignments,
+    or another aiokafka), no position is known, so nothing is sought back.
+    """
+    try:
+        assignment = client._subscription.subscription.assignment
+        buffered = dict(client._fetcher._records)  # the client's thread may be changing it
+    except (AttributeError, RuntimeError):
+        return {}
+    if assignment is None:
+        return {}
+    for tp, result in buffered.items():
+        records = getattr(result, "_partition_records", None)
+        if records is not None:
+            on_its_way(tp, records.next_fetch_offset)
+    positions: dict[Any, int | None] = {}
+    for tp in watched:
+        state = assignment.state_value(tp)
+        positions[tp] = None if state is None else state._position
+    return positions
+
+
+async def _wait_next_records(self: Any, timeout: float) -> Any:
+    """faust's fetch, remembered while faust hands it out (:func:`_observe`)."""
+    records, active = await _installed["wait_next_records"](self, timeout)
+    self.__dict__["_scantrail_fetch"] = records
+    return records, active
 
 
 async def repair_heads(consumer: Any, watch: HeadWatch) -> None:
@@ -234,32 +274,32 @@ async def repair_heads(consumer: Any, watch: HeadWatch) -> None:
     if not consumer.flow_active:
         watch.waited.clear()  # a rebalance seeks to the committed offsets itself
         return
-    seek, give_up = watch.look(_observe(consumer))
-    for tp in seek:
+    for tp in watch.look(_observe(consumer)):
         offset = consumer._committed_offset.get(tp)
-        log.warning(
-            "%s[%d]: the record at the committed offset %d never reached the agents;"
-            " seeking back so it comes again",
-            tp.topic,
-            tp.partition,
-            offset,
-        )
+        if offset is None:
+            continue
+        earliest = (await consumer.earliest_offsets(tp)).get(tp)
+        if earliest is not None and earliest > offset:
+            log.error(
+                "%s[%d]: offsets %d..%d were never processed and are gone from the"
+                " broker (retention); committing past them",
+                tp.topic,
+                tp.partition,
+                offset,
+                earliest - 1,
+            )
+            await _installed["add_gap"](consumer, tp, offset, earliest)
+            offset = earliest
+        else:
+            log.warning(
+                "%s[%d]: the record at the committed offset %d was fetched but never"
+                " reached the agents; seeking back so it comes again",
+                tp.topic,
+                tp.partition,
+                offset,
+            )
         consumer._read_offset[tp] = None  # else faust's fetch loop drops what comes again
         await consumer._seek(tp, offset)
-    for tp in give_up:
-        offset, acked = consumer._committed_offset.get(tp), consumer._acked.get(tp)
-        if not acked:
-            continue  # nothing acknowledged past it: nothing to commit past either
-        log.error(
-            "%s[%d]: offsets %d..%d did not come again after %d seek-backs (deleted by"
-            " retention?); committing past them: they were never processed",
-            tp.topic,
-            tp.partition,
-            offset,
-            min(acked) - 1,
-            watch.tries,
-        )
-        await _installed["add_gap"](consumer, tp, offset, min(acked))
 
 
 def watch_heads(app: faust.App) -> None:
@@ -279,6 +319,8 @@ def install(gapless: Callable[[str], bool]) -> None:
         return
     _installed["new_offset"] = Consumer._new_offset
     _installed["add_gap"] = Consumer._add_gap
+    _installed["wait_next_records"] = Consumer._wait_next_records
     Consumer._new_offset = _new_offset
+    Consumer._wait_next_records = _wait_next_records
     Consumer._add_gap = _add_gap
     Consumer.perform_seek = _perform_seek

@@ -25,44 +25,40 @@ def test_nothing_is_committed_while_the_partition_start_is_unknown() -> None:
     assert not head_is_acked([], committed=0)
 
 
-def test_a_hole_at_the_head_that_no_agent_holds_is_waiting_on_lost_records() -> None:
+def test_a_hole_at_the_head_fetched_past_and_nowhere_on_its_way_is_lost() -> None:
     # Offsets 5..9 were fetched past and dropped; 10.. were delivered and acknowledged.
-    waiting = waiting_on_lost_records({"t0": 5}, {"t0": [10, 11]}, {"t0": 12}, held={})
-    assert waiting == {"t0": 5}
+    lost = waiting_on_lost_records({"t0": 5}, {"t0": [10, 11]}, {}, fetched_to={"t0": 12})
+    assert lost == {"t0": 5}
 
 
-def test_a_record_still_in_flight_below_the_acknowledged_ones_is_not_lost() -> None:
-    assert waiting_on_lost_records({"t0": 5}, {"t0": [10, 11]}, {"t0": 12}, {"t0": 5}) == {}
-    # In flight, but only above the first acknowledged offset: the hole is still lost.
-    assert waiting_on_lost_records({"t0": 5}, {"t0": [10]}, {"t0": 12}, {"t0": 11}) == {"t0": 5}
+def test_a_record_on_its_way_at_or_below_the_hole_is_not_lost() -> None:
+    committed, acked, position = {"t0": 5}, {"t0": [10, 11]}, {"t0": 14}
+    assert waiting_on_lost_records(committed, acked, {"t0": 5}, position) == {}
+    assert waiting_on_lost_records(committed, acked, {"t0": 3}, position) == {}
+    # On its way, but only above the hole: the hole is still lost.
+    assert waiting_on_lost_records(committed, acked, {"t0": 12}, position) == {"t0": 5}
 
 
-def test_a_partition_with_records_and_nothing_delivered_is_waiting() -> None:
-    assert waiting_on_lost_records({"t0": 5}, {}, {"t0": 9}, {}) == {"t0": 5}
-    assert waiting_on_lost_records({"t0": 5}, {}, {"t0": 9}, {"t0": 6}) == {}
+def test_a_partition_not_fetched_past_its_commit_waits_its_turn() -> None:
+    # A backlog: nothing delivered yet, and the client has not fetched this far.
+    assert waiting_on_lost_records({"t0": 5}, {}, {}, fetched_to={"t0": 5}) == {}
+    assert waiting_on_lost_records({"t0": 5}, {}, {}, fetched_to={}) == {}
+    # Fetched past, nothing delivered, nothing buffered: a stalled partition.
+    assert waiting_on_lost_records({"t0": 5}, {}, {}, fetched_to={"t0": 9}) == {"t0": 5}
 
 
-def test_caught_up_unknown_or_acknowledged_heads_wait_on_nothing() -> None:
-    committed = {"caught-up": 9, "unknown-end": 3, "start-unknown": None, "acked": 4}
-    acked = {"acked": [4, 5]}
-    ends = {"caught-up": 9, "unknown-end": None, "start-unknown": 7, "acked": 8}
-    assert waiting_on_lost_records(committed, acked, ends, {}) == {}
+def test_acknowledged_heads_and_unknown_starts_wait_on_nothing() -> None:
+    committed = {"acked": 4, "start-unknown": None}
+    acked = {"acked": [4, 5], "start-unknown": [7]}
+    assert waiting_on_lost_records(committed, acked, {}, {"acked": 9, "start-unknown": 9}) == {}
 
 
-def test_a_partition_is_sought_back_only_after_waiting_on_one_offset_for_every_look() -> None:
-    watch = HeadWatch(looks=3, tries=2)
-    assert watch.look({"t0": 5}) == ([], [])
-    assert watch.look({"t0": 6}) == ([], [])  # the commit moved: the count starts again
-    assert watch.look({"t0": 6}) == ([], [])
-    assert watch.look({"t0": 6}) == (["t0"], [])
-    assert watch.look({}) == ([], [])  # it came: nothing waits
-    assert watch.look({"t1": 0}) == ([], [])
-
-
-def test_a_record_that_never_comes_again_is_given_up_after_the_tries() -> None:
-    watch = HeadWatch(looks=1, tries=2)
-    assert watch.look({"t0": 5}) == (["t0"], [])
-    assert watch.look({"t0": 5}) == (["t0"], [])
-    assert watch.look({"t0": 5}) == ([], ["t0"])
-    assert watch.look({"t0": 5}) == (["t0"], [])  # counted afresh after giving up
-    assert watch.look({"t0": 8}) == (["t0"], [])
+def test_a_partition_is_sought_back_after_waiting_on_one_offset_for_every_look() -> None:
+    watch = HeadWatch(looks=3)
+    assert watch.look({"t0": 5}) == []
+    assert watch.look({"t0": 6}) == []  # the commit moved: the count starts again
+    assert watch.look({"t0": 6}) == []
+    assert watch.look({"t0": 6}) == ["t0"]
+    assert watch.look({"t0": 6}) == []  # counted afresh after a seek-back
+    assert watch.look({}) == []  # it came: nothing waits
+    assert watch.look({"t0": 6}) == []
