@@ -7,7 +7,10 @@ survivor takes its partitions and the alert set is unchanged. The SIGKILL
 test once failed in 2 of 13 runs: at the second worker's join, partitions
 with nothing committed resumed past records never processed, and faust
 committed past them (fixed in processors.faust_offsets; the worker logs
-each such seek back).
+each such seek back). Later it failed with faust's fetch dropping records at
+the takeover (up to 300 of one partition; HeadWatch in the same module fetches
+them again) and when a pause made quiet sources take the wall clock as their
+watermark (IDLE_AFTER_S below).
 """
 
 from __future__ import annotations
