@@ -85,7 +85,6 @@ def create_app(
 
     quarantine = kafka.topic(contract.QUARANTINE)  # compacted: a missing offset is normal there
     faust_offsets.install(lambda topic: topic != quarantine)
-    faust_offsets.watch_heads(app)
     faust_fetch.install()
     if worker.in_place_delivery:
         faust_delivery.install()

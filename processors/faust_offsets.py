@@ -55,6 +55,7 @@ sees the next record as a jump and records it as a compacted-away range
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -269,8 +270,8 @@ async def _wait_next_records(self: Any, timeout: float) -> Any:
     return records, active
 
 
-async def repair_heads(consumer: Any, watch: HeadWatch) -> None:
-    """One look of :class:`HeadWatch` at faust's consumer, and its seek-backs."""
+async def repair_heads(consumer: Any, watch: HeadWatch, counts: Counter[str]) -> None:
+    """One look of :class:`HeadWatch` at faust's consumer, and its seek-backs (counted)."""
     if not consumer.flow_active:
         watch.waited.clear()  # a rebalance seeks to the committed offsets itself
         return
@@ -289,6 +290,7 @@ async def repair_heads(consumer: Any, watch: HeadWatch) -> None:
                 earliest - 1,
             )
             await _installed["add_gap"](consumer, tp, offset, earliest)
+            counts["lost_records_gone"] += earliest - offset
             offset = earliest
         else:
             log.warning(
@@ -300,14 +302,19 @@ async def repair_heads(consumer: Any, watch: HeadWatch) -> None:
             )
         consumer._read_offset[tp] = None  # else faust's fetch loop drops what comes again
         await consumer._seek(tp, offset)
+        counts["lost_records_sought_back"] += 1
 
 
-def watch_heads(app: faust.App) -> None:
-    """Look every :data:`LOOK_S` for commits waiting on lost records (:class:`HeadWatch`)."""
+def watch_heads(app: faust.App, counts: Counter[str]) -> None:
+    """Look every :data:`LOOK_S` for commits waiting on lost records (:class:`HeadWatch`).
+
+    ``counts`` (the worker's ``/stats``) gets ``lost_records_sought_back`` (seek-backs)
+    and ``lost_records_gone`` (records retention deleted before they were processed).
+    """
     watch = HeadWatch()
 
     async def seek_back_lost_records() -> None:
-        await repair_heads(app.consumer, watch)
+        await repair_heads(app.consumer, watch, counts)
 
     app.timer(interval=LOOK_S, name="lost-records")(seek_back_lost_records)
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import faust
 
+from processors import faust_offsets
 from processors.agents import Outcomes
 from processors.app import create_app
 from processors.batching import Batching
@@ -126,6 +127,7 @@ def build_worker(loglevel: str = "info") -> faust.Worker:
     app, topics = create_app(kafka, settings, access)
     outcomes = Outcomes()
     tune_collector(app, outcomes, settings)
+    faust_offsets.watch_heads(app, outcomes.counts)
     writer = BulkWrites(
         changelog_producer(librdkafka_connection(kafka), settings.producer_linger_ms)
     )
