@@ -26,7 +26,6 @@ is committed; a commit held back is only late (the records are re-read after
 a crash), never a loss. The compacted quarantine topic keeps faust's rule: a
 missing offset there may be a record compaction removed.
 
-
 A third way to lose records, and what keeps the rule live (2026-12-05: the
 two-process bench's ``by-person[0]`` never committed in 10 minutes, and the
 two-worker SIGKILL test lost readings). faust's fetch loop drops records on
@@ -44,12 +43,13 @@ sees the next record as a jump and records it as a compacted-away range
   partition whose commit waits on a lost record for :data:`LOOKS` looks in a
   row is sought back to its committed offset, and the records come again.
   A record counts as lost only when aiokafka has handed it to faust (its
-  position is past it) and it is nowhere on its way: not buffered by aiokafka, not in the fetch
-  faust is handing out, not delivered and unacknowledged. So a partition that
-  simply waits its turn in a backlog is left alone. Every stage drops event
-  ids it has already seen, so what comes twice changes nothing. Records that
-  retention deleted before they were processed are committed past, with an
-  error in the log.
+  position is past it) and it is nowhere on its way: not buffered by
+  aiokafka, not in the fetch faust is handing out, not delivered and
+  unacknowledged. So a partition that simply waits its turn in a backlog is
+  left alone. Every stage drops event ids it has already seen, so what comes
+  twice changes nothing. Records that retention deleted before they were
+  processed are committed past, with an error in the log. The worker calls
+  :func:`watch_heads`; both outcomes are counted on ``/stats``.
 """
 
 from __future__ import annotations
