@@ -98,6 +98,10 @@ ScanHook = Callable[[Any, Effects, contract.ScanEvent], None]
 
 TICK_KEY = b"__watermark__"
 TICK_EVERY_S = 0.1
+# Sources that only follow the clock (idle) tick this often: their marks move
+# with every tick, and at 0.1 s two idle workers spent most of a core each on
+# ticks (2026-12-05) while the later stages still drained a backlog.
+IDLE_TICK_EVERY_S = 1.0
 """At most one watermark tick per stage this often: one per record was most of the traffic."""
 
 
@@ -286,6 +290,9 @@ class SourceTicks:
         marks = self.source.marks(wall, datetime.now(UTC), self.highwater)
         sent = self.sent
         moved = {p: at for p, at in marks.items() if p not in sent or at > sent[p]}
+        if moved and wall - self.sent_at < IDLE_TICK_EVERY_S:
+            if moved.keys() <= self.source.idle(wall, self.highwater):
+                return  # only the clock moved: the next second's tick says it
         if moved:
             sent.update(moved)
             self.sent_at = wall

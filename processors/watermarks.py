@@ -96,17 +96,26 @@ class SourceWatermarks:
         """The watermark of every owned partition that has one."""
         out: dict[int, datetime] = {}
         idle_mark = now - timedelta(seconds=self.idle_after_s)
+        idle = self.idle(wall, highwater)
+        for partition, progress in self.progress.items():
+            if partition in idle:
+                out[partition] = (
+                    idle_mark if progress.newest is None else max(progress.newest, idle_mark)
+                )
+            elif progress.newest is not None:
+                out[partition] = progress.newest
+        return out
+
+    def idle(self, wall: float, highwater: Callable[[int], int | None]) -> set[int]:
+        """Owned partitions that have delivered all they hold and been quiet ``idle_after_s``."""
+        out = set()
         for partition, progress in self.progress.items():
             end = highwater(partition)
             caught_up = (
                 end is not None and progress.next_offset is not None and progress.next_offset >= end
             )
             if caught_up and wall - progress.since > self.idle_after_s:
-                out[partition] = (
-                    idle_mark if progress.newest is None else max(progress.newest, idle_mark)
-                )
-            elif progress.newest is not None:
-                out[partition] = progress.newest
+                out.add(partition)
         return out
 
 

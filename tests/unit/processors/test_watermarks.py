@@ -64,6 +64,16 @@ def test_the_quiet_period_is_a_setting() -> None:
     assert idle == {0: NOW - timedelta(seconds=90)}
 
 
+def test_idle_names_the_partitions_that_follow_the_clock() -> None:
+    source = SourceWatermarks()
+    source.assign([0, 1, 2], wall=0.0)
+    source.starts_at(0, 7)  # caught up
+    source.starts_at(1, 3)  # behind its end
+    end = ends(p0=7, p1=9, p2=4)  # p2: position not known yet
+    assert source.idle(wall=IDLE_AFTER_S - 1, highwater=end) == set()
+    assert source.idle(wall=IDLE_AFTER_S + 1, highwater=end) == {0}
+
+
 def test_a_delivering_partition_marks_its_newest_time_until_idle() -> None:
     source = SourceWatermarks()
     source.assign([0], wall=0.0)
