@@ -36,9 +36,20 @@ them, so they never come again unless a rebalance seeks back. faust then
 sees the next record as a jump and records it as a compacted-away range
 (``Consumer._add_gap``), i.e. acknowledged, and commits past it: silent loss.
 
-* On a never-compacted topic a jump can only be such a drop, so it is not
-  recorded as a gap (:func:`_add_gap` logs it); the head check above then
-  holds the commit at the missing record: no loss, but no progress either.
+* On a never-compacted topic a jump can only be such a drop. The record that
+  jumps is not delivered: the partition is sought back to the offset its
+  agents are owed (:class:`Owed`, checked in :func:`_getmany`), so the
+  records come again, in order. Order matters as much as loss: the later
+  stages judge in event time behind watermark ticks that travel in the same
+  partitions, and a dropped record delivered after the ones behind it would
+  be judged late (the CI run of 2026-12-05 10:00 failed that way). A
+  partition assigned but not yet sought to its committed offset delivers
+  nothing: faust fetched a taken-over partition from where another worker
+  had read, before its seek, and one reading came ahead of 800 others. Only if
+  the broker no longer has the skipped records (retention) is the jump
+  accepted, with an error in the log. A jump is never recorded as a gap
+  (:func:`_add_gap` logs one if faust sees it), so the head check above holds
+  the commit at any record still missing.
 * :class:`HeadWatch` (a timer, :func:`watch_heads`) makes it progress: a
   partition whose commit waits on a lost record for :data:`LOOKS` looks in a
   row is sought back to its committed offset, and the records come again.
@@ -137,6 +148,48 @@ class HeadWatch:
         return due
 
 
+@dataclass
+class Owed:
+    """Per partition of a never-compacted topic: the next offset its agents are owed.
+
+    The person, site and household stages judge in event-time order behind
+    watermark ticks that travel in the same partitions as the records, so a
+    record must not reach them after the ones behind it: a dropped record
+    fetched again later would be judged late, and out of order. :meth:`check`
+    answers, for each fetched record, whether it skips records still owed.
+    """
+
+    next: dict[Any, int | None] = field(default_factory=dict)  # None: sought, start unknown
+
+    def start(self, offsets: Mapping[Any, int | None]) -> None:
+        """After a seek to the committed offsets: each partition is owed from there.
+
+        Only these partitions deliver until the next seek: one assigned since
+        has no known start yet (:meth:`sought`).
+        """
+        self.next = dict(offsets)
+
+    def sought(self, tp: Any) -> bool:
+        """Whether ``tp`` was sought to its committed offset since it was assigned."""
+        return tp in self.next
+
+    def restart(self, tp: Any, offset: int) -> None:
+        """After a seek back of one partition."""
+        self.next[tp] = offset
+
+    def check(self, tp: Any, offset: int) -> int | None:
+        """The owed offset ``offset`` jumps past (do not deliver it), or None (deliver it)."""
+        owed = self.next.get(tp)
+        if owed is not None and offset > owed:
+            return owed
+        self.next[tp] = offset + 1  # in order, or again after a seek back
+        return None
+
+    def accept(self, tp: Any, offset: int) -> None:
+        """Deliver ``offset`` although it jumps (what it skips no longer exists)."""
+        self.next[tp] = offset + 1
+
+
 def _new_offset(self: Any, tp: Any) -> int | None:
     acked = self._acked[tp]
     if acked and not self._gap.get(tp) and _installed["gapless"](tp.topic):
@@ -190,6 +243,72 @@ async def _perform_seek(self: Any) -> None:
         {ensure_TP(tp): offset for tp, offset in committed.items() if offset}
     )
     self._committed_offset.update({ensure_TP(tp): offset for tp, offset in starts.items()})
+    gapless = _installed["gapless"]
+    _owed(self).start(
+        {
+            ensure_TP(tp): starts.get(tp, offset if offset else None)
+            for tp, offset in committed.items()
+            if acking(tp.topic) and gapless(tp.topic)
+        }
+    )
+
+
+def _owed(consumer: Any) -> Owed:
+    owed = consumer.__dict__.get("_scantrail_owed")
+    if owed is None:
+        owed = consumer.__dict__["_scantrail_owed"] = Owed()
+    return owed  # type: ignore[no-any-return]
+
+
+async def _getmany(self: Any, timeout: float) -> Any:
+    """faust's fetch, each partition of a never-compacted topic delivered without a jump."""
+    owed, gapless, acking = _owed(self), _installed["gapless"], self.app.topics.acks_enabled_for
+    sought: set[Any] = set()  # partitions sought back during this fetch: the rest of it waits
+    async for tp, message in _installed["getmany"](self, timeout):
+        if tp in sought:
+            continue
+        if acking(tp.topic) and gapless(tp.topic):
+            if not owed.sought(tp):
+                # Assigned, but not yet sought to its committed offset: where its agents
+                # stand is not known, so nothing is delivered; the seek that follows
+                # fetches these records again.
+                continue
+            skipped = owed.check(tp, message.offset)
+            if skipped is not None:
+                if not await _jump_is_a_loss(self, tp, skipped, message.offset):
+                    owed.accept(tp, message.offset)
+                else:
+                    sought.add(tp)
+                    await self._seek(tp, skipped)
+                    continue
+        yield tp, message
+
+
+async def _jump_is_a_loss(consumer: Any, tp: Any, owed: int, offset: int) -> bool:
+    """Whether the records ``owed..offset-1`` still exist, so must be fetched again (logged)."""
+    earliest = (await consumer.earliest_offsets(tp)).get(tp)
+    if earliest is not None and earliest > owed:
+        log.error(
+            "%s[%d]: offsets %d..%d were never processed and are gone from the broker"
+            " (retention); going on from %d",
+            tp.topic,
+            tp.partition,
+            owed,
+            earliest - 1,
+            offset,
+        )
+        await _installed["add_gap"](consumer, tp, owed, earliest)
+        return False
+    log.warning(
+        "%s[%d]: fetched offset %d while offset %d never reached the agents;"
+        " seeking back to %d so they come in order",
+        tp.topic,
+        tp.partition,
+        offset,
+        owed,
+        owed,
+    )
+    return True
 
 
 def _observe(consumer: Any) -> dict[Any, int]:
@@ -301,6 +420,7 @@ async def repair_heads(consumer: Any, watch: HeadWatch, counts: Counter[str]) ->
                 offset,
             )
         consumer._read_offset[tp] = None  # else faust's fetch loop drops what comes again
+        _owed(consumer).restart(tp, offset)
         await consumer._seek(tp, offset)
         counts["lost_records_sought_back"] += 1
 
@@ -327,7 +447,9 @@ def install(gapless: Callable[[str], bool]) -> None:
     _installed["new_offset"] = Consumer._new_offset
     _installed["add_gap"] = Consumer._add_gap
     _installed["wait_next_records"] = Consumer._wait_next_records
+    _installed["getmany"] = Consumer.getmany
     Consumer._new_offset = _new_offset
+    Consumer.getmany = _getmany
     Consumer._wait_next_records = _wait_next_records
     Consumer._add_gap = _add_gap
     Consumer.perform_seek = _perform_seek

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from processors.faust_offsets import HeadWatch, head_is_acked, waiting_on_lost_records
+from processors.faust_offsets import HeadWatch, Owed, head_is_acked, waiting_on_lost_records
 
 
 def test_a_run_starting_at_the_committed_offset_may_be_committed() -> None:
@@ -62,3 +62,34 @@ def test_a_partition_is_sought_back_after_waiting_on_one_offset_for_every_look()
     assert watch.look({"t0": 6}) == []  # counted afresh after a seek-back
     assert watch.look({}) == []  # it came: nothing waits
     assert watch.look({"t0": 6}) == []
+
+
+def test_records_in_order_are_delivered_and_a_jump_names_the_offset_owed() -> None:
+    owed = Owed()
+    owed.start({"t0": 5, "t1": None})
+    assert owed.check("t0", 5) is None
+    assert owed.check("t0", 6) is None
+    assert owed.check("t0", 9) == 7  # 7 and 8 never reached the agents: not delivered
+    assert owed.check("t0", 10) == 7  # still owed
+    assert owed.check("t0", 7) is None  # fetched again after the seek back
+    assert owed.check("t1", 40) is None  # where it starts was not known: taken as it comes
+
+
+def test_a_seek_back_or_records_gone_move_what_is_owed() -> None:
+    owed = Owed()
+    owed.start({"t0": 5})
+    owed.restart("t0", 3)  # HeadWatch sought back to the committed offset
+    assert owed.check("t0", 4) == 3
+    assert owed.check("t0", 3) is None
+    owed.accept("t0", 20)  # 4..19 deleted by retention
+    assert owed.check("t0", 21) is None
+    owed.start({})  # a rebalance: nothing owed until the next seek says where
+    assert owed.check("t0", 99) is None
+
+
+def test_only_partitions_sought_since_the_last_assignment_deliver() -> None:
+    owed = Owed()
+    owed.start({"t0": 1540, "t1": None})
+    assert owed.sought("t0") and owed.sought("t1")
+    assert not owed.sought("t2")  # assigned since: its start is not known yet
+    assert owed.check("t1", 7) is None  # sought, start unknown: taken as it comes
