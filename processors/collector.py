@@ -9,7 +9,7 @@ Measured so (2026-12-05, 60,000 readings and their scans drained): the
 collector took 10.3 s of a 72 s drain, mostly 34 full collections of about
 231 ms, each walking the worker's state caches. Young collections every
 10,000 new objects instead of 700 (:func:`young_objects_before_collection`,
-``SCANTRAIL_WORKER_GC_YOUNG_THRESHOLD``, the default; Python's is 700)
+``SCANTRAIL_WORKER_GC_YOUNG_THRESHOLD``; the default is still Python's 700)
 let the objects of the batch in hand die young instead of being promoted.
 
 Freezing what survives each full collection (``gc.freeze()``) cut the
