@@ -182,16 +182,15 @@ class WorkerSettings(BaseSettings):
     #: SCANTRAIL_WORKER_IN_PLACE_DELIVERY: hand each fetched message to the agents
     #: without faust's four tasks when the handing need not wait
     #: (processors.faust_delivery; about 1.5x the drained rate in the bench). Off
-    #: by default until the two-worker SIGKILL test is understood: on 2026-12-05 it
-    #: failed with this on (2 of 5 runs, one with a collector freeze since removed)
-    #: and with it off (1 of 2 runs), so the cause is not known.
+    #: by default while the two-worker SIGKILL test fails with it on: after the
+    #: fixes of 2026-12-05 (quiet sources, faust's dropped fetches) it passed 6 of 8
+    #: runs with this on; the two failures judged readings late after the takeover.
     in_place_delivery: bool = False
     #: SCANTRAIL_WORKER_GC_YOUNG_THRESHOLD: new objects between two young
     #: collections. Python's default, 700, runs the collector every few events and
     #: promotes a batch's live objects toward the costly full collections; 10,000
-    #: was faster in the bench, but stays off by default until the two-worker
-    #: SIGKILL test is understood (it passed 3 of 3 on the code before this setting
-    #: and failed 1 of 2 after, 2026-12-05).
+    #: was faster in the bench; it stays off by default with in-place delivery,
+    #: with which it was tried (the two-worker SIGKILL test, 2026-12-05).
     gc_young_threshold: int = Field(default=700, ge=100)
     #: SCANTRAIL_WORKER_IDLE_AFTER_S: a source partition that has delivered all
     #: it holds and been quiet this long stops holding event time back: its
