@@ -144,10 +144,10 @@ def judge_reading_for_site_drift(
         state.newest = t
     if not p.is_valid(reading.celsius):
         return []
-    state.readings.setdefault(kiosk, []).append(Sample.of(reading))
+    state.add(Sample.of(reading))
     _prune_drift(state, p)
     since = t - p.drift_window
-    own = [s for s in state.readings.get(kiosk, []) if since < s.time <= t]
+    own = state.window(kiosk, since, t)
     if len(own) < p.drift_min_readings:
         return []
     # Every way out below but the last changes nothing, so the cheap ones go first:
@@ -155,13 +155,7 @@ def judge_reading_for_site_drift(
     last = state.last_drift_at.get(kiosk)
     if last is not None and t - last < p.drift_cooldown:
         return []
-    others = [
-        s.celsius
-        for k, samples in state.readings.items()
-        if k != kiosk
-        for s in samples
-        if since < s.time <= t
-    ]
+    others = [s.celsius for k in state.readings if k != kiosk for s in state.window(k, since, t)]
     if len(others) < p.drift_min_readings:
         return []
     kiosk_median = rounded_median(s.celsius for s in own)
@@ -196,13 +190,7 @@ def _prune_drift(state: DriftState, p: ScreeningPolicy) -> None:
     newest = state.newest
     if newest is None:
         return
-    bound = newest - p.drift_window
-    for kiosk, samples in list(state.readings.items()):
-        kept = [s for s in samples if s.time > bound]
-        if not kept:
-            del state.readings[kiosk]
-        elif len(kept) != len(samples):
-            state.readings[kiosk] = kept
+    state.prune(newest - p.drift_window)
     for kiosk, last in list(state.last_drift_at.items()):
         if newest - last >= p.drift_cooldown:
             del state.last_drift_at[kiosk]
