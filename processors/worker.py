@@ -16,7 +16,7 @@ from processors.batching import Batching
 from processors.changelog_restore import restore_changelogs
 from processors.collector import (
     CollectorClock,
-    young_objects_before_collection,
+    collector_thresholds,
 )
 from processors.live import install_screening
 from processors.live_households import install_households
@@ -115,7 +115,7 @@ class RestoringWorker(faust.Worker):  # type: ignore[misc]  # faust is untyped h
 def tune_collector(app: faust.App, outcomes: Outcomes, settings: WorkerSettings) -> None:
     """Time the garbage collector on /stats and keep it small (processors.collector)."""
     CollectorClock(outcomes.counts).install()
-    young_objects_before_collection(settings.gc_young_threshold)
+    collector_thresholds(settings.gc_young_threshold, settings.gc_full_every)
 
 
 def build_worker(loglevel: str = "info") -> faust.Worker:

@@ -187,11 +187,15 @@ class WorkerSettings(BaseSettings):
     #: runs with this on; the two failures judged readings late after the takeover.
     in_place_delivery: bool = False
     #: SCANTRAIL_WORKER_GC_YOUNG_THRESHOLD: new objects between two young
-    #: collections. Python's default, 700, runs the collector every few events and
-    #: promotes a batch's live objects toward the costly full collections; 10,000
-    #: was faster in the bench; it stays off by default with in-place delivery,
-    #: with which it was tried (the two-worker SIGKILL test, 2026-12-05).
-    gc_young_threshold: int = Field(default=700, ge=100)
+    #: collections. Python's default, 700, ran the collector every few events and
+    #: promoted a batch's live objects toward the costly full collections
+    #: (processors/collector.py has the measurements).
+    gc_young_threshold: int = Field(default=10_000, ge=100)
+    #: SCANTRAIL_WORKER_GC_FULL_EVERY: middle collections between two full ones
+    #: (Python's default is 10). Each full collection walks every cached state,
+    #: and almost nothing it frees is garbage the younger ones missed
+    #: (processors/collector.py).
+    gc_full_every: int = Field(default=100, ge=1)
     #: SCANTRAIL_WORKER_IDLE_AFTER_S: a source partition that has delivered all
     #: it holds and been quiet this long stops holding event time back: its
     #: watermark follows the wall clock less this margin, so a quiet gate's

@@ -5,7 +5,11 @@ from __future__ import annotations
 import gc
 from collections import Counter
 
-from processors.collector import CollectorClock, young_objects_before_collection
+from processors.collector import (
+    CollectorClock,
+    collector_thresholds,
+    young_objects_before_collection,
+)
 
 
 def test_every_collection_is_counted_and_timed_by_its_generation() -> None:
@@ -36,5 +40,16 @@ def test_the_young_threshold_leaves_the_older_generations_alone() -> None:
     try:
         young_objects_before_collection(10_000)
         assert gc.get_threshold() == (10_000, before[1], before[2])
+    finally:
+        gc.set_threshold(*before)
+
+
+def test_the_full_collections_are_spaced_only_when_asked() -> None:
+    before = gc.get_threshold()
+    try:
+        collector_thresholds(10_000, 100)
+        assert gc.get_threshold() == (10_000, before[1], 100)
+        collector_thresholds(5_000)
+        assert gc.get_threshold() == (5_000, before[1], 100)
     finally:
         gc.set_threshold(*before)
