@@ -138,12 +138,7 @@ class RetentionSweep:
         if newest is None or self.swept_day.get(partition) == newest // DAY_US:
             return 0
         self.swept_day[partition] = newest // DAY_US
-        horizon = (newest - self.retention_us) // self.width_us
-        old = []
-        for key in list(self.table.keys()):
-            owner, _, bucket = key.rpartition(b"|")
-            if int(bucket) < horizon and partition_of(owner, self.partitions) == partition:
-                old.append(key)
+        old = self._older_than(partition, (newest - self.retention_us) // self.width_us)
         for key in old:
             del self.table[key]
         if old:
@@ -160,16 +155,36 @@ class RetentionSweep:
         """
         horizon = (now_us - self.retention_us) // self.width_us
         gone = 0
-        for key in list(self.table.keys()):
-            owner, _, bucket = key.rpartition(b"|")
-            partition = partition_of(owner, self.partitions)
-            if int(bucket) < horizon and partition in owned:
+        for partition in sorted(owned):
+            for key in self._older_than(partition, horizon):
                 self.table.send_changelog(partition, key, None, value_serializer="raw")
                 del self.table.data[key]
                 gone += 1
         if gone:
             log.info("idle sweep: forgot %d buckets past the retention", gone)
         return gone
+
+    def _older_than(self, partition: int, horizon: int) -> list[bytes]:
+        """The keys of ``partition``'s buckets numbered below ``horizon``.
+
+        Read from that partition's own RocksDB when the table has one: faust's
+        key view walks the stores of every partition (these are global tables)
+        and decodes and checks each key, which made each day's sweep read the
+        whole index four times over (5% of the worker's time in a profile of the
+        200,000-reading bench, 2026-12-05). Keys without a bucket number (faust
+        keeps its persisted offset beside the rows) are not buckets.
+        """
+        store = getattr(self.table, "data", None)
+        db_for_partition = getattr(store, "_db_for_partition", None)
+        keys = self.table.keys() if db_for_partition is None else db_for_partition(partition).keys()
+        old = []
+        for key in keys:
+            owner, bar, bucket = key.rpartition(b"|")
+            if not bar or not bucket.isdigit() or int(bucket) >= horizon:
+                continue
+            if partition_of(owner, self.partitions) == partition:
+                old.append(key)
+        return old
 
     def clock_us(self) -> int | None:
         """The newest event time this worker has seen on any partition."""

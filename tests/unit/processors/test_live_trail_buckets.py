@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import random
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 from processors.live_state import partition_of
 from processors.live_trails import (
@@ -121,3 +123,64 @@ def test_an_idle_partition_forgets_by_the_clock_of_the_others() -> None:
     assert sorted(table.tombstones) == sorted(
         (partition_of(p.encode(), partitions), trail_key(p, START)) for p in idle_persons
     )
+
+
+class PartitionedStore:
+    """faust's RocksDB store as the sweep reads it: one real RocksDB per partition."""
+
+    def __init__(self, root: Path, partitions: int) -> None:
+        from rocksdict import Options, Rdict
+
+        options = Options(raw_mode=True)
+        options.create_if_missing(True)
+        self.dbs = [Rdict(str(root / str(p)), options=options) for p in range(partitions)]
+
+    def _db_for_partition(self, partition: int) -> Any:
+        return self.dbs[partition]
+
+
+class StoreTable:
+    """A table over :class:`PartitionedStore`; its all-partition key view must not be used."""
+
+    def __init__(self, store: PartitionedStore, partitions: int) -> None:
+        self.data, self.partitions = store, partitions
+        self.tombstones: list[tuple[int, bytes]] = []
+
+    def owner_db(self, key: bytes) -> Any:
+        return self.data.dbs[partition_of(key.rpartition(b"|")[0], self.partitions)]
+
+    def __setitem__(self, key: bytes, value: bytes) -> None:
+        self.owner_db(key)[key] = value
+
+    def __contains__(self, key: bytes) -> bool:
+        return self.owner_db(key).get(key) is not None
+
+    def __delitem__(self, key: bytes) -> None:
+        del self.owner_db(key)[key]
+
+    def keys(self) -> Any:
+        raise AssertionError("the sweep walked every partition's keys")
+
+
+def test_the_sweep_reads_only_its_partitions_rocksdb(tmp_path: Path) -> None:
+    partitions = 4
+    retention = int(timedelta(days=28).total_seconds() * 1_000_000)
+    store = PartitionedStore(tmp_path, partitions)
+    table = StoreTable(store, partitions)
+    persons = [f"p{i}" for i in range(16)]
+    for person in persons:
+        for day in (0, 40):
+            table[trail_key(person, START + day * DAY_US)] = b"{}"
+    for db in store.dbs:  # faust keeps its persisted offset beside the rows
+        db[b"__faust\x00offset__"] = b"7"
+    sweep = RetentionSweep(table, DAY_US, retention, partitions)
+    mine = partition_of(b"p0", partitions)
+    sweep.too_old(mine, START + 40 * DAY_US)
+    owned = [p for p in persons if partition_of(p.encode(), partitions) == mine]
+    assert sweep.sweep(mine) == len(owned)
+    for person in persons:
+        assert (trail_key(person, START) in table) == (person not in owned)
+        assert trail_key(person, START + 40 * DAY_US) in table
+    assert all(db[b"__faust\x00offset__"] == b"7" for db in store.dbs)
+    for db in store.dbs:
+        db.close()
