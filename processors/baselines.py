@@ -21,6 +21,8 @@ Step functions (pure; they change the state in place and return alerts):
 
 from __future__ import annotations
 
+from statistics import median
+
 from processors.screening_policy import PRECISION, PolicyLike, ScreeningPolicy, resolve
 from processors.screening_state import (
     ClusterState,
@@ -147,19 +149,30 @@ def judge_reading_for_site_drift(
     state.add(Sample.of(reading))
     _prune_drift(state, p)
     since = t - p.drift_window
-    own = state.window(kiosk, since, t)
+    # In event-time order the reading is the newest, and the state keeps exactly
+    # its window: the medians are order statistics the state keeps sorted. A
+    # reading that arrived late is judged over its own window, by scans.
+    newest = t == state.newest
+    own = state.readings[kiosk] if newest else state.window(kiosk, since, t)
     if len(own) < p.drift_min_readings:
         return []
-    # Every way out below but the last changes nothing, so the cheap ones go first:
-    # the site's other kiosks are an hour of readings to gather and sort.
+    # Every way out below but the last changes nothing, so the cheap ones go first.
     last = state.last_drift_at.get(kiosk)
     if last is not None and t - last < p.drift_cooldown:
         return []
-    others = [s.celsius for k in state.readings if k != kiosk for s in state.window(k, since, t)]
-    if len(others) < p.drift_min_readings:
+    if newest:
+        own_median, others_median, n_others = state.medians(kiosk)
+    else:
+        others = [
+            s.celsius for k in state.readings if k != kiosk for s in state.window(k, since, t)
+        ]
+        n_others = len(others)
+        own_median = median(s.celsius for s in own)
+        others_median = median(others) if others else None
+    if n_others < p.drift_min_readings or others_median is None:
         return []
-    kiosk_median = rounded_median(s.celsius for s in own)
-    site_median = rounded_median(others)
+    kiosk_median = round(own_median, PRECISION)
+    site_median = round(others_median, PRECISION)
     difference = round(kiosk_median - site_median, PRECISION)
     if abs(difference) <= p.drift_delta_c:
         return []
@@ -178,7 +191,7 @@ def judge_reading_for_site_drift(
                 "difference_c": difference,
                 "max_difference_c": p.drift_delta_c,
                 "kiosk_readings": len(own),
-                "other_readings": len(others),
+                "other_readings": n_others,
                 "window_s": p.drift_window.total_seconds(),
             },
         )

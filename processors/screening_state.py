@@ -22,9 +22,9 @@ time and the duplicate filter (:class:`SeenIds`) forgets ids past a horizon.
 
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right, insort
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import cached_property
@@ -396,6 +396,11 @@ class DriftState:
     # Change ``readings`` only through :meth:`add` and :meth:`prune`, or these go stale.
     _in_order: dict[str, bool] = field(default_factory=dict, compare=False, repr=False)
     _ids: dict[str, Counter[str]] = field(default_factory=dict, compare=False, repr=False)
+    # Also derived: each kiosk's temperatures sorted, and the whole site's, so the
+    # medians of an in-order reading are order statistics, not an hour sorted twice
+    # (at 3,000 readings a site-hour that sort was 0.9 ms of every reading).
+    _sorted: dict[str, list[float]] = field(default_factory=dict, compare=False, repr=False)
+    _site_sorted: list[float] | None = field(default=None, compare=False, repr=False)
 
     def holds(self, kiosk_id: str, event_id: str) -> bool:
         """Whether the window already has this reading."""
@@ -414,6 +419,10 @@ class DriftState:
         if ids is not None:
             ids[sample.event_id] += 1
         samples.append(sample)
+        if kiosk in self._sorted:
+            insort(self._sorted[kiosk], sample.celsius)
+        if self._site_sorted is not None:
+            insort(self._site_sorted, sample.celsius)
 
     def prune(self, bound: datetime) -> None:
         """Drop every sample at or before ``bound``, and kiosks left with none."""
@@ -427,10 +436,12 @@ class DriftState:
                 gone = [s for s in samples if s.time <= bound]
                 samples[:] = kept
                 self._in_order.pop(kiosk, None)  # it may be in order now: looked at again
+            self._forget_sorted(kiosk, gone)
             if not samples:
                 del self.readings[kiosk]
                 self._in_order.pop(kiosk, None)
                 self._ids.pop(kiosk, None)
+                self._sorted.pop(kiosk, None)
                 continue
             ids = self._ids.get(kiosk)
             if ids is not None and gone:
@@ -448,6 +459,43 @@ class DriftState:
             lo = bisect_right(samples, since, key=_sample_time)
             return samples[lo : bisect_right(samples, until, lo=lo, key=_sample_time)]
         return [s for s in samples if since < s.time <= until]
+
+    def medians(self, kiosk_id: str) -> tuple[float, float | None, int]:
+        """The median of the kiosk's window, of the other kiosks' and how many those hold.
+
+        Over everything the state keeps, which is the window of a reading as
+        new as the newest (the rule's in-order case). The values are exactly
+        ``statistics.median``'s: the same middle elements, averaged the same way.
+        """
+        own = self._sorted_of(kiosk_id)
+        site = self._site()
+        others = len(site) - len(own)
+        if others == 0:
+            return _middle(len(own), own.__getitem__), None, 0
+        return (
+            _middle(len(own), own.__getitem__),
+            _middle(others, lambda k: _kth_excluding(site, own, k)),
+            others,
+        )
+
+    def _sorted_of(self, kiosk_id: str) -> list[float]:
+        values = self._sorted.get(kiosk_id)
+        if values is None:
+            values = sorted(s.celsius for s in self.readings.get(kiosk_id, ()))
+            if kiosk_id in self.readings:
+                self._sorted[kiosk_id] = values
+        return values
+
+    def _site(self) -> list[float]:
+        if self._site_sorted is None:
+            self._site_sorted = sorted(s.celsius for ss in self.readings.values() for s in ss)
+        return self._site_sorted
+
+    def _forget_sorted(self, kiosk_id: str, gone: Iterable[Sample]) -> None:
+        for values in (self._sorted.get(kiosk_id), self._site_sorted):
+            if values is not None:
+                for s in gone:
+                    del values[bisect_left(values, s.celsius)]
 
     def _is_in_order(self, kiosk_id: str) -> bool:
         known = self._in_order.get(kiosk_id)
@@ -514,6 +562,30 @@ class DriftState:
             {str(k): _dt(v) for k, v in obj.get("last_drift_at", {}).items()},
             None if newest is None else _dt(newest),
         )
+
+
+def _middle(n: int, kth: Callable[[int], float]) -> float:
+    """``statistics.median`` of ``n`` sorted values, given the k-th smallest (0-based)."""
+    if n % 2:
+        return float(kth(n // 2))
+    return float((kth(n // 2 - 1) + kth(n // 2)) / 2)
+
+
+def _kth_excluding(site: list[float], own: list[float], k: int) -> float:
+    """The k-th smallest (0-based) of ``site`` less ``own``; both sorted, ``own`` within ``site``.
+
+    The first value of ``site`` with more than ``k`` of the others at or below
+    it: a binary search over ``site`` whose every step counts with two more.
+    """
+    lo, hi = 0, len(site) - 1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        value = site[mid]
+        if bisect_right(site, value) - bisect_right(own, value) > k:
+            hi = mid
+        else:
+            lo = mid + 1
+    return site[lo]
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from statistics import median
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -24,13 +25,16 @@ from tests.factories import BASE_TIME, make_reading
 POLICY = ScreeningPolicy(drift_min_readings=3, drift_window=timedelta(minutes=10))
 
 
+Judged = tuple[str, list[str], float, float, int]
+
+
 def plain_drift(
     state: DriftState, reading: TemperatureReading, policy: ScreeningPolicy
-) -> list[tuple[str, list[str]]]:
+) -> list[Judged]:
     """The rule as it was before the index: every read is a scan of the window.
 
-    It answers each alert's kiosk and evidence (the parts the window
-    decides), so the oracle stays short.
+    It answers each alert's kiosk, evidence, both medians and the other
+    kiosks' count (the parts the window decides), so the oracle stays short.
     """
     p = resolve(policy, reading.site_id)
     t, kiosk = reading.measured_at, reading.kiosk_id
@@ -67,11 +71,12 @@ def plain_drift(
     ]
     if len(others) < p.drift_min_readings:
         return []
-    difference = rounded_median(s.celsius for s in own) - rounded_median(others)
-    if abs(round(difference, PRECISION)) <= p.drift_delta_c:
+    kiosk_median, site_median = rounded_median(s.celsius for s in own), rounded_median(others)
+    if abs(round(kiosk_median - site_median, PRECISION)) <= p.drift_delta_c:
         return []
     state.last_drift_at[kiosk] = t
-    return [(kiosk, sorted({s.event_id for s in own}))]  # alerts carry sorted evidence
+    # Alerts carry sorted evidence.
+    return [(kiosk, sorted({s.event_id for s in own}), kiosk_median, site_median, len(others))]
 
 
 READING = st.tuples(
@@ -100,5 +105,42 @@ def test_indexed_window_judges_as_the_plain_scans(
         )
         got = judge_reading_for_site_drift(indexed, reading, POLICY)
         want = plain_drift(plain, reading, POLICY)
-        assert [(a.kiosk_id, list(a.evidence)) for a in got] == want
+        assert [
+            (
+                a.kiosk_id,
+                list(a.evidence),
+                a.detail["kiosk_median_c"],
+                a.detail["site_median_c"],
+                a.detail["other_readings"],
+            )
+            for a in got
+        ] == want
         assert indexed.to_dict() == plain.to_dict()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["k-1", "k-2", "k-3"]), st.sampled_from([36.1, 36.5, 37.0, 38.2])
+        ),
+        min_size=1,
+        max_size=40,
+    ),
+    st.integers(0, 39),
+)
+def test_kept_medians_are_the_medians_of_the_kept_samples(
+    values: list[tuple[str, float]], cut: int
+) -> None:
+    """Order statistics over the sorted caches, after adds and a prune, equal sorting."""
+    state = DriftState()
+    for i, (kiosk, celsius) in enumerate(values):
+        state.add(Sample(f"e-{i}", BASE_TIME + timedelta(seconds=i), celsius, kiosk, "site-1"))
+        if i == cut:
+            state.medians(kiosk)  # caches built midway are kept up to date from here on
+    state.prune(BASE_TIME + timedelta(seconds=cut // 2))
+    for kiosk, samples in state.readings.items():
+        own = [s.celsius for s in samples]
+        others = [s.celsius for k, ss in state.readings.items() if k != kiosk for s in ss]
+        want = (median(own), median(others) if others else None, len(others))
+        assert state.medians(kiosk) == want
