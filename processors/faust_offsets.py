@@ -55,8 +55,8 @@ sees the next record as a jump and records it as a compacted-away range
   row is sought back to its committed offset, and the records come again.
   A record counts as lost only when aiokafka has handed it to faust (its
   position is past it) and it is nowhere on its way: not buffered by
-  aiokafka, not in the fetch faust is handing out, not delivered and
-  unacknowledged. So a partition that simply waits its turn in a backlog is
+  aiokafka, not in the fetch faust is handing out, not queued for a stream,
+  not delivered and unacknowledged. So a partition that simply waits its turn in a backlog is
   left alone. Every stage drops event ids it has already seen, so what comes
   twice changes nothing. Records that retention deleted before they were
   processed are committed past, with an error in the log. The worker calls
@@ -332,6 +332,7 @@ def _observe(consumer: Any) -> dict[Any, int]:
             if last is None or record.offset >= last:
                 on_its_way(tp, record.offset)
                 break
+    queued_in_streams(consumer.app.topics._topics, on_its_way)
     positions = _client_view(consumer, watched, on_its_way)
     return waiting_on_lost_records(
         {tp: consumer._committed_offset.get(tp) for tp in watched},
@@ -339,6 +340,23 @@ def _observe(consumer: Any) -> dict[Any, int]:
         coming,
         positions,
     )
+
+
+def queued_in_streams(channels: Iterable[Any], on_its_way: Callable[[Any, int], None]) -> None:
+    """``on_its_way`` hears every record the conductor queued for a stream that has not taken it.
+
+    faust's fetch loop moves its read offset past a record once the conductor
+    has put its event on the queue of every channel subscribed to it; the
+    consumer tracks the record as unacknowledged only when a stream takes the
+    event off that queue. In between it is on its way, and with the agents
+    behind (a full queue waits seconds at a busy stage) it must not look lost.
+    """
+    for channel in list(channels):
+        queue = getattr(channel, "_queue", None)  # None: never iterated, nothing queued
+        for event in list(getattr(queue, "_queue", ())):
+            message = getattr(event, "message", None)
+            if message is not None:
+                on_its_way(message.tp, message.offset)
 
 
 def _client_view(

@@ -93,3 +93,33 @@ def test_only_partitions_sought_since_the_last_assignment_deliver() -> None:
     assert owed.sought("t0") and owed.sought("t1")
     assert not owed.sought("t2")  # assigned since: its start is not known yet
     assert owed.check("t1", 7) is None  # sought, start unknown: taken as it comes
+
+
+def test_events_queued_for_a_stream_are_on_their_way() -> None:
+    """A real faust channel's queue: what the conductor put there and no stream took yet."""
+    import faust
+    from faust.events import Event
+    from faust.types import TP, Message
+
+    from processors.faust_offsets import queued_in_streams
+
+    app = faust.App("queued-test", broker="memory://")
+    taken, waiting, idle = app.channel(), app.channel(), app.channel()
+    for offset in (7, 5, 9):  # several partitions' records share one queue, in delivery order
+        message = Message("by-person", 0, offset, 0.0, 0, {}, b"k", b"v", None)
+        waiting.queue.force_put_nowait(Event(app, b"k", b"v", {}, message))
+    other = Message("by-person", 1, 40, 0.0, 0, {}, b"k", b"v", None)
+    taken.queue.force_put_nowait(Event(app, b"k", b"v", {}, other))
+    taken.queue.get_nowait()  # a stream took it: tracked as unacknowledged instead
+
+    heard: dict[TP, int] = {}
+
+    def on_its_way(tp: TP, offset: int) -> None:
+        heard[tp] = min(offset, heard.get(tp, offset))
+
+    queued_in_streams([taken, waiting, idle], on_its_way)
+    assert heard == {TP("by-person", 0): 5}
+    lost = waiting_on_lost_records(
+        {TP("by-person", 0): 5}, {TP("by-person", 0): ()}, heard, {TP("by-person", 0): 10}
+    )
+    assert lost == {}  # queued, so not lost: before the fix it was sought back
