@@ -87,6 +87,15 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def max_by_window(timed: list[tuple[float, float]], window_s: float) -> list[float]:
+    """The worst latency (ms) of each ``window_s`` of send time: one stall, or a steady tail."""
+    worst: dict[int, float] = {}
+    for sent_at, latency in timed:
+        slot = int(max(sent_at, 0.0) // window_s)
+        worst[slot] = max(worst.get(slot, 0.0), latency)
+    return [round(worst.get(slot, 0.0) * 1e3, 1) for slot in range(max(worst, default=-1) + 1)]
+
+
 def fresh_settings(base: KafkaSettings, tag: str) -> KafkaSettings:
     settings = base.model_copy(update={"namespace": f"bench{tag}{uuid.uuid4().hex[:8]}."})
     ensure_topics(settings)
@@ -898,11 +907,12 @@ def latency(base: KafkaSettings, args: argparse.Namespace, logs: Path) -> dict[s
             delete_namespace(settings)
 
     def figures(kind: str) -> dict[str, Any]:
-        lat = [
-            listener.arrived[k] - t
+        timed = [
+            (t - start, listener.arrived[k] - t)
             for k, t in sent.items()
             if k[0] == kind and k in listener.arrived
         ]
+        lat = [latency for _, latency in timed]
         expected = sum(1 for k in sent if k[0] == kind)
         out: dict[str, Any] = {"alerts_expected": expected, "alerts_matched": len(lat)}
         if lat:
@@ -911,6 +921,7 @@ def latency(base: KafkaSettings, args: argparse.Namespace, logs: Path) -> dict[s
                 p99_ms=round(pct(lat, 0.99) * 1e3, 1),
                 max_ms=round(max(lat) * 1e3, 1),
                 mean_ms=round(statistics.mean(lat) * 1e3, 1),
+                max_ms_by_10s=max_by_window(timed, 10.0),
             )
         return out
 
