@@ -21,7 +21,7 @@ Figures, per site (a check-in venue is a site of its own):
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any, NamedTuple
@@ -156,22 +156,8 @@ def build_report(
     settled = _settlement(unique.values())
     for site_id, outcome in settled:
         sites[site_id]["fevers_settled"][outcome] += 1
-    by_kiosk: dict[tuple[str, str], list[datetime]] = defaultdict(list)
-    for beat in inputs.heartbeats:
-        if site is None or beat.site_id == site:
-            by_kiosk[(beat.site_id, beat.kiosk_id)].append(beat.at)
-    for (site_id, kiosk_id), beats in sorted(by_kiosk.items()):
-        if not any(b < until for b in beats):
-            continue
-        for lo, hi in silences(beats, start, until, silence):
-            sites[site_id]["silent_kiosks"].append(
-                {
-                    "kiosk_id": kiosk_id,
-                    "from": lo.astimezone(zone).isoformat(),
-                    "to": hi.astimezone(zone).isoformat(),
-                    "minutes": round((hi - lo).total_seconds() / 60, 1),
-                }
-            )
+    for site_id, gap in _silent_kiosks(inputs.heartbeats, site, start, until, silence, zone):
+        sites[site_id]["silent_kiosks"].append(gap)
     persons = fever_persons(unique.values())
     curves = {
         person: [
@@ -195,6 +181,34 @@ def build_report(
         "fever_persons": persons,
         "curves": curves,
     }
+
+
+def _silent_kiosks(
+    heartbeats: Iterable[Any],
+    site: str | None,
+    start: datetime,
+    until: datetime,
+    silence: timedelta,
+    zone: ZoneInfo,
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(site, gap) for every silence of a kiosk that was heard from before ``until``."""
+    by_kiosk: dict[tuple[str, str], list[datetime]] = defaultdict(list)
+    for beat in heartbeats:
+        if site is None or beat.site_id == site:
+            by_kiosk[(beat.site_id, beat.kiosk_id)].append(beat.at)
+    for (site_id, kiosk_id), beats in sorted(by_kiosk.items()):
+        if not any(b < until for b in beats):
+            continue
+        for lo, hi in silences(beats, start, until, silence):
+            yield (
+                site_id,
+                {
+                    "kiosk_id": kiosk_id,
+                    "from": lo.astimezone(zone).isoformat(),
+                    "to": hi.astimezone(zone).isoformat(),
+                    "minutes": round((hi - lo).total_seconds() / 60, 1),
+                },
+            )
 
 
 def _empty_site() -> dict[str, Any]:
