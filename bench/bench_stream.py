@@ -517,6 +517,70 @@ def readings_of_persons(settings: KafkaSettings, n: int) -> int:
     return count
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of a process and all its threads (None: it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
+
+
+def machine_ticks() -> tuple[int, int]:
+    """(busy, total) clock ticks of every CPU since boot, from /proc/stat."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
+    return sum(values) - idle, sum(values)
+
+
+def broker_pid() -> int | None:
+    """The local broker's JVM (``make up``), to count what the broker spends beside the workers."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"kafka.Kafka" in cmdline and b"server.properties" in cmdline:
+                return int(entry.name)
+    return None
+
+
+class CpuMeter:
+    """Where a phase's CPU went: the workers, the broker, and the machine as a whole.
+
+    Two workers can only scale out if there are idle cores to scale into: on this
+    2-core box the broker and the bench share them, so the scale-out ratio is
+    read beside the machine's busy share.
+    """
+
+    def __init__(self, pids: list[int]) -> None:
+        self.pids, self.broker = pids, broker_pid()
+        self.started = time.monotonic()
+        self.machine = machine_ticks()
+        self.broker_cpu = process_cpu_s(self.broker) if self.broker else None
+
+    def read(self) -> dict[str, Any]:
+        wall = time.monotonic() - self.started
+        busy, total = machine_ticks()
+        broker_cpu = process_cpu_s(self.broker) if self.broker else None
+        workers = [process_cpu_s(pid) for pid in self.pids]
+        return {
+            "wall_s": round(wall, 1),
+            "cores": os.cpu_count(),
+            "workers_cpu_s": [None if c is None else round(c, 1) for c in workers],
+            "broker_cpu_s": None
+            if broker_cpu is None or self.broker_cpu is None
+            else round(broker_cpu - self.broker_cpu, 1),
+            "machine_busy_share": round(
+                (busy - self.machine[0]) / max(1, total - self.machine[1]), 3
+            ),
+        }
+
+
 def worker_run(
     settings: KafkaSettings,
     args: argparse.Namespace,
@@ -531,8 +595,10 @@ def worker_run(
     workers = [
         Worker(settings, logs, extra_env=args.worker_env, app_id=app_id) for _ in range(processes)
     ]
+    cpu = CpuMeter([w.proc.pid for w in workers])
     try:
         result = run_worker_until(workers[0], n, args.timeout, others=tuple(workers[1:]))
+        result["cpu"] = cpu.read()
     finally:
         tail = workers[0].tail()
         for worker in workers:
