@@ -100,9 +100,11 @@ class BulkWrites:
     on the event loop's thread by one pump task that polls the producer while
     any batch waits, so a delivery report never has to take the interpreter
     lock from the busy main thread (a poller thread was tried first). Against
-    ``flush()`` in back-to-back bench runs (2026-12-05 18:20-18:45): 4,848 and
-    6,074 inputs/s against 4,330 and 5,771 drained, and p99 alert latencies
-    of 212, 404 and 234 ms against 253, 515 and 268 at 1,000 + 1,000/s.
+    ``flush()`` in back-to-back runs of the 200,000-reading bench phase
+    (2026-12-05 18:15-18:24): 4,848 and 6,074 inputs/s drained against 4,330
+    and 5,771. Four back-to-back pairs of the latency phase did not settle
+    which is faster there: the machine's speed moved more than the two
+    differed (bench/README.md).
     """
 
     PUMP_S = 0.001  # the pump's pause between two polls while a batch waits
