@@ -181,8 +181,9 @@ class WorkerSettings(BaseSettings):
     bulk_restore: bool = True
     #: SCANTRAIL_WORKER_IN_PLACE_DELIVERY: hand each fetched message to the agents
     #: without faust's four tasks when the handing need not wait
-    #: (processors.faust_delivery): 2.2x the drained rate and a fifth of the p99
-    #: produce-to-alert latency at 1,000 readings/s in the bench. Its failures of
+    #: (processors.faust_delivery). The 1M bench phase drained 5,149 inputs/s with
+    #: it and 2,345 without, and the latency phase's p99 was 265 ms with it and
+    #: 4,599 ms without, in runs hours apart (bench/README.md). Its failures of
     #: the two-worker SIGKILL test came from HeadWatch taking records queued for a
     #: stream for lost ones (processors.faust_offsets); false turns it off.
     in_place_delivery: bool = True
