@@ -14,7 +14,7 @@ from typing import Any
 
 import faust
 
-from processors import faust_delivery, faust_fetch, faust_offsets
+from processors import faust_delivery, faust_fetch, faust_offsets, faust_stores
 from scantrail import contract
 from scantrail.broker import ssl_context
 from scantrail.private import private_dir, tighten_tree
@@ -81,11 +81,13 @@ def create_app(
         broker_heartbeat_interval=3.0,
         broker_commit_every=1000,
         broker_commit_interval=1.0,
+        table_standby_replicas=worker.standby_replicas,
     )
 
     quarantine = kafka.topic(contract.QUARANTINE)  # compacted: a missing offset is normal there
     faust_offsets.install(lambda topic: topic != quarantine)
     faust_fetch.install()
+    faust_stores.install()
     if worker.in_place_delivery:
         faust_delivery.install()
 
