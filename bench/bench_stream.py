@@ -21,7 +21,9 @@ the issue's ``headline`` object:
   tables from the changelogs (its bulk restore, :mod:`processors.changelog_restore`):
   changelog records, the restore's records/s, seconds to ``/ready``.
 * small set (``--small`` readings): one worker, then two worker processes in
-  one consumer group, each until drained: the scale-out ratio.
+  one consumer group, each until drained: the scale-out ratio. Then two again
+  with no standby replicas (what a standby's replay of the other's changelog
+  costs; skipped when ``--worker-env`` sets the standby count).
 * latency: a fresh worker, then ``--rate`` readings/s and
   ``--scan-rate-offered`` scans/s for ``--seconds`` (``measured_at`` and
   ``scanned_at`` = now). A share are hot readings of nobody
@@ -66,6 +68,7 @@ from scantrail.broker import drop_namespaces, ensure_topics  # noqa: E402
 from scantrail.settings import KafkaSettings  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "stream.json"
+STANDBY_ENV = "SCANTRAIL_WORKER_STANDBY_REPLICAS"
 START = datetime(2020, 2, 10, tzinfo=UTC)
 TARGETS = {
     "share_of_faust_floor": 0.5,
@@ -588,13 +591,13 @@ def worker_run(
     counts: dict[str, int],
     processes: int = 1,
     keep_data: bool = False,
+    env: dict[str, str] | None = None,
 ) -> tuple[dict[str, Any], str]:
     """``processes`` workers in one fresh group until drained; returns (figures, app id)."""
     n = counts.get(contract.TEMPERATURES, 0)
     app_id = f"{settings.namespace}worker-{uuid.uuid4().hex[:6]}"
-    workers = [
-        Worker(settings, logs, extra_env=args.worker_env, app_id=app_id) for _ in range(processes)
-    ]
+    extra_env = {**args.worker_env, **(env or {})}
+    workers = [Worker(settings, logs, extra_env=extra_env, app_id=app_id) for _ in range(processes)]
     cpu = CpuMeter([w.proc.pid for w in workers])
     try:
         result = run_worker_until(workers[0], n, args.timeout, others=tuple(workers[1:]))
@@ -756,11 +759,25 @@ def small_state(base: KafkaSettings, args: argparse.Namespace, logs: Path) -> di
         one, _ = worker_run(settings, args, logs, counts)
         log(f"  one process: {one['all_inputs_per_second_end_to_end']:,} inputs/s")
         two: dict[str, Any] = {"skipped": True}
+        two_no_standby: dict[str, Any] = {"skipped": True}
         if not args.skip_two:
             log("small: two scantrail worker processes in one group")
             two, _ = worker_run(settings, args, logs, counts, processes=2)
             log(f"  two processes: {two['all_inputs_per_second_end_to_end']:,} inputs/s")
-        return {"preloaded": counts, "residents": residents, "one_process": one, "two": two}
+            if STANDBY_ENV not in args.worker_env:
+                log("small: two processes again, with no standby replicas")
+                two_no_standby, _ = worker_run(
+                    settings, args, logs, counts, processes=2, env={STANDBY_ENV: "0"}
+                )
+                rate = two_no_standby["all_inputs_per_second_end_to_end"]
+                log(f"  two processes, no standby: {rate:,} inputs/s")
+        return {
+            "preloaded": counts,
+            "residents": residents,
+            "one_process": one,
+            "two": two,
+            "two_no_standby": two_no_standby,
+        }
     finally:
         if not args.keep_topics:
             delete_namespace(settings)
@@ -1082,6 +1099,7 @@ def save(figures: dict[str, Any], out: Path) -> None:
     figures["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     figures["headline"] = headline(figures)
     figures["targets_met"] = targets_met(figures["headline"], figures)
+    figures["scale_out_without_standby"] = without_standby(figures)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(figures, indent=2) + "\n")
 
@@ -1126,6 +1144,23 @@ def headline(figures: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def without_standby(figures: dict[str, Any]) -> dict[str, Any]:
+    """The two-process figures again with no standby replicas (the headline's run keeps one)."""
+    small = figures.get("small_state", {})
+    two, one = inputs_rate(small.get("two_no_standby")), inputs_rate(small.get("one_process"))
+    return {
+        STANDBY_ENV: "0",
+        "inputs_per_s_two_processes": two,
+        "scale_out_ratio": round(two / one, 3) if two and one else None,
+        "note": (
+            "the headline's two-process run keeps the default of one standby replica, with"
+            " which each worker also replays the other's changelog records; without one, a"
+            " survivor takes over a dead worker's partitions only after faust has replayed"
+            " them record by record"
+        ),
+    }
+
+
 def targets_met(h: dict[str, Any], figures: dict[str, Any]) -> dict[str, bool | None]:
     def at_least(value: Any, bound: float) -> bool | None:
         return None if value is None else bool(value >= bound)
@@ -1161,6 +1196,7 @@ def summarise(figures: dict[str, Any]) -> None:
     for key, value in figures["headline"].items():
         print(f"{key:<28} {value}")
     print(f"targets met: {figures['targets_met']}")
+    print(f"without standby replicas: {figures['scale_out_without_standby']}")
 
 
 if __name__ == "__main__":

@@ -205,6 +205,17 @@ class WorkerSettings(BaseSettings):
     #: of event-time order; raise it where kiosks pause longer than this and then
     #: catch up, at the cost of alerts at quiet gates waiting as long.
     idle_after_s: float = Field(default=30.0, gt=0)
+    #: SCANTRAIL_WORKER_STANDBY_REPLICAS: how many other workers keep a warm copy
+    #: of each partition's tables, so a worker's death costs its partitions no
+    #: restore. Every standby replays the changelog records of the partitions it
+    #: stands by for, which costs CPU; in three back-to-back pairs on the small
+    #: bench set two workers were not consistently faster with 0 (bench/README.md).
+    #: With 0 a survivor takes over a dead worker's partitions only after faust's
+    #: own recovery has replayed what that worker wrote since the survivor
+    #: started, one record at a time (1,300-1,800 records/s here; the bulk
+    #: restore runs only at start-up), so its gates' alerts wait that long. The
+    #: trail tables are global: every worker holds them whatever this says.
+    standby_replicas: int = Field(default=1, ge=0)
 
     def resolved_data_dir(self) -> Path:
         return self.data_dir or state_dir() / "worker" / self.app_id
