@@ -452,6 +452,8 @@ def faust_floor(
         str(n),
         mode,
         str(out),
+        # In the run's namespace, so its changelog goes with the namespace's topics.
+        f"{settings.namespace}faust-floor-{mode}-{uuid.uuid4().hex[:6]}",
     ]
     with (logs / f"faust-floor-{mode}.log").open("ab") as log_file:
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT)
@@ -472,6 +474,7 @@ def quix_peer(settings: KafkaSettings, n: int, timeout_s: float, logs: Path) -> 
         return {"completed": False, "reason": f"{python} missing: run `make bench-stream`"}
     out = logs / "quix-peer.json"
     state = Path(tempfile.mkdtemp(prefix="scantrail-quix-"))
+    group = f"quix-peer-{uuid.uuid4().hex[:8]}"
     cmd = [
         str(python),
         str(ROOT / "bench" / "quix_peer.py"),
@@ -480,6 +483,7 @@ def quix_peer(settings: KafkaSettings, n: int, timeout_s: float, logs: Path) -> 
         str(n),
         str(out),
         str(state),
+        group,
     ]
     with (logs / "quix-peer.log").open("ab") as log_file:
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT)
@@ -489,6 +493,11 @@ def quix_peer(settings: KafkaSettings, n: int, timeout_s: float, logs: Path) -> 
             proc.kill()
             proc.wait()
     shutil.rmtree(state, ignore_errors=True)
+    # Quix names its internal topics after the group, outside any namespace.
+    try:
+        drop_namespaces(settings, [f"changelog__{group}", f"repartition__{group}"])
+    except Exception as exc:  # cleanup must not hide the figures
+        log(f"could not delete the Quix peer's topics: {exc}")
     if not out.exists():
         return {"completed": False, "timeout_s": timeout_s}
     return {**json.loads(out.read_text()), "engine": "quixstreams 3.28.1"}

@@ -15,7 +15,7 @@ consumer (the ceiling) and the worker, in two modes:
 They show how much of the gap to the ceiling is faust's own per-message and
 per-write machinery, and how much is the worker's work.
 
-Usage: ``faust_floor.py BOOTSTRAP TOPIC PARTITIONS N MODE OUT.json`` (bounded by
+Usage: ``faust_floor.py BOOTSTRAP TOPIC PARTITIONS N MODE OUT.json [APP_ID]`` (bounded by
 the caller's timeout).
 """
 
@@ -43,13 +43,15 @@ from scantrail.settings import WorkerSettings  # noqa: E402
 
 def main() -> None:
     bootstrap, topic_name, partitions, wanted, mode, out = sys.argv[1:7]
+    # The caller names the app so that it can delete the app's topics afterwards.
+    app_id = sys.argv[7] if len(sys.argv) > 7 else f"faust-floor-{uuid.uuid4().hex[:8]}"
     writes = mode == "write"
     if mode == "decode-in-place":
         faust_delivery.install()
     batching = Batching()
     settings = WorkerSettings()
     app = faust.App(
-        f"faust-floor-{uuid.uuid4().hex[:8]}",
+        app_id,
         broker=f"kafka://{bootstrap}",
         store="rocksdb://",
         datadir=tempfile.mkdtemp(prefix="faust-floor-"),

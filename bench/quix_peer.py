@@ -4,7 +4,7 @@ Run by ``bench/bench_stream.py`` with the interpreter of ``.venv-quix`` (Quix
 Streams 3.28 pins confluent-kafka below 2.13, the project pins 2.16.1, so it
 cannot share the project's venv)::
 
-    .venv-quix/bin/python bench/quix_peer.py BOOTSTRAP TOPIC N OUT.json STATE_DIR
+    .venv-quix/bin/python bench/quix_peer.py BOOTSTRAP TOPIC N OUT.json STATE_DIR [GROUP]
 
 It reads the temperature topic from the start, keeps the readings of a
 person, repartitions them by person (``group_by``, Quix's own repartition
@@ -36,10 +36,12 @@ from scantrail import contract  # noqa: E402
 
 def main() -> None:
     bootstrap, topic_name, n_text, out, state_dir = sys.argv[1:6]
+    # The caller names the group: Quix names its internal topics after it.
+    group = sys.argv[6] if len(sys.argv) > 6 else f"quix-peer-{uuid.uuid4().hex[:8]}"
     n = int(n_text)
     app = Application(
         broker_address=bootstrap,
-        consumer_group=f"quix-peer-{uuid.uuid4().hex[:8]}",
+        consumer_group=group,
         auto_offset_reset="earliest",
         state_dir=state_dir,
         processing_guarantee="at-least-once",
