@@ -14,7 +14,7 @@ from typing import Any
 
 import faust
 
-from processors import faust_delivery, faust_fetch, faust_offsets, faust_stores
+from processors import faust_delivery, faust_fetch, faust_offsets, faust_seek, faust_stores
 from scantrail import contract
 from scantrail.broker import ssl_context
 from scantrail.private import private_dir, tighten_tree
@@ -88,6 +88,7 @@ def create_app(
     faust_offsets.install(lambda topic: topic != quarantine)
     faust_fetch.install()
     faust_stores.install()
+    faust_seek.install()
     if worker.in_place_delivery:
         faust_delivery.install()
 
