@@ -23,7 +23,9 @@ the issue's ``headline`` object:
 * small set (``--small`` readings): one worker, then two worker processes in
   one consumer group, each until drained: the scale-out ratio. Then two again
   with no standby replicas (what a standby's replay of the other's changelog
-  costs; skipped when ``--worker-env`` sets the standby count).
+  costs; skipped when ``--worker-env`` sets the standby count). Each
+  two-process run's alert ids are set against the one-process run's
+  (``alert_set``: the same inputs must raise the same alerts).
 * latency: a fresh worker, then ``--rate`` readings/s and
   ``--scan-rate-offered`` scans/s for ``--seconds`` (``measured_at`` and
   ``scanned_at`` = now). A share are hot readings of nobody
@@ -306,6 +308,17 @@ def headline_rate(worker: dict[str, Any]) -> int:
     return int(worker.get("events_per_second_steady") or worker["events_per_second_from_start"])
 
 
+def group_stats(worker: Worker, others: tuple[Worker, ...]) -> dict[str, int] | None:
+    """``/stats`` of every process in the group, summed (None until the first answers)."""
+    got = worker.stats()
+    if got is None:
+        return None
+    for other in others:
+        for key, value in (other.stats() or {}).items():
+            got[key] = got.get(key, 0) + value
+    return got
+
+
 def run_worker_until(
     worker: Worker, n: int, timeout_s: float, others: tuple[Worker, ...] = ()
 ) -> dict[str, Any]:
@@ -322,12 +335,9 @@ def run_worker_until(
     stats: dict[str, int] = {}
     while time.monotonic() < deadline and worker.alive():
         time.sleep(0.5)
-        got = worker.stats()
+        got = group_stats(worker, others)
         if got is None:
             continue
-        for other in others:
-            for key, value in (other.stats() or {}).items():
-                got[key] = got.get(key, 0) + value
         stats = got
         now = time.monotonic()
         count = stats.get("temperature", 0)
@@ -348,7 +358,8 @@ def run_worker_until(
     if done_at is not None:
         if worker.drained(deadline):
             drained_at = time.monotonic()
-        stats = worker.stats() or stats  # the later stages' counts, now that they caught up
+        # The later stages' counts, now that they caught up (every process's, summed).
+        stats = group_stats(worker, others) or stats
     end = done_at or time.monotonic()
     out: dict[str, Any] = {
         "completed": done_at is not None,
@@ -623,6 +634,54 @@ def worker_run(
     return result, app_id
 
 
+def alert_offsets(settings: KafkaSettings) -> dict[TopicPartition, int]:
+    """End offsets of the alerts topic: a run's alerts are those between two of these."""
+    consumer = KafkaConsumer(bootstrap_servers=settings.servers)
+    try:
+        topic = settings.topic(contract.ALERTS)
+        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        return dict(consumer.end_offsets(tps))
+    finally:
+        consumer.close()
+
+
+def alerts_between(
+    settings: KafkaSettings, start: dict[TopicPartition, int], end: dict[TopicPartition, int]
+) -> set[str]:
+    """Alert ids written between two :func:`alert_offsets` (an id derives from its evidence)."""
+    consumer = KafkaConsumer(bootstrap_servers=settings.servers, enable_auto_commit=False)
+    ids: set[str] = set()
+    try:
+        wanted = {tp: stop for tp, stop in end.items() if stop > start.get(tp, 0)}
+        consumer.assign(list(wanted))
+        for tp in wanted:
+            consumer.seek(tp, start.get(tp, 0))
+        while wanted:
+            batches = consumer.poll(timeout_ms=2000)
+            if not batches:
+                break  # nothing more within the bound: report what was read
+            for tp, records in batches.items():
+                for record in records:
+                    if record.offset < wanted.get(tp, -1):
+                        ids.add(json.loads(record.value)["alert_id"])
+                if tp in wanted and consumer.position(tp) >= wanted[tp]:
+                    del wanted[tp]
+                    consumer.pause(tp)
+    finally:
+        consumer.close()
+    return ids
+
+
+def same_alerts(reference: set[str], got: set[str]) -> dict[str, Any]:
+    """How a run's alert ids compare with the one-process run's on the same inputs."""
+    return {
+        "alerts": len(got),
+        "same_as_one_process": got == reference,
+        "missing": len(reference - got),
+        "extra": len(got - reference),
+    }
+
+
 def changelog_records(settings: KafkaSettings, app_id: str) -> int:
     """Records held by the app's changelog topics (what a restore on an empty data dir reads)."""
     consumer = KafkaConsumer(bootstrap_servers=settings.servers)
@@ -760,26 +819,44 @@ def throughput(base: KafkaSettings, args: argparse.Namespace, logs: Path) -> dic
             delete_namespace(settings)
 
 
+def two_processes(
+    settings: KafkaSettings,
+    args: argparse.Namespace,
+    logs: Path,
+    counts: dict[str, int],
+    reference: set[str],
+    env: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Two workers in one group until drained, their alerts set against one process's."""
+    before = alert_offsets(settings)
+    result, _ = worker_run(settings, args, logs, counts, processes=2, env=env)
+    found = alerts_between(settings, before, alert_offsets(settings))
+    result["alert_set"] = same_alerts(reference, found)
+    log(f"  two processes: {result['all_inputs_per_second_end_to_end']:,} inputs/s")
+    log(f"  alerts against one process's: {result['alert_set']}")
+    return result
+
+
 def small_state(base: KafkaSettings, args: argparse.Namespace, logs: Path) -> dict[str, Any]:
     """The small set: one worker, then two workers in one group, on the same topics."""
     settings, counts, residents = preloaded(base, args, args.small, "small")
     try:
         log(f"small: scantrail worker, one process (timeout {args.timeout:.0f} s)")
+        before = alert_offsets(settings)
         one, _ = worker_run(settings, args, logs, counts)
+        reference = alerts_between(settings, before, alert_offsets(settings))
+        one["alerts"] = len(reference)
         log(f"  one process: {one['all_inputs_per_second_end_to_end']:,} inputs/s")
         two: dict[str, Any] = {"skipped": True}
         two_no_standby: dict[str, Any] = {"skipped": True}
         if not args.skip_two:
             log("small: two scantrail worker processes in one group")
-            two, _ = worker_run(settings, args, logs, counts, processes=2)
-            log(f"  two processes: {two['all_inputs_per_second_end_to_end']:,} inputs/s")
+            two = two_processes(settings, args, logs, counts, reference)
             if STANDBY_ENV not in args.worker_env:
                 log("small: two processes again, with no standby replicas")
-                two_no_standby, _ = worker_run(
-                    settings, args, logs, counts, processes=2, env={STANDBY_ENV: "0"}
+                two_no_standby = two_processes(
+                    settings, args, logs, counts, reference, env={STANDBY_ENV: "0"}
                 )
-                rate = two_no_standby["all_inputs_per_second_end_to_end"]
-                log(f"  two processes, no standby: {rate:,} inputs/s")
         return {
             "preloaded": counts,
             "residents": residents,
