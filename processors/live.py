@@ -461,13 +461,27 @@ class PersonStage(Stage):
         for record in split_records(event.value):
             reading = decode_known(record, contract.TemperatureReading)
             if passed is not None and reading.measured_at <= passed:
-                self.shard.outcomes.counts["late"] += 1
+                self.shard.outcomes.counts[self.late_count(reading)] += 1
                 self.judge(event, effects, reading, record)
                 self.expire_due(event, effects, passed)
             else:
                 rows.append((reading_sort_key(reading, 0), record, reading))
         if rows:
             self.buffer.add(effects, event, rows)
+
+    def late_count(self, reading: contract.TemperatureReading) -> str:
+        """Which count a reading behind its partition's watermark goes to.
+
+        A group that forms or re-forms delivers again from the committed
+        offsets, so some readings behind the watermark are repeats the person
+        already judged (``late_repeat``); only the rest arrived out of order
+        (``late``). A reading without a person, or one older than the duplicate
+        filter's horizon, cannot be told apart and counts as ``late``.
+        """
+        if reading.person_id is not None:
+            if reading.event_id in self.persons.load(reading.person_id).seen:
+                return "late_repeat"
+        return "late"
 
     def on_tick(self, event: Any, effects: Effects) -> None:
         partition = event.message.partition
@@ -549,12 +563,27 @@ class SiteStage(Stage):
             item = parse_site_record(record)
             sort_key = site_sort_key(item)
             if bound is not None and sort_key <= bound:
-                self.shard.outcomes.counts["late"] += 1
+                self.shard.outcomes.counts[self.late_count(item)] += 1
                 self.judge(event, effects, item)
             else:
                 rows.append((sort_key, record, item))
         if rows:
             self.buffer.add(effects, event, rows)
+
+    def late_count(self, item: SiteItem) -> str:
+        """``site_late`` or, for an item the site already holds, ``site_late_repeat``.
+
+        The person stage forwards a repeat as it came (its first forward may not
+        have been durable), so repeats reach the site after a group re-forms too.
+        A reading the site's drift window no longer holds counts as ``site_late``.
+        """
+        if isinstance(item, Confirmation):
+            held = item.event_id in self.clusters.load(item.site_id).seen
+        elif isinstance(item, contract.TemperatureReading):
+            held = self.drifts.load(item.site_id).holds(item.kiosk_id, item.event_id)
+        else:
+            held = False
+        return "site_late_repeat" if held else "site_late"
 
     def judge(self, event: Any, effects: Effects, item: SiteItem) -> None:
         policy = self.shard.policy

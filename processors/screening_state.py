@@ -214,6 +214,10 @@ class SeenIds:
             del ids[oldest]
         return True
 
+    def __contains__(self, event_id: object) -> bool:
+        """Whether ``event_id`` is still remembered (it is forgotten after the horizon)."""
+        return event_id in self.ids
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "newest": None if self.newest is None else _t(self.newest),

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import time
+import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -71,6 +73,25 @@ def worker_env(settings: KafkaSettings, tmp_path: Path) -> dict[str, str]:
         SCANTRAIL_WORKER_WEB_PORT=str(free_port()),
         SCANTRAIL_WORKER_DATA_DIR=str(tmp_path / "worker-data"),
     )
+
+
+def worker_stats(env: dict[str, str]) -> dict[str, int]:
+    url = f"http://127.0.0.1:{env['SCANTRAIL_WORKER_WEB_PORT']}/stats"
+    with urllib.request.urlopen(url, timeout=30) as response:
+        return json.loads(response.read())  # type: ignore[no-any-return]
+
+
+def wait_for_count(
+    env: dict[str, str], key: str, want: int, timeout_s: float = 60
+) -> dict[str, int]:
+    """The worker's ``/stats`` once ``key`` reached ``want`` (asserted, with the last counts)."""
+    deadline = time.monotonic() + timeout_s
+    stats = worker_stats(env)
+    while stats.get(key, 0) < want and time.monotonic() < deadline:
+        time.sleep(1)
+        stats = worker_stats(env)
+    assert stats.get(key, 0) >= want, stats
+    return stats
 
 
 def comparable(alerts: dict[str, contract.Alert]) -> dict[str, dict[str, object]]:
@@ -183,6 +204,11 @@ def test_a_kiosk_catching_up_after_two_hours_is_still_judged(kafka_settings, tmp
         )
         publish(kafka_settings, [late_hot, late_unknown, future])
         got = live_alerts(kafka_settings, expect=3, timeout_s=120)
+        # The fever_unconfirmed alert means the person partition's watermark passed the late
+        # reading: sent again (a kiosk re-sending its spool), it is a repeat, counted apart.
+        before = worker_stats(env)
+        publish(kafka_settings, [late_hot])
+        after = wait_for_count(env, "late_repeat", before.get("late_repeat", 0) + 1)
     finally:
         worker.terminate()
         worker.wait(timeout=60)
@@ -192,6 +218,10 @@ def test_a_kiosk_catching_up_after_two_hours_is_still_judged(kafka_settings, tmp
     # Nobody re-measured the late person and event time is long past the window.
     assert kinds["fever_unconfirmed"].evidence == ["late-hot-1"]
     assert kinds["fever_unconfirmed"].event_time == late_hot.measured_at + timedelta(minutes=20)
+    assert after.get("late", 0) == before.get("late", 0)
+    assert set(live_alerts(kafka_settings, expect=len(got))) == set(
+        got
+    )  # the repeat raised nothing
     # A kiosk clock an hour ahead is refused with a reason, not judged.
     dead = [
         contract.decode_as(m.value, contract.DeadLetter)
