@@ -55,6 +55,7 @@ from processors.agents import Outcomes
 from processors.app import Topics
 from processors.baselines import judge_confirmation_for_site, judge_reading_for_site_drift
 from processors.batching import Batching, Effects, one_line, run_batched, split_records
+from processors.faust_tables import bytes_table
 from processors.live_state import (
     PendingIndex,
     ReorderBuffer,
@@ -144,8 +145,7 @@ class Shard:
         )
 
     def table(self, name: str) -> Any:
-        # bytes keys are stored raw, so a table's changelog partitions like its source topic.
-        return self.app.Table(name, default=None, key_type=bytes, partitions=self.partitions)
+        return bytes_table(self.app, name, self.partitions)
 
     def refused_for_skew(self, event: Any, moment: datetime, effects: Effects) -> bool:
         """Dead-letter an event stamped too far in the future (see processors.skew)."""

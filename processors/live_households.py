@@ -64,6 +64,7 @@ import faust
 from processors.agents import Outcomes
 from processors.app import Topics
 from processors.batching import Batching, Effects, one_line, run_batched, split_records
+from processors.faust_tables import bytes_table
 from processors.live import TICK_KEY, ScanHook, SourceTicks, tick_marks
 from processors.live_state import ReorderBuffer, StateTable, partition_of, time_key
 from processors.screening import counts_for_outing, judge_outing
@@ -193,11 +194,13 @@ def install_households(
         internal=True,
     )
 
-    def table(name: str) -> Any:
-        return app.Table(name, default=None, key_type=bytes, partitions=partitions)
-
     stage = HouseholdStage(
-        topic, table("household-state"), table("household-buffer"), policy, outcomes, partitions
+        topic,
+        bytes_table(app, "household-state", partitions),
+        bytes_table(app, "household-buffer", partitions),
+        policy,
+        outcomes,
+        partitions,
     )
     ticks = SourceTicks(app, topics.scans.get_topic_name(), topic, partitions, idle_after_s)
     ticks.install(app, "scans")

@@ -46,6 +46,7 @@ import faust
 from processors.agents import Outcomes
 from processors.app import Topics
 from processors.batching import Batching, Effects, one_line, run_batched, split_records
+from processors.faust_tables import bytes_table
 from processors.live import ScanHook
 from processors.live_state import StateTable, partition_of
 from processors.trails import RETENTION, SiteVisits, Trail, TrailSlice, VisitSlice, to_micros
@@ -214,8 +215,8 @@ class TrailStages:
             partitions=partitions,
             internal=True,
         )
-        trails = app.GlobalTable("trails", default=None, key_type=bytes, partitions=partitions)
-        visits = app.GlobalTable("visits", default=None, key_type=bytes, partitions=partitions)
+        trails = bytes_table(app, "trails", partitions, global_table=True)
+        visits = bytes_table(app, "visits", partitions, global_table=True)
         self.index = TableIndex(trails, visits)
         keep = to_micros_delta(retention)
         self.trail_sweep = RetentionSweep(trails, DAY_US, keep, partitions)
