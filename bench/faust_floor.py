@@ -48,8 +48,8 @@ def main() -> None:
     writes = mode == "write"
     if mode == "decode-in-place":
         faust_delivery.install()
-    batching = Batching()
-    settings = WorkerSettings()
+    settings = WorkerSettings()  # batches as the worker takes them
+    batching = Batching(settings.batch_max_events, settings.batch_wait_ms / 1000)
     app = faust.App(
         app_id,
         broker=f"kafka://{bootstrap}",

@@ -56,11 +56,12 @@ class Batching:
     """How many events an agent takes at once, and how long it waits to fill a batch.
 
     The wait is added to every stage's latency when traffic is light, so it is
-    short; under load batches fill before it runs out.
+    short; under load batches fill before it runs out. The worker passes its
+    settings (``SCANTRAIL_WORKER_BATCH_*``); these defaults are the same.
     """
 
     max_events: int = 2000
-    within_s: float = 0.02
+    within_s: float = 0.05
     writer: Writer | None = None
     """How a batch's table writes are made (None: faust's own, one key at a time)."""
 
