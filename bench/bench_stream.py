@@ -19,9 +19,13 @@ the issue's ``headline`` object:
   is readings + scans over the time from the first counted reading to the
   drain. Then a worker of the same app id on an empty data dir restores the
   tables from the changelogs (its bulk restore, :mod:`processors.changelog_restore`):
-  changelog records, the restore's records/s, seconds to ``/ready``.
+  changelog records, the restore's records/s, seconds to ``/ready``. Then two
+  worker processes in one group drain the same set (``--skip-two-large`` to
+  skip): the headline's scale-out ratio, set against the one-process rate
+  (:func:`scale_out_pair`), and their alert ids against the one process's.
 * small set (``--small`` readings): one worker, then two worker processes in
-  one consumer group, each until drained: the scale-out ratio. Then two again
+  one consumer group, each until drained: the small set's scale-out ratio
+  (the headline's only when the large set's did not run). Then two again
   with no standby replicas (what a standby's replay of the other's changelog
   costs; skipped when ``--worker-env`` sets the standby count). Each
   two-process run's alert ids are set against the one-process run's
@@ -794,11 +798,18 @@ def throughput(base: KafkaSettings, args: argparse.Namespace, logs: Path) -> dic
             quix = quix_peer(settings, persons, args.timeout, logs)
             log(f"  quix: {quix.get('events_per_second', 'not finished')}/s")
         log(f"large: scantrail worker, one process (timeout {args.timeout:.0f} s)")
+        before = alert_offsets(settings)
         worker, app_id = worker_run(settings, args, logs, counts)
+        reference = alerts_between(settings, before, alert_offsets(settings))
+        worker["alerts"] = len(reference)
         log(f"  worker: {worker['all_inputs_per_second_end_to_end']:,} inputs/s")
         log("large: recovery of that worker's tables on an empty data dir")
         restored = recovery(settings, args, logs, app_id)
         log(f"  recovery: {restored}")
+        two: dict[str, Any] = {"skipped": True}
+        if not (args.skip_two or args.skip_two_large):
+            log("large: two scantrail worker processes in one group")
+            two = two_processes(settings, args, logs, counts, reference)
         return {
             "namespace": settings.namespace,
             "preloaded": counts,
@@ -806,6 +817,7 @@ def throughput(base: KafkaSettings, args: argparse.Namespace, logs: Path) -> dic
             "kiosks": args.kiosks,
             "scan_rate_event_time_per_s": args.scan_rate,
             "worker": worker,
+            "two_processes": two,
             "bare_consumer": ceiling,
             "faust_floor": floor,
             "faust_floor_stock": floors.get("decode"),
@@ -1133,7 +1145,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--skip-small", action="store_true")
-    parser.add_argument("--skip-two", action="store_true", help="no two-process run")
+    parser.add_argument("--skip-two", action="store_true", help="no two-process runs")
+    parser.add_argument(
+        "--skip-two-large",
+        action="store_true",
+        help="no two-process run on the large set (the scale-out is then the small set's)",
+    )
     parser.add_argument("--skip-quix", action="store_true")
     parser.add_argument("--skip-latency", action="store_true")
     parser.add_argument("--skip-floors", action="store_true", help="development: no faust floors")
@@ -1186,6 +1203,7 @@ def save(figures: dict[str, Any], out: Path) -> None:
     figures["headline"] = headline(figures)
     figures["targets_met"] = targets_met(figures["headline"], figures)
     figures["scale_out_without_standby"] = without_standby(figures)
+    figures["scale_out_by_set"] = scale_out_by_set(figures)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(figures, indent=2) + "\n")
 
@@ -1204,7 +1222,7 @@ def headline(figures: dict[str, Any]) -> dict[str, Any]:
     lat = figures.get("latency", {})
     one = inputs_rate(t.get("worker"))
     small_one = inputs_rate(small.get("one_process"))
-    two = inputs_rate(small.get("two"))
+    scale_one, two = scale_out_pair(figures)
     floor = t.get("faust_floor", {})
     floor_rate = floor.get("events_per_second") if floor.get("completed") else None
     quix = t.get("quix_peer", {})
@@ -1217,7 +1235,7 @@ def headline(figures: dict[str, Any]) -> dict[str, Any]:
         "share_of_faust_floor": round(one / floor_rate, 3) if one and floor_rate else None,
         "quix_peer_per_s": quix.get("events_per_second") if quix.get("completed") else None,
         "inputs_per_s_two_processes": two,
-        "scale_out_ratio": round(two / small_one, 3) if two and small_one else None,
+        "scale_out_ratio": round(two / scale_one, 3) if two and scale_one else None,
         "p99_ms": {
             kind: lat[kind].get("p99_ms")
             for kind in ("fever_unidentified", "fever_suspected", "quarantine_breach")
@@ -1227,6 +1245,38 @@ def headline(figures: dict[str, Any]) -> dict[str, Any]:
         "offered_scans_per_s": lat.get("offered_scans_per_second"),
         "restore_records_per_s": restored.get("records_per_second"),
         "seconds_to_ready": restored.get("seconds_to_ready"),
+    }
+
+
+def scale_out_pair(figures: dict[str, Any]) -> tuple[int | None, int | None]:
+    """One process's and two processes' drained rates on the same set, for the scale-out.
+
+    The large set when its two-process run ran: the headline's one-process
+    rate is the large set's, and a drain of a few hundred seconds measures
+    what two processes sustain. The small set drains in under a minute, of
+    which the group forming, the standby catching up and the commit rounds
+    of the drain check are a fixed share. Both sets' ratios are in
+    ``scale_out_by_set``.
+    """
+    t, small = figures.get("throughput", {}), figures.get("small_state", {})
+    two_large = inputs_rate(t.get("two_processes"))
+    if two_large:
+        return inputs_rate(t.get("worker")), two_large
+    return inputs_rate(small.get("one_process")), inputs_rate(small.get("two"))
+
+
+def scale_out_by_set(figures: dict[str, Any]) -> dict[str, Any]:
+    """Two processes over one, per set (the headline takes the large set's when it ran)."""
+    t, small = figures.get("throughput", {}), figures.get("small_state", {})
+
+    def ratio(one: Any, two: Any) -> dict[str, Any]:
+        a, b = inputs_rate(one), inputs_rate(two)
+        return {"one": a, "two": b, "ratio": round(b / a, 3) if a and b else None}
+
+    return {
+        "large": ratio(t.get("worker"), t.get("two_processes")),
+        "small": ratio(small.get("one_process"), small.get("two")),
+        "small_without_standby": ratio(small.get("one_process"), small.get("two_no_standby")),
     }
 
 
@@ -1283,6 +1333,7 @@ def summarise(figures: dict[str, Any]) -> None:
         print(f"{key:<28} {value}")
     print(f"targets met: {figures['targets_met']}")
     print(f"without standby replicas: {figures['scale_out_without_standby']}")
+    print(f"scale-out by set: {figures['scale_out_by_set']}")
 
 
 if __name__ == "__main__":
