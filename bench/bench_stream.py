@@ -961,6 +961,7 @@ def latency(base: KafkaSettings, args: argparse.Namespace, logs: Path) -> dict[s
     kiosks = [f"kiosk-{k:04d}" for k in range(args.latency_kiosks)]
     residents = [f"p-bench-{r:06d}" for r in range(args.latency_kiosks * 20)]
     sent: dict[tuple[str, str], float] = {}
+    cpu_every_5s: list[dict[str, Any]] = []  # cumulative from the first reading sent
 
     quarantined = [f"p-quar-{q:05d}" for q in range(200)]
     scans_topic = settings.topic(contract.SCANS)
@@ -1029,6 +1030,9 @@ def latency(base: KafkaSettings, args: argparse.Namespace, logs: Path) -> dict[s
         scans_due, scans_sent = 0.0, 0
         start = time.monotonic()
         last_print = start
+        # Whether a slow stretch is the worker's own or the broker's (a compaction,
+        # the deletion of an earlier phase's topics) or the machine's.
+        cpu = CpuMeter([worker.proc.pid])
         for seq in range(total):
             due = start + seq / args.rate
             delay = due - time.monotonic()
@@ -1064,6 +1068,7 @@ def latency(base: KafkaSettings, args: argparse.Namespace, logs: Path) -> dict[s
             if now - last_print >= 5:
                 last_print = now
                 got = sum(1 for k in sent if k in listener.arrived)
+                cpu_every_5s.append(cpu.read())
                 log(
                     f"  sent {seq + 1:,}/{total:,}, alerts back {got}/{len(sent)}; "
                     f"worker {worker.stats()}"
@@ -1116,6 +1121,7 @@ def latency(base: KafkaSettings, args: argparse.Namespace, logs: Path) -> dict[s
         "producer_linger_ms": args.linger_ms,
         "load_generator": "librdkafka (confluent-kafka), one producer in the bench process",
         "worker_stats_at_end": stats,
+        "cpu_every_5s": cpu_every_5s,
         "fever_unidentified": figures("fever_unidentified"),
         "fever_suspected": figures("fever_suspected"),
         "quarantine_breach": figures("quarantine_breach"),
