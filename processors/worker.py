@@ -9,7 +9,7 @@ from typing import Any
 
 import faust
 
-from processors import faust_offsets
+from processors import faust_offsets, faust_standby
 from processors.agents import Outcomes
 from processors.app import create_app
 from processors.batching import Batching
@@ -128,6 +128,8 @@ def build_worker(loglevel: str = "info") -> faust.Worker:
     outcomes = Outcomes()
     tune_collector(app, outcomes, settings)
     faust_offsets.watch_heads(app, outcomes.counts)
+    if settings.direct_standby_writes:
+        faust_standby.install(app, outcomes.counts)
     writer = BulkWrites(
         changelog_producer(librdkafka_connection(kafka), settings.producer_linger_ms)
     )
