@@ -168,10 +168,11 @@ def test_trace_is_the_same_from_either_worker(
         # Each reads every trail partition's changelog: give the copies a moment to agree.
         assert wait_until(same_trace, 180)
         assert wait_until(same_for_everyone, 60)
-        # What one worker wrote after the other had restored reached the other
-        # through the direct standby writes (processors.faust_standby), not
-        # faust's record-by-record path. (A worker that joins after the other
-        # indexed everything gets it all from its start-up restore instead.)
+        # What one worker wrote to its tables after the other had restored
+        # reached the other's standby copies through the direct standby writes
+        # (processors.faust_standby), not faust's record-by-record path. (A
+        # worker that joins after the other has written everything gets it all
+        # from its start-up restore instead.)
         written = [
             int(get_json(f"http://127.0.0.1:{p}/stats").get("standby_records_written", 0))
             for p in ports
