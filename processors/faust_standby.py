@@ -12,8 +12,8 @@ that path (faust's fetch loop beyond what one worker spends there, and its
 recovery service) was about a fifth of each worker's samples, and two workers
 spent 1.2 to 1.85 times one worker's CPU on the same inputs.
 
-:func:`install` takes those records out of each fetch before faust sees them
-and writes them the way faust's RocksDB store would
+:func:`install` takes the standby partitions' records out of each fetch
+before faust sees them and writes them the way faust's RocksDB store would
 (``Store.apply_changelog_batch``: the record's raw key and value, a delete
 for a tombstone, then the partition's persisted offset), in one write batch
 per partition and fetch. faust's recovery keeps its bookkeeping: the offset

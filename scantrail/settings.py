@@ -192,10 +192,11 @@ class WorkerSettings(BaseSettings):
     #: stream for lost ones (processors.faust_offsets); false turns it off.
     in_place_delivery: bool = True
     #: SCANTRAIL_WORKER_DIRECT_STANDBY_WRITES: write the changelog records of
-    #: partitions this worker stands by for (and the global trail tables' other
-    #: partitions) to RocksDB straight from each fetch, in one write batch per
-    #: partition, instead of through faust's conductor and recovery service one
-    #: record at a time (processors.faust_standby); false keeps faust's path.
+    #: partitions this worker stands by for to RocksDB straight from each fetch,
+    #: in one write batch per partition, instead of through faust's conductor
+    #: and recovery service one record at a time (processors.faust_standby; the
+    #: global trail tables' partitions stay on faust's path); false keeps
+    #: faust's path for all.
     direct_standby_writes: bool = True
     #: SCANTRAIL_WORKER_GC_YOUNG_THRESHOLD: new objects between two young
     #: collections. Python's default, 700, ran the collector every few events and
