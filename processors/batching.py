@@ -12,7 +12,9 @@ delivery at-least-once:
 1. alerts, dead letters and forwards are sent, and their broker acks awaited;
 2. only then are table writes made (a state that remembers an alert, or a
    reorder-buffer row deleted because its readings went on, must never be
-   durable before what it remembers);
+   durable before what it remembers), with the values the states had when the
+   batch's judging ended, not the values they have by the time the acks come
+   (:meth:`Effects.seal`);
 3. then the follow-ups run (watermark ticks, which must come after the
    forwards they cover), and faust acks the batch's events, whose offsets it
    commits after flushing the producer.
@@ -36,13 +38,13 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from faust.streams import _current_event
 
 from processors.agents import EXIT_BROKER_LOST, Outcomes, exit_at_once, is_transient
 from processors.app import Topics
-from processors.table_writes import TableWrites, Write, Writer
+from processors.table_writes import TableWrites, Write, Writer, encode_value
 from scantrail import contract
 
 log = logging.getLogger(__name__)
@@ -127,7 +129,8 @@ class Effects:
         self.alerts: list[contract.Alert] = []
         self.letters: list[contract.DeadLetter] = []
         self.forwards: dict[tuple[int, int], tuple[Any, list[bytes]]] = {}
-        self.writes: dict[tuple[int, bytes], Write] = {}
+        self.writes: dict[tuple[int, bytes], _Staged] = {}
+        self.sealed: list[Write] | None = None
         self.later: list[Callable[[], None]] = []
 
     def alert(self, alerts: Sequence[contract.Alert]) -> None:
@@ -166,20 +169,52 @@ class Effects:
         """A table write for after the sends (``value`` None: a delete).
 
         A later write of the same key in the batch replaces it; the value is
-        made only when the batch is written, so it is the key's last state.
+        made when the batch is sealed, so it is the key's last state in it.
         The key lives in ``event``'s partition, as a one-event agent writes it.
         """
-        self.writes[(id(table), key)] = Write(table, event.message.partition, key, value, event)
+        self._unsealed()
+        self.writes[(id(table), key)] = _Staged(table, event.message.partition, key, value, event)
 
     def discard_write(self, table: Any, key: Any) -> bool:
         """Drop a write not yet made; True if there was one."""
+        self._unsealed()
         return self.writes.pop((id(table), key), None) is not None
+
+    def _unsealed(self) -> None:
+        if self.sealed is not None:
+            raise RuntimeError("a sealed batch takes no more writes")
+
+    def seal(self) -> None:
+        """Encode every staged write now, as the last batch judged into this one left it.
+
+        :meth:`flush` calls this before it awaits anything, so it runs as the
+        flush takes this object from the :class:`Pipeline`. While its sends
+        are being acked, the next batch is judged into a new :class:`Effects`
+        and changes the same state objects in place: a value encoded after
+        that would carry the next batch's changes (its event ids in a
+        duplicate filter, a suspicion it opened) into the store before that
+        batch's alerts and forwards are durable, and a crash then would drop
+        the re-delivered batch as already seen.
+        Encoding here costs the same as encoding at the write: once per key.
+        """
+        if self.sealed is None:
+            self.sealed = [
+                Write(
+                    s.table,
+                    s.partition,
+                    s.key,
+                    None if s.value is None else encode_value(s.value()),
+                    s.event,
+                )
+                for s in self.writes.values()
+            ]
 
     def then(self, step: Callable[[], None]) -> None:
         """Run ``step`` once everything above is durable (e.g. mark how far forwards went)."""
         self.later.append(step)
 
     async def flush(self) -> None:
+        self.seal()  # before the first await (see seal)
         topics = self.topics
         futures = [
             await topics.alerts.send(key=alert.key(), value=contract.encode(alert))
@@ -195,9 +230,19 @@ class Effects:
         if futures:
             await asyncio.gather(*futures)
         self.outcomes.counts["alert"] += len(self.alerts)
-        await self.writer.write(list(self.writes.values()))
+        await self.writer.write(self.sealed or [])
         for step in self.later:
             step()
+
+
+class _Staged(NamedTuple):
+    """A write as a batch stages it: its value still to be made (None deletes the key)."""
+
+    table: Any
+    partition: int
+    key: bytes
+    value: Callable[[], Any] | None
+    event: Any
 
 
 Handler = Callable[[Any, Effects], None]
@@ -306,6 +351,8 @@ class Pipeline:
         while self.waiting is not None and not self.failed:
             effects, events = self.waiting, self.events
             self.waiting, self.events = None, []
+            # finish() seals the effects before its first await: no batch judged
+            # from here on changes what they write (Effects.seal).
             self.outcomes.counts[f"{self.stage}_flushes"] += 1
             ok = await finish(
                 self.stream, events, effects, self.stage, self.outcomes, self.after, self.fatal

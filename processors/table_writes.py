@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -39,12 +39,16 @@ from faust.types import TP
 
 @dataclass(frozen=True)
 class Write:
-    """One key's change in one batch: its value (None deletes it), under ``partition``."""
+    """One key's change in one batch: its encoded value (None deletes it), under ``partition``.
+
+    The value is already bytes, made when the batch stopped changing it
+    (:meth:`processors.batching.Effects.seal` says why that moment).
+    """
 
     table: Any
     partition: int
     key: bytes
-    value: Callable[[], Any] | None
+    value: bytes | None
     event: Any
 
 
@@ -61,7 +65,7 @@ class TableWrites:
         for w in writes:
             with acting_for(w.event):
                 if w.value is not None:
-                    w.table[w.key] = w.value()
+                    w.table[w.key] = decode_value(w.value)
                 elif w.table.get(w.key) is not None:
                     del w.table[w.key]
 
@@ -142,9 +146,8 @@ class BulkWrites:
                     batch.delete(w.key)
                     produce(topic, None, w.key, w.partition, acked.on_delivery)
                 else:
-                    value = encode_value(w.value())
-                    batch.put(w.key, value)
-                    produce(topic, value, w.key, w.partition, acked.on_delivery)
+                    batch.put(w.key, w.value)
+                    produce(topic, w.value, w.key, w.partition, acked.on_delivery)
             for partition, batch in batches.items():
                 store._db_for_partition(partition).write(batch)
         await self._acknowledged(acked, len(writes))

@@ -19,7 +19,13 @@ from faust.types import TP
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 
-from processors.table_writes import BulkWrites, Write, changelog_producer, decode_value
+from processors.table_writes import (
+    BulkWrites,
+    Write,
+    changelog_producer,
+    decode_value,
+    encode_value,
+)
 from scantrail.broker import librdkafka_connection
 
 PARTITIONS = 2
@@ -104,7 +110,7 @@ def test_batches_in_flight_together_store_and_log_each_key_once(
 
     def batch(tag: str, n: int) -> list[Write]:
         return [
-            Write(table, i % PARTITIONS, f"{tag}-{i}".encode(), lambda i=i: {"n": i}, None)
+            Write(table, i % PARTITIONS, f"{tag}-{i}".encode(), encode_value({"n": i}), None)
             for i in range(n)
         ]
 
@@ -143,8 +149,8 @@ def test_a_record_the_broker_refuses_fails_the_batch(
     writer = BulkWrites(changelog_producer(librdkafka_connection(kafka_settings), 5), timeout_s=20)
     no_such_partition = PARTITIONS + 3
     writes = [
-        Write(table, 0, b"fine", lambda: {"ok": True}, None),
-        Write(table, no_such_partition, b"lost", lambda: {"ok": False}, None),
+        Write(table, 0, b"fine", encode_value({"ok": True}), None),
+        Write(table, no_such_partition, b"lost", encode_value({"ok": False}), None),
     ]
     try:
         with pytest.raises(OSError, match="not acknowledged"):

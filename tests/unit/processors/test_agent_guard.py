@@ -27,6 +27,7 @@ from processors.batching import (
     split_records,
 )
 from processors.live_state import ReorderBuffer, StateTable, Taken
+from processors.table_writes import decode_value
 from scantrail import contract
 
 
@@ -378,3 +379,53 @@ def test_events_are_committable_only_once_their_batch_is_durable() -> None:
     assert written[0] == [b"k0"]
     assert sorted(key for keys in written for key in keys) == [b"k0", b"k1", b"k2", b"k3"]
     assert len(written) < 4
+
+
+class SlowTopic(Topic):
+    """A topic whose broker takes a while to ack: the next batch is judged meanwhile."""
+
+    async def send(self, key: bytes, value: bytes, partition: int | None = None) -> Any:
+        self.journal.append((self.name, (key, value, partition)))
+        return asyncio.ensure_future(asyncio.sleep(0.02))
+
+
+class RecordingWrites:
+    """Keeps each write's stored value as the writer is handed it."""
+
+    def __init__(self) -> None:
+        self.values: list[tuple[bytes, Any]] = []
+
+    async def write(self, writes: Any) -> None:
+        self.values.extend((w.key, decode_value(w.value)) for w in writes)
+
+
+def test_a_batch_writes_its_own_state_not_the_next_batchs() -> None:
+    """While batch 1's alert is being acked, batch 2 is judged and changes the same
+    state. Batch 1's write must carry batch 1's state: had it carried batch 2's too,
+    a crash right after it would re-deliver batch 2 to a state that has already seen
+    it, and its alert would never be sent."""
+    topics = Topics()
+    topics.alerts = SlowTopic("alerts", topics.journal)
+    stream = AckingStream(2, topics.journal)
+    states = StateTable(Table(topics.journal), Count)
+    writer = RecordingWrites()
+
+    def handle(event: Any, effects: Effects) -> None:
+        state = states.load("kiosk-1")
+        state.n += 1
+        states.save(effects, event, "kiosk-1", state)
+        effects.alert([alert(f"e{event.message.offset}")])
+
+    asyncio.run(
+        run_batched(
+            stream,
+            handle,
+            topics,  # type: ignore[arg-type]
+            Outcomes(),
+            "x",
+            Batching(writer=writer),
+            fatal=print,  # type: ignore[arg-type]
+        )
+    )
+    # Two flushes (the second batch was judged while the first was in flight).
+    assert writer.values == [(b"kiosk-1", {"n": 1}), (b"kiosk-1", {"n": 2})]
