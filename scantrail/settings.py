@@ -198,6 +198,11 @@ class WorkerSettings(BaseSettings):
     #: global trail tables' partitions stay on faust's path); false keeps
     #: faust's path for all.
     direct_standby_writes: bool = True
+    #: SCANTRAIL_WORKER_ROCKSDB_WAL: keep RocksDB's write-ahead log for the
+    #: tables. Off by default: each table's changelog topic is its durable copy,
+    #: and a store left behind by a crash is brought up to date from it
+    #: (processors.faust_stores says why no row can be lost or doubled).
+    rocksdb_wal: bool = False
     #: SCANTRAIL_WORKER_GC_YOUNG_THRESHOLD: new objects between two young
     #: collections. Python's default, 700, ran the collector every few events and
     #: promoted a batch's live objects toward the costly full collections
