@@ -60,6 +60,7 @@ from processors.live_state import (
     PendingIndex,
     ReorderBuffer,
     StateTable,
+    is_piece_key,
     partition_of,
     time_key,
 )
@@ -767,7 +768,9 @@ def _index_pending(
     count = 0
     for key, raw in list(persons.items()):
         key_bytes = key if isinstance(key, bytes) else str(key).encode()
-        if raw is None or partition_of(key_bytes, shard.partitions) != partition:
+        if raw is None or is_piece_key(key_bytes):
+            continue
+        if partition_of(key_bytes, shard.partitions) != partition:
             continue
         deadline = pending_deadline(PersonState.from_dict(raw), policy)
         if deadline is not None:

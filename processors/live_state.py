@@ -10,18 +10,22 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import logging
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any, NamedTuple
 
 from faust.streams import current_event
 from kafka.partitioner.default import murmur2
 
 from processors.batching import Effects
+from processors.screening_state import SeenIds, pieces_of
 from processors.table_writes import decode_value
+
+log = logging.getLogger(__name__)
 
 
 @lru_cache(maxsize=1 << 16)
@@ -64,6 +68,9 @@ class StateTable:
         self.cls = cls
         self.limit = limit
         self.cache: dict[str, Any] = {}
+        # Per cached key with a duplicate filter: the pieces of it the table holds.
+        self.stored: dict[str, range] = {}
+        self.lost_ids = 0
         self._db_for_partition: Any = _UNRESOLVED  # the store exists once the app runs
 
     def load(self, key: str) -> Any:
@@ -71,8 +78,22 @@ class StateTable:
         if state is None:
             raw = self._read(key.encode())
             state = self.cls() if raw is None else self.cls.from_dict(raw)
+            seen = getattr(state, "seen", None)
+            if isinstance(seen, SeenIds):
+                self._load_pieces(key, seen, raw.get("seen") if raw else None)
             self.cache[key] = state
         return state
+
+    def _load_pieces(self, key: str, seen: SeenIds, record: Any) -> None:
+        """Complete a duplicate filter with the pieces its record left out."""
+        seen.chunked = True
+        count, pieces = pieces_of(record or {})
+        if pieces:
+            lost = seen.restore(count, [self._read(piece_key(key, n)) for n in pieces])
+            if lost:
+                self.lost_ids += lost
+                log.warning("%s: %d seen ids of %s were not in the table", self.cls, lost, key)
+        self.stored[key] = pieces
 
     def _read(self, key: bytes) -> Any:
         db_for_partition = self._db_for_partition
@@ -89,13 +110,48 @@ class StateTable:
         """Write ``state`` (the object :meth:`load` returned) when the batch is durable."""
         self.cache[key] = state
         effects.write(event, self.table, key.encode(), state.to_dict)
+        seen = getattr(state, "seen", None)
+        if isinstance(seen, SeenIds):
+            self._save_pieces(effects, event, key, seen)
+
+    def _save_pieces(self, effects: Effects, event: Any, key: str, seen: SeenIds) -> None:
+        """Write the duplicate filter's newly full pieces, delete those it has forgotten.
+
+        The record written with them (its own ids, ``first`` and ``count``)
+        says which pieces there are, so a reader finds them without a scan.
+        """
+        seen.chunked = True
+        want, have = seen.pieces(), self.stored.get(key, range(0))
+        if want == have:
+            return
+        for number in have:
+            if number not in want:
+                effects.write(event, self.table, piece_key(key, number), None)
+        for number in want:
+            if number not in have:
+                value = partial(seen.piece, number)
+                effects.write(event, self.table, piece_key(key, number), value)
+        self.stored[key] = want
 
     def trim(self) -> None:
         if len(self.cache) > self.limit:
-            self.cache.clear()
+            self.forget()
 
     def forget(self) -> None:
         self.cache.clear()
+        self.stored.clear()
+
+
+PIECE_MARK = "#seen"
+"""Between a key and a piece number in a duplicate filter's piece rows (ids never hold ``#``)."""
+
+
+def piece_key(key: str, number: int) -> bytes:
+    return f"{key}{PIECE_MARK}{number}".encode()
+
+
+def is_piece_key(key: bytes) -> bool:
+    return PIECE_MARK.encode() in key
 
 
 class Taken(NamedTuple):

@@ -24,11 +24,11 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right, insort
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import cached_property
-from itertools import pairwise
+from itertools import islice, pairwise
 from statistics import median
 from typing import Any
 
@@ -191,10 +191,21 @@ class SeenIds:
 
     Times are UTC microseconds: a kiosk holds a day of ids and the live worker
     writes them on every reading, so they are stored as two plain columns.
+
+    Each id has an arrival number: the i-th id held has ``first + i`` (ids
+    come at the end and are forgotten from the front). A store may keep a long
+    filter in pieces by it, :data:`SEEN_CHUNK` arrival numbers each
+    (:mod:`processors.live_state`): a full piece never changes again, so a
+    batch rewrites a kiosk's newest ids, not all 5,000 of them. With
+    ``chunked`` set, :meth:`to_dict` leaves the full pieces out and
+    :meth:`from_dict` gives a filter that :meth:`restore` completes; the
+    offline screener's snapshots leave it unset and keep every id.
     """
 
     ids: dict[str, int] = field(default_factory=dict)
     newest: datetime | None = None
+    first: int = field(default=0, compare=False)
+    chunked: bool = field(default=False, compare=False, repr=False)
 
     def check_and_add(
         self, event_id: str, when: datetime, horizon: timedelta, max_ids: int
@@ -212,28 +223,100 @@ class SeenIds:
             if ids[oldest] >= cutoff and len(ids) <= max_ids:
                 break
             del ids[oldest]
+            self.first += 1
         return True
 
     def __contains__(self, event_id: object) -> bool:
         """Whether ``event_id`` is still remembered (it is forgotten after the horizon)."""
         return event_id in self.ids
 
+    def pieces(self) -> range:
+        """The full pieces a chunked store keeps apart (none while the filter is short).
+
+        A person's day of ids stays whole in its state's record.
+        """
+        return _pieces(self.first, len(self.ids))
+
+    def piece(self, number: int) -> dict[str, Any]:
+        """Piece ``number``'s ids still held (none once they are all forgotten)."""
+        held = self.first + len(self.ids)
+        lo = max(self.first, number * SEEN_CHUNK)
+        hi = max(lo, min(held, (number + 1) * SEEN_CHUNK))
+        items = list(islice(self.ids.items(), lo - self.first, hi - self.first))
+        return {"from": lo, "ids": [i for i, _ in items], "at_us": [us for _, us in items]}
+
+    def restore(self, count: int, pieces: Sequence[Mapping[str, Any] | None]) -> int:
+        """Put back, before a chunked record's own ids, the pieces it left out; how many were lost.
+
+        ``count`` is how many ids the record said the filter held, ``pieces``
+        are :meth:`pieces` of it, oldest first. A piece is written with the
+        record that first leaves it out, so none should be missing; if one is,
+        it and every older id are forgotten (arrival numbers stay contiguous),
+        as the horizon would forget them.
+        """
+        held = self.first + count  # the arrival number after the newest id
+        ids: dict[str, int] = {}
+        for piece in pieces:
+            if piece is None:
+                ids = {}
+                continue
+            skip = max(0, self.first - int(piece["from"]))
+            pairs = zip(piece["ids"], piece["at_us"], strict=True)
+            ids.update((str(e), int(us)) for e, us in islice(pairs, skip, None))
+        lost = count - len(self.ids) - len(ids)
+        ids.update(self.ids)
+        self.ids = ids
+        self.first = held - len(ids)
+        return max(0, lost)
+
     def to_dict(self) -> dict[str, Any]:
+        newest = None if self.newest is None else _t(self.newest)
+        if not self.chunked:
+            return {"newest": newest, "ids": list(self.ids), "at_us": list(self.ids.values())}
+        apart = self.pieces()
+        own = len(self.ids) if not apart else self.first + len(self.ids) - apart.stop * SEEN_CHUNK
+        tail = list(islice(reversed(self.ids.items()), own))
+        tail.reverse()
         return {
-            "newest": None if self.newest is None else _t(self.newest),
-            "ids": list(self.ids),
-            "at_us": list(self.ids.values()),
+            "newest": newest,
+            "first": self.first,
+            "count": len(self.ids),
+            "ids": [i for i, _ in tail],
+            "at_us": [us for _, us in tail],
         }
 
     @classmethod
     def from_dict(cls, obj: Mapping[str, Any]) -> SeenIds:
+        """The filter a record holds; a chunked one then needs :meth:`restore`."""
         newest = obj.get("newest")
         ids = obj.get("ids", {})
         if isinstance(ids, Mapping):  # the first layout: {id: ISO time}
             seen = {str(k): _us(_dt(v)) for k, v in ids.items()}
         else:
             seen = {str(k): int(us) for k, us in zip(ids, obj.get("at_us", []), strict=True)}
-        return cls(seen, None if newest is None else _dt(newest))
+        out = cls(seen, None if newest is None else _dt(newest))
+        if "first" in obj:  # a chunked record: its own ids are the newest, then restore()
+            out.chunked = True
+            out.first = int(obj["first"])
+        return out
+
+
+SEEN_CHUNK = 256
+"""Arrival numbers per stored piece of a duplicate filter (11 kB with the simulator's ids)."""
+
+
+def _pieces(first: int, count: int) -> range:
+    if count < SEEN_CHUNK:
+        return range(0)
+    return range(first // SEEN_CHUNK, (first + count) // SEEN_CHUNK)
+
+
+def pieces_of(record: Mapping[str, Any]) -> tuple[int, range]:
+    """For a chunked record of a filter: (ids it held, the pieces to read back)."""
+    if "first" not in record:
+        return len(record.get("ids", ())), range(0)
+    first, count = int(record["first"]), int(record["count"])
+    return count, _pieces(first, count)
 
 
 @dataclass
