@@ -166,6 +166,14 @@ class Worker:
         except (OSError, ValueError):
             return None
 
+    def ready(self) -> bool:
+        """Whether ``/ready`` answers 200: recovered, and no rebalance under way."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/ready", timeout=2) as r:
+                return bool(r.status == 200)
+        except (OSError, ValueError):
+            return False
+
     def alive(self) -> bool:
         return self.proc.poll() is None
 
@@ -243,6 +251,25 @@ class Worker:
 
     def tail(self, chars: int = 3000) -> str:
         return self.log_path.read_text(errors="replace")[-chars:]
+
+
+def settled(workers: list[Worker], deadline: float, quiet_s: float = 5.0) -> bool:
+    """Wait until every worker has answered ``/ready`` for ``quiet_s`` in a row.
+
+    A second process joining starts a rebalance after the first is already
+    serving; offering load before the group has settled would time that
+    rebalance, not the worker.
+    """
+    since: float | None = None
+    while time.monotonic() < deadline:
+        if all(w.ready() for w in workers):
+            since = since or time.monotonic()
+            if time.monotonic() - since >= quiet_s:
+                return True
+        else:
+            since = None
+        time.sleep(0.5)
+    return False
 
 
 def _free_port() -> int:
@@ -955,7 +982,12 @@ def latency(base: KafkaSettings, args: argparse.Namespace, logs: Path) -> dict[s
     rng = random.Random(args.seed)
     listener = AlertListener(settings)
     listener.start()
-    worker = Worker(settings, logs, extra_env=args.worker_env)
+    app_id = f"{settings.namespace}worker"
+    workers = [
+        Worker(settings, logs, extra_env=args.worker_env, app_id=app_id)
+        for _ in range(args.latency_processes)
+    ]
+    worker, others = workers[0], tuple(workers[1:])
     producer = OfferedLoad(settings, args.linger_ms)
     topic = settings.topic(contract.TEMPERATURES)
     kiosks = [f"kiosk-{k:04d}" for k in range(args.latency_kiosks)]
@@ -1022,6 +1054,8 @@ def latency(base: KafkaSettings, args: argparse.Namespace, logs: Path) -> dict[s
                 break
         else:
             raise RuntimeError(f"worker gave no alert within 120 s:\n{worker.tail()}")
+        if others and not settled(workers, time.monotonic() + 120):
+            raise RuntimeError(f"the group did not settle within 120 s:\n{worker.tail()}")
         log(
             f"  worker up after {time.monotonic() - worker.started:.1f} s; producing "
             f"{args.rate:,.0f}/s for {args.seconds:.0f} s"
@@ -1032,7 +1066,7 @@ def latency(base: KafkaSettings, args: argparse.Namespace, logs: Path) -> dict[s
         last_print = start
         # Whether a slow stretch is the worker's own or the broker's (a compaction,
         # the deletion of an earlier phase's topics) or the machine's.
-        cpu = CpuMeter([worker.proc.pid])
+        cpu = CpuMeter([w.proc.pid for w in workers])
         for seq in range(total):
             due = start + seq / args.rate
             delay = due - time.monotonic()
@@ -1071,7 +1105,7 @@ def latency(base: KafkaSettings, args: argparse.Namespace, logs: Path) -> dict[s
                 cpu_every_5s.append(cpu.read())
                 log(
                     f"  sent {seq + 1:,}/{total:,}, alerts back {got}/{len(sent)}; "
-                    f"worker {worker.stats()}"
+                    f"worker {group_stats(worker, others)}"
                 )
         producer.flush()
         elapsed = time.monotonic() - start
@@ -1083,12 +1117,13 @@ def latency(base: KafkaSettings, args: argparse.Namespace, logs: Path) -> dict[s
                 break
             log(f"  waiting for {len(missing)} alerts")
             time.sleep(2)
-        stats = worker.stats()
+        stats = group_stats(worker, others)
     finally:
         producer.close()
         listener.stopping.set()
         listener.join(timeout=10)
-        worker.stop()
+        for w in workers:
+            w.stop()
         if not args.keep_topics:
             delete_namespace(settings)
 
@@ -1116,6 +1151,7 @@ def latency(base: KafkaSettings, args: argparse.Namespace, logs: Path) -> dict[s
         "offered_per_second": round(offered),
         "offered_scans_per_second": round(offered_scans),
         "seconds": args.seconds,
+        "processes": len(workers),
         "readings": total,
         "kiosks": args.latency_kiosks,
         "producer_linger_ms": args.linger_ms,
@@ -1145,6 +1181,12 @@ def main() -> None:
     )
     parser.add_argument("--seconds", type=float, default=60.0, help="latency: how long")
     parser.add_argument("--latency-kiosks", type=int, default=400)
+    parser.add_argument(
+        "--latency-processes",
+        type=int,
+        default=1,
+        help="latency: worker processes in the group (offering starts once it has settled)",
+    )
     parser.add_argument("--hot-share", type=float, default=0.01, help="share of each hot kind")
     parser.add_argument("--linger-ms", type=int, default=5, help="latency producer linger")
     parser.add_argument("--drain", type=float, default=60.0, help="latency: wait for stragglers")
