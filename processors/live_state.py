@@ -22,7 +22,7 @@ from faust.streams import current_event
 from kafka.partitioner.default import murmur2
 
 from processors.batching import Effects
-from processors.screening_state import SeenIds, pieces_of
+from processors.screening_state import DriftState, SeenIds, pieces_of
 from processors.table_writes import decode_value
 
 log = logging.getLogger(__name__)
@@ -70,6 +70,8 @@ class StateTable:
         self.cache: dict[str, Any] = {}
         # Per cached key with a duplicate filter: the pieces of it the table holds.
         self.stored: dict[str, range] = {}
+        # Per cached key of a paged state (DriftState): the pages the table holds.
+        self.pages: dict[str, set[int]] = {}
         self.lost_ids = 0
         self._db_for_partition: Any = _UNRESOLVED  # the store exists once the app runs
 
@@ -81,8 +83,22 @@ class StateTable:
             seen = getattr(state, "seen", None)
             if isinstance(seen, SeenIds):
                 self._load_pieces(key, seen, raw.get("seen") if raw else None)
+            if isinstance(state, DriftState):
+                self._load_pages(key, state)
             self.cache[key] = state
         return state
+
+    def _load_pages(self, key: str, state: DriftState) -> None:
+        """Read a paged state's pages back; a whole record (or none) starts paging now."""
+        if not state.paged:
+            state.paged = True
+            state.touch_all()  # the next save writes the record's samples as pages
+            self.pages[key] = set()
+            return
+        numbers = state.page_range()
+        records = [self._read(page_key(key, n)) for n in numbers]
+        state.restore_pages(records)
+        self.pages[key] = {n for n, r in zip(numbers, records, strict=True) if r is not None}
 
     def _load_pieces(self, key: str, seen: SeenIds, record: Any) -> None:
         """Complete a duplicate filter with the pieces its record left out."""
@@ -113,6 +129,18 @@ class StateTable:
         seen = getattr(state, "seen", None)
         if isinstance(seen, SeenIds):
             self._save_pieces(effects, event, key, seen)
+        if isinstance(state, DriftState):
+            self._save_pages(effects, event, key, state)
+
+    def _save_pages(self, effects: Effects, event: Any, key: str, state: DriftState) -> None:
+        """Rewrite the pages this batch added samples to; delete those the window has left."""
+        stored = self.pages.setdefault(key, set())
+        for number in state.take_touched():
+            effects.write(event, self.table, page_key(key, number), partial(state.page, number))
+            stored.add(number)
+        for number in [n for n in stored if state.dead(n)]:
+            effects.write(event, self.table, page_key(key, number), None)
+            stored.discard(number)
 
     def _save_pieces(self, effects: Effects, event: Any, key: str, seen: SeenIds) -> None:
         """Write the duplicate filter's newly full pieces, delete those it has forgotten.
@@ -140,18 +168,26 @@ class StateTable:
     def forget(self) -> None:
         self.cache.clear()
         self.stored.clear()
+        self.pages.clear()
 
 
 PIECE_MARK = "#seen"
 """Between a key and a piece number in a duplicate filter's piece rows (ids never hold ``#``)."""
+PAGE_MARK = "#page"
+"""Between a key and a page number in a paged state's page rows."""
 
 
 def piece_key(key: str, number: int) -> bytes:
     return f"{key}{PIECE_MARK}{number}".encode()
 
 
+def page_key(key: str, number: int) -> bytes:
+    return f"{key}{PAGE_MARK}{number}".encode()
+
+
 def is_piece_key(key: bytes) -> bool:
-    return PIECE_MARK.encode() in key
+    """Whether a row is a piece or a page of a state, not a state's own record."""
+    return PIECE_MARK.encode() in key or PAGE_MARK.encode() in key
 
 
 class Taken(NamedTuple):

@@ -470,11 +470,27 @@ class DriftState:
     drift rule passes it by (:func:`processors.baselines.judge_reading_for_site_drift`).
     A day of seen ids had been most of this record: about 270 kB for a busy
     site, written once per batch.
+
+    The hour itself is too much to rewrite per batch: at five readings a
+    second a site's hour is 18,000 samples, about a megabyte, and a live
+    worker takes a batch every few tens of milliseconds. With ``paged`` set
+    (the live store sets it), :meth:`to_dict` keeps only the head (cool-downs,
+    the newest time, how far the window was pruned) and the samples are stored
+    in pages of :data:`DRIFT_PAGE_US` of event time (:meth:`page`): a batch
+    rewrites the pages its readings fell in, and a page the window has left
+    wholly is deleted (:meth:`dead`). :meth:`restore_pages` puts the samples
+    back. The offline screener's snapshots leave it unset and keep every sample.
     """
 
     readings: dict[str, list[Sample]] = field(default_factory=dict)
     last_drift_at: dict[str, datetime] = field(default_factory=dict)
     newest: datetime | None = None  # the newest reading's time, valid or not
+    # The latest bound :meth:`prune` was given (UTC microseconds): every sample
+    # held is newer, so a stored page's older samples are not read back.
+    pruned_us: int | None = field(default=None, compare=False)
+    paged: bool = field(default=False, compare=False, repr=False)
+    # Pages that samples were added to since :meth:`take_touched` (paged only).
+    _touched: set[int] = field(default_factory=set, compare=False, repr=False)
     # Derived from ``readings``, never stored, built on first use: whether a kiosk's
     # samples are in time order (they are unless a kiosk caught up out of order), and
     # its event ids. Every reading of a busy site used to re-read the site's whole hour
@@ -520,9 +536,14 @@ class DriftState:
         if columns is not None:
             for name, value in _columns_of_sample(sample):
                 columns[name].append(value)
+        if self.paged:
+            self._touched.add(sample.time_us // DRIFT_PAGE_US)
 
     def prune(self, bound: datetime) -> None:
         """Drop every sample at or before ``bound``, and kiosks left with none."""
+        bound_us = _us(bound)
+        if self.pruned_us is None or bound_us > self.pruned_us:
+            self.pruned_us = bound_us
         for kiosk, samples in list(self.readings.items()):
             if self._is_in_order(kiosk):
                 cut = bisect_right(samples, bound, key=_sample_time)
@@ -624,46 +645,115 @@ class DriftState:
         return ids
 
     def to_dict(self) -> dict[str, Any]:
-        # An hour of a busy site's readings is rewritten with every batch, so
-        # each kiosk's samples are columns (times in UTC microseconds: the rule
+        # Each kiosk's samples are columns (times in UTC microseconds: the rule
         # only compares them; alerts take their times from the reading judged).
-        return {
-            "columns": {kiosk: self._columns_of(kiosk) for kiosk in self.readings},
+        head = {
             "last_drift_at": {k: _t(v) for k, v in self.last_drift_at.items()},
             "newest": None if self.newest is None else _t(self.newest),
         }
+        if self.paged:
+            return {**head, "paged": True, "pruned_us": self.pruned_us}
+        return {"columns": {kiosk: self._columns_of(kiosk) for kiosk in self.readings}, **head}
 
     @classmethod
     def from_dict(cls, obj: Mapping[str, Any]) -> DriftState:
+        """The state a record holds; a paged one then needs :meth:`restore_pages`."""
         readings = {
             str(k): [Sample.from_dict(s) for s in v] for k, v in obj.get("readings", {}).items()
         }
-        for kiosk, c in obj.get("columns", {}).items():
-            readings[str(kiosk)] = [
-                Sample(
-                    str(event_id),
-                    _EPOCH + timedelta(microseconds=int(us)),
-                    float(celsius),
-                    str(kiosk),
-                    str(site),
-                    None if person is None else str(person),
-                )
-                for event_id, us, celsius, site, person in zip(
-                    c["event_id"],
-                    c["time_us"],
-                    c["celsius"],
-                    c["site_id"],
-                    c["person_id"],
-                    strict=True,
-                )
-            ]
+        readings.update(_samples_of_columns(obj.get("columns", {})))
         # Records written before the window became its own filter carry "seen".
         newest = obj.get("newest", (obj.get("seen") or {}).get("newest"))
+        pruned = obj.get("pruned_us")
         return cls(
             readings,
             {str(k): _dt(v) for k, v in obj.get("last_drift_at", {}).items()},
             None if newest is None else _dt(newest),
+            None if pruned is None else int(pruned),
+            paged=bool(obj.get("paged", False)),
         )
+
+    # --- pages of a paged state (see the class docstring) ---------------------------------
+
+    def page_range(self) -> range:
+        """The pages that can hold samples of the window: from the pruned bound to the newest."""
+        if self.newest is None or self.pruned_us is None:
+            return range(0)
+        return range((self.pruned_us + 1) // DRIFT_PAGE_US, _us(self.newest) // DRIFT_PAGE_US + 1)
+
+    def page(self, number: int) -> dict[str, Any]:
+        """The samples held with event time in page ``number``, as columns per kiosk."""
+        lo, hi = number * DRIFT_PAGE_US, (number + 1) * DRIFT_PAGE_US
+        columns: dict[str, dict[str, list[Any]]] = {}
+        for kiosk, samples in self.readings.items():
+            if self._is_in_order(kiosk):
+                start = bisect_left(samples, lo, key=_sample_us)
+                inside = samples[start : bisect_left(samples, hi, lo=start, key=_sample_us)]
+            else:
+                inside = [s for s in samples if lo <= s.time_us < hi]
+            if inside:
+                columns[kiosk] = {name: [] for name in _COLUMNS}
+                for sample in inside:
+                    for name, value in _columns_of_sample(sample):
+                        columns[kiosk][name].append(value)
+        return {"columns": columns}
+
+    def restore_pages(self, pages: Iterable[Mapping[str, Any] | None]) -> None:
+        """Put back the samples of stored pages (oldest page first; None: a page not stored).
+
+        A page keeps samples the window dropped after it was written; those at
+        or before the pruned bound are left out, as :meth:`prune` left them.
+        """
+        bound = -1 if self.pruned_us is None else self.pruned_us
+        for page in pages:
+            if page is None:
+                continue
+            for samples in _samples_of_columns(page.get("columns", {})).values():
+                for sample in samples:
+                    if sample.time_us > bound:
+                        self.add(sample)
+        self._touched.clear()
+
+    def take_touched(self) -> set[int]:
+        """The pages samples were added to since the last call (each must be rewritten)."""
+        touched, self._touched = self._touched, set()
+        return touched
+
+    def touch_all(self) -> None:
+        """Mark every sample's page: a state read from a whole record must store its pages."""
+        held = self.readings.values()
+        self._touched.update(s.time_us // DRIFT_PAGE_US for samples in held for s in samples)
+
+    def dead(self, number: int) -> bool:
+        """Whether page ``number`` is wholly at or before the pruned bound (it can be deleted)."""
+        return self.pruned_us is not None and (number + 1) * DRIFT_PAGE_US - 1 <= self.pruned_us
+
+
+DRIFT_PAGE_US = 10 * 1_000_000
+"""Event time per stored page of a :class:`DriftState`: fifty samples at five readings a second."""
+
+
+def _sample_us(sample: Sample) -> int:
+    return sample.time_us
+
+
+def _samples_of_columns(columns: Mapping[str, Mapping[str, Any]]) -> dict[str, list[Sample]]:
+    return {
+        str(kiosk): [
+            Sample(
+                str(event_id),
+                _EPOCH + timedelta(microseconds=int(us)),
+                float(celsius),
+                str(kiosk),
+                str(site),
+                None if person is None else str(person),
+            )
+            for event_id, us, celsius, site, person in zip(
+                c["event_id"], c["time_us"], c["celsius"], c["site_id"], c["person_id"], strict=True
+            )
+        ]
+        for kiosk, c in columns.items()
+    }
 
 
 _COLUMNS = ("event_id", "time_us", "celsius", "site_id", "person_id")
