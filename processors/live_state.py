@@ -24,6 +24,10 @@ from kafka.partitioner.default import murmur2
 from processors.batching import Effects
 from processors.screening_state import DriftState, SeenIds, pieces_of
 from processors.table_writes import decode_value
+from processors.trails import SiteVisits
+
+Paged = DriftState | SiteVisits
+"""States a live store keeps as a small head and pages of event time (their docstrings say why)."""
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +74,7 @@ class StateTable:
         self.cache: dict[str, Any] = {}
         # Per cached key with a duplicate filter: the pieces of it the table holds.
         self.stored: dict[str, range] = {}
-        # Per cached key of a paged state (DriftState): the pages the table holds.
+        # Per cached key of a paged state: the pages the table holds.
         self.pages: dict[str, set[int]] = {}
         self.lost_ids = 0
         self._db_for_partition: Any = _UNRESOLVED  # the store exists once the app runs
@@ -83,19 +87,19 @@ class StateTable:
             seen = getattr(state, "seen", None)
             if isinstance(seen, SeenIds):
                 self._load_pieces(key, seen, raw.get("seen") if raw else None)
-            if isinstance(state, DriftState):
+            if isinstance(state, (DriftState, SiteVisits)):
                 self._load_pages(key, state)
             self.cache[key] = state
         return state
 
-    def _load_pages(self, key: str, state: DriftState) -> None:
+    def _load_pages(self, key: str, state: Paged) -> None:
         """Read a paged state's pages back; a whole record (or none) starts paging now."""
         if not state.paged:
             state.paged = True
             state.touch_all()  # the next save writes the record's samples as pages
             self.pages[key] = set()
             return
-        numbers = state.page_range()
+        numbers = state.pages_to_read()
         records = [self._read(page_key(key, n)) for n in numbers]
         state.restore_pages(records)
         self.pages[key] = {n for n, r in zip(numbers, records, strict=True) if r is not None}
@@ -129,10 +133,10 @@ class StateTable:
         seen = getattr(state, "seen", None)
         if isinstance(seen, SeenIds):
             self._save_pieces(effects, event, key, seen)
-        if isinstance(state, DriftState):
+        if isinstance(state, (DriftState, SiteVisits)):
             self._save_pages(effects, event, key, state)
 
-    def _save_pages(self, effects: Effects, event: Any, key: str, state: DriftState) -> None:
+    def _save_pages(self, effects: Effects, event: Any, key: str, state: Paged) -> None:
         """Rewrite the pages this batch added samples to; delete those the window has left."""
         stored = self.pages.setdefault(key, set())
         for number in state.take_touched():

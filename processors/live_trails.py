@@ -13,9 +13,13 @@ small event-time buckets:
 A table value is rewritten (and sent to its changelog) once per batch that
 adds to it, so its size is what a scan costs: whole-history values made that cost grow with
 the history (an hour bucket of a busy gate held thousands of visits, and the
-worker spent its time re-encoding them). A bucket of one person-day or one
-site and five minutes stays a few kilobytes, and a trace reads a few of them:
-a contact window of 15 minutes touches seven slots.
+worker spent its time re-encoding them). A person-day stays a few kilobytes,
+and a trace reads a few buckets: a contact window of 15 minutes touches seven
+slots. A slot can still hold 1,500 visits at five scans a second, and a live
+batch comes every few tens of milliseconds, so a slot is stored as a small
+head and pages of ten seconds (:class:`~processors.trails.SiteVisits`): a
+batch rewrites the head and the page it added to, and a trace reads the
+pages that reach its window. Retention deletes a slot's pages with it.
 
 Both are global tables: every worker restores all partitions from the
 changelogs, so whichever worker an epidemiologist's request reaches answers it
@@ -48,7 +52,7 @@ from processors.app import Topics
 from processors.batching import Batching, Effects, one_line, run_batched, split_records
 from processors.faust_tables import bytes_table
 from processors.live import ScanHook
-from processors.live_state import StateTable, partition_of
+from processors.live_state import StateTable, page_key, partition_of
 from processors.trails import RETENTION, SiteVisits, Trail, TrailSlice, VisitSlice, to_micros
 from scantrail import contract
 from scantrail.contract import decode_known
@@ -97,9 +101,14 @@ class TableIndex:
     def visits_between(self, site_id: str, start: int, end: int) -> VisitSlice:
         parts: list[VisitSlice] = []
         for slot in range(start // SLOT_US, end // SLOT_US + 1):
-            raw = self.visits.get(f"{site_id}|{slot}".encode())
+            key = f"{site_id}|{slot}"
+            raw = self.visits.get(key.encode())
             if raw is not None:
-                parts.append(SiteVisits.from_dict(raw).between(start, end))
+                visits = SiteVisits.from_dict(raw)
+                if visits.paged:  # only the pages that reach the window
+                    numbers = visits.pages_to_read(start, end)
+                    visits.restore_pages(self.visits.get(page_key(key, n)) for n in numbers)
+                parts.append(visits.between(start, end))
         return _concat(parts, VisitSlice([], [], [], []))
 
 
@@ -181,6 +190,7 @@ class RetentionSweep:
         old = []
         for key in keys:
             owner, bar, bucket = key.rpartition(b"|")
+            bucket = bucket.partition(b"#")[0]  # a bucket's pages go with it (live_state.page_key)
             if not bar or not bucket.isdigit() or int(bucket) >= horizon:
                 continue
             if partition_of(owner, self.partitions) == partition:

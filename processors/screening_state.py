@@ -675,7 +675,7 @@ class DriftState:
 
     # --- pages of a paged state (see the class docstring) ---------------------------------
 
-    def page_range(self) -> range:
+    def pages_to_read(self) -> range:
         """The pages that can hold samples of the window: from the pruned bound to the newest."""
         if self.newest is None or self.pruned_us is None:
             return range(0)

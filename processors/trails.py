@@ -269,15 +269,27 @@ class Trail(_TimeOrdered):
 
 
 class SiteVisits(_TimeOrdered):
-    """One site's visits, in event-time order: the value of the per-site table."""
+    """One site's visits, in event-time order: the value of the per-site table.
 
-    __slots__ = ("_kiosks", "_persons")
+    The live worker keeps one per site and five-minute slot and rewrites it
+    after every batch that adds to it; at five scans a second a slot ends at
+    1,500 visits. With ``paged`` set (the live store sets it), :meth:`to_dict`
+    gives only a head naming the pages that hold visits, and the visits are
+    stored in pages of :data:`VISIT_PAGE_US` of event time (:meth:`page`), so
+    a batch rewrites the head and the pages it added to. :meth:`restore_pages`
+    puts them back. Offline indexes leave it unset.
+    """
+
+    __slots__ = ("_kiosks", "_pages", "_persons", "_touched", "paged")
     _COLUMNS = ("_persons", "_kiosks")
 
     def __init__(self, *, track_ids: bool = True) -> None:
         super().__init__(track_ids=track_ids)
         self._persons: list[str] = []
         self._kiosks: list[str] = []
+        self.paged = False
+        self._pages: set[int] = set()  # pages holding visits (paged only)
+        self._touched: set[int] = set()  # pages added to since take_touched (paged only)
 
     def add(self, time: int, person_id: str, kiosk_id: str, event_id: str) -> bool:
         """Record a visit; False if its event id is already held or it is past retention."""
@@ -285,6 +297,10 @@ class SiteVisits(_TimeOrdered):
             return False
         self._persons.append(person_id)
         self._kiosks.append(kiosk_id)
+        if self.paged:
+            page = time // VISIT_PAGE_US
+            self._pages.add(page)
+            self._touched.add(page)
         return True
 
     def between(self, start: int, end: int) -> VisitSlice:
@@ -299,21 +315,74 @@ class SiteVisits(_TimeOrdered):
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able value for a table keyed by site_id."""
+        if self.paged:
+            horizon = None if self.horizon == _MIN_TIME else self.horizon
+            return {"paged": True, "pages": sorted(self._pages), "horizon": horizon}
         if self._dirty:
             self._sort()
         return self._columns_dict(persons=list(self._persons), kiosks=list(self._kiosks))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SiteVisits:
-        """Rebuild a visit list from :meth:`to_dict` output."""
+        """Rebuild a visit list from :meth:`to_dict` output (a paged one: :meth:`restore_pages`)."""
         visits = cls()
-        for t, p, k, e in zip(
-            data["times"], data["persons"], data["kiosks"], data["event_ids"], strict=True
-        ):
-            visits.add(int(t), sys.intern(p), sys.intern(k), e)
+        if data.get("paged"):
+            visits.paged = True
+            visits._pages = {int(n) for n in data.get("pages", ())}
+        else:
+            visits._add_columns(data)
         if data.get("horizon") is not None:
             visits.horizon = int(data["horizon"])
         return visits
+
+    def _add_columns(self, data: dict[str, Any]) -> None:
+        for t, p, k, e in zip(
+            data["times"], data["persons"], data["kiosks"], data["event_ids"], strict=True
+        ):
+            self.add(int(t), sys.intern(p), sys.intern(k), e)
+
+    # --- pages of a paged slot (see the class docstring) ------------------------------------
+
+    def pages_to_read(self, start: int = _MIN_TIME, end: int = -_MIN_TIME) -> list[int]:
+        """The stored pages that hold visits, those that reach ``[start, end]`` only."""
+        first, last = start // VISIT_PAGE_US, end // VISIT_PAGE_US
+        return sorted(n for n in self._pages if first <= n <= last)
+
+    def page(self, number: int) -> dict[str, Any]:
+        """The visits with event time in page ``number``, as columns."""
+        lo, hi = self._span(number * VISIT_PAGE_US, (number + 1) * VISIT_PAGE_US - 1)
+        return {
+            "times": self._times[lo:hi].tolist(),
+            "persons": self._persons[lo:hi],
+            "kiosks": self._kiosks[lo:hi],
+            "event_ids": self.event_ids[lo:hi],
+        }
+
+    def restore_pages(self, pages: Iterable[dict[str, Any] | None]) -> None:
+        """Put back the visits of stored pages (None: a page that was not stored)."""
+        for page in pages:
+            if page is not None:
+                self._add_columns(page)
+        self._pages = {t // VISIT_PAGE_US for t in self._times}  # a page not found is not held
+        self._touched.clear()
+
+    def take_touched(self) -> set[int]:
+        """The pages visits were added to since the last call (each must be rewritten)."""
+        touched, self._touched = self._touched, set()
+        return touched
+
+    def touch_all(self) -> None:
+        """Mark every visit's page: a slot read from a whole record must store its pages."""
+        self._pages.update(t // VISIT_PAGE_US for t in self._times)
+        self._touched.update(self._pages)
+
+    def dead(self, number: int) -> bool:
+        """A slot's pages go with the slot (retention deletes them together)."""
+        return False
+
+
+VISIT_PAGE_US = 10 * 1_000_000
+"""Event time per stored page of a live :class:`SiteVisits` slot: thirty pages a slot."""
 
 
 _EMPTY_TRAIL = TrailSlice([], [], [], [])
