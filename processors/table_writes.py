@@ -28,7 +28,7 @@ writes: the fallback for tables that are not RocksDB stores (unit tests).
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -113,11 +113,19 @@ class BulkWrites:
 
     PUMP_S = 0.001  # the pump's pause between two polls while a batch waits
 
-    def __init__(self, producer: ChangelogProducer, timeout_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        producer: ChangelogProducer,
+        timeout_s: float = 30.0,
+        counts: Counter[str] | None = None,
+    ) -> None:
         self.producer = producer
         self.timeout_s = timeout_s
         self.records = 0
         self.batches = 0
+        # ``<table>_written_rows`` and ``<table>_written_bytes`` for /stats: a table
+        # whose rows grow with its history shows here before the worker falls behind.
+        self.counts: Counter[str] = Counter() if counts is None else counts
         self._waiting: set[_Acks] = set()
         self._pump: asyncio.Task[None] | None = None
 
@@ -138,6 +146,7 @@ class BulkWrites:
             topic = table.changelog_topic.get_topic_name()
             stores[topic] = store
             batches: dict[int, Any] = {}
+            size = 0
             for w in group:
                 batch = batches.get(w.partition)
                 if batch is None:
@@ -148,8 +157,12 @@ class BulkWrites:
                 else:
                     batch.put(w.key, w.value)
                     produce(topic, w.value, w.key, w.partition, acked.on_delivery)
+                    size += len(w.value)
             for partition, batch in batches.items():
                 store._db_for_partition(partition).write(batch)
+            name = getattr(table, "name", topic)
+            self.counts[f"{name}_written_rows"] += len(group)
+            self.counts[f"{name}_written_bytes"] += size
         await self._acknowledged(acked, len(writes))
         for (topic, partition), offset in acked.delivered.items():
             stores[topic].set_persisted_offset(TP(topic, partition), offset)

@@ -131,7 +131,8 @@ def build_worker(loglevel: str = "info") -> faust.Worker:
     if settings.direct_standby_writes:
         faust_standby.install(app, outcomes.counts)
     writer = BulkWrites(
-        changelog_producer(librdkafka_connection(kafka), settings.producer_linger_ms)
+        changelog_producer(librdkafka_connection(kafka), settings.producer_linger_ms),
+        counts=outcomes.counts,
     )
     batching = Batching(settings.batch_max_events, settings.batch_wait_ms / 1000, writer)
     trails = install_trails(

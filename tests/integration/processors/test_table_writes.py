@@ -126,6 +126,11 @@ def test_batches_in_flight_together_store_and_log_each_key_once(
         assert len(stored) == 499 and b"a-0" not in stored
         assert stored[b"a-7"] == {"n": 7} and stored[b"b-199"] == {"n": 199}
         assert writer.records == 501 and writer.batches == 3
+        # /stats says what each table wrote: rows (deletes too) and bytes of values.
+        assert writer.counts[f"{changelog_topic}_written_rows"] == 501
+        assert writer.counts[f"{changelog_topic}_written_bytes"] == sum(
+            len(encode_value({"n": i})) for i in (*range(300), *range(200))
+        )
 
         logged = _changelog(kafka_settings, changelog_topic, 501)
         assert len(logged) == 501
