@@ -11,6 +11,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -74,8 +75,8 @@ class StateTable:
         self.cache: dict[str, Any] = {}
         # Per cached key with a duplicate filter: the pieces of it the table holds.
         self.stored: dict[str, range] = {}
-        # Per cached key of a paged state: the pages the table holds.
-        self.pages: dict[str, set[int]] = {}
+        # Per cached key of a paged state: the pages the table holds, in order.
+        self.pages: dict[str, list[int]] = {}
         self.lost_ids = 0
         self._db_for_partition: Any = _UNRESOLVED  # the store exists once the app runs
 
@@ -97,12 +98,12 @@ class StateTable:
         if not state.paged:
             state.paged = True
             state.touch_all()  # the next save writes the record's samples as pages
-            self.pages[key] = set()
+            self.pages[key] = []
             return
         numbers = state.pages_to_read()
         records = [self._read(page_key(key, n)) for n in numbers]
         state.restore_pages(records)
-        self.pages[key] = {n for n, r in zip(numbers, records, strict=True) if r is not None}
+        self.pages[key] = [n for n, r in zip(numbers, records, strict=True) if r is not None]
 
     def _load_pieces(self, key: str, seen: SeenIds, record: Any) -> None:
         """Complete a duplicate filter with the pieces its record left out."""
@@ -137,14 +138,26 @@ class StateTable:
             self._save_pages(effects, event, key, state)
 
     def _save_pages(self, effects: Effects, event: Any, key: str, state: Paged) -> None:
-        """Rewrite the pages this batch added samples to; delete those the window has left."""
-        stored = self.pages.setdefault(key, set())
+        """Rewrite the pages this batch added samples to; delete those the window has left.
+
+        Runs on every save, that is on every reading of a busy site: the stored
+        pages are kept in order, and only the oldest is looked at for leaving,
+        since a window leaves its pages from the old end. Looking at all of a
+        site's hour (360 pages) took 36 us a reading against 0.1 us (timeit);
+        with it, the site stage judged for 137 s in the 1,000,000-reading bench
+        (2026-12-06 09:35) against 57 s before pages (05:41).
+        """
+        stored = self.pages.setdefault(key, [])
         for number in state.take_touched():
             effects.write(event, self.table, page_key(key, number), partial(state.page, number))
-            stored.add(number)
-        for number in [n for n in stored if state.dead(n)]:
-            effects.write(event, self.table, page_key(key, number), None)
-            stored.discard(number)
+            if not stored or number > stored[-1]:
+                stored.append(number)
+            else:
+                at = bisect_left(stored, number)
+                if at == len(stored) or stored[at] != number:
+                    stored.insert(at, number)
+        while stored and state.dead(stored[0]):
+            effects.write(event, self.table, page_key(key, stored.pop(0)), None)
 
     def _save_pieces(self, effects: Effects, event: Any, key: str, seen: SeenIds) -> None:
         """Write the duplicate filter's newly full pieces, delete those it has forgotten.

@@ -716,7 +716,9 @@ class DriftState:
 
     def take_touched(self) -> set[int]:
         """The pages samples were added to since the last call (each must be rewritten)."""
-        touched, self._touched = self._touched, set()
+        touched = self._touched
+        if touched:
+            self._touched = set()
         return touched
 
     def touch_all(self) -> None:
