@@ -30,19 +30,20 @@ from __future__ import annotations
 import asyncio
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import orjson
 from faust.types import TP
 
 
-@dataclass(frozen=True)
-class Write:
+class Write(NamedTuple):
     """One key's change in one batch: its encoded value (None deletes it), under ``partition``.
 
     The value is already bytes, made when the batch stopped changing it
-    (:meth:`processors.batching.Effects.seal` says why that moment).
+    (:meth:`processors.batching.Effects.seal` says why that moment). A tuple,
+    not a frozen dataclass: a batch makes one per changed key, and making one
+    took 260 ns against the frozen dataclass's 760 ns (one
+    ``object.__setattr__`` per field; timeit, 2026-12-06).
     """
 
     table: Any
