@@ -987,6 +987,18 @@ class OfferedLoad:
         self.producer.flush(10)
 
 
+def bytes_per_row(now: dict[str, int], before: dict[str, int]) -> dict[str, int]:
+    """Each table's mean bytes per row written between two ``/stats`` (``<table>_written_*``)."""
+    sizes = {}
+    for name, total in now.items():
+        if name.endswith("_written_bytes"):
+            table = name.removesuffix("_written_bytes")
+            rows = now.get(f"{table}_written_rows", 0) - before.get(f"{table}_written_rows", 0)
+            if rows > 0:
+                sizes[table] = round((total - before.get(name, 0)) / rows)
+    return sizes
+
+
 def latency(base: KafkaSettings, args: argparse.Namespace, logs: Path) -> dict[str, Any]:
     settings = fresh_settings(base, "l")
     rng = random.Random(args.seed)
@@ -1004,6 +1016,9 @@ def latency(base: KafkaSettings, args: argparse.Namespace, logs: Path) -> dict[s
     residents = [f"p-bench-{r:06d}" for r in range(args.latency_kiosks * 20)]
     sent: dict[tuple[str, str], float] = {}
     cpu_every_5s: list[dict[str, Any]] = []  # cumulative from the first reading sent
+    # Per 5 s, each table's mean bytes per row written: flat unless a state grows with time.
+    row_sizes_every_5s: list[dict[str, int]] = []
+    previous: dict[str, int] = {}
 
     quarantined = [f"p-quar-{q:05d}" for q in range(200)]
     scans_topic = settings.topic(contract.SCANS)
@@ -1113,9 +1128,11 @@ def latency(base: KafkaSettings, args: argparse.Namespace, logs: Path) -> dict[s
                 last_print = now
                 got = sum(1 for k in sent if k in listener.arrived)
                 cpu_every_5s.append(cpu.read())
+                current = group_stats(worker, others) or {}
+                row_sizes_every_5s.append(bytes_per_row(current, previous))
+                previous = current
                 log(
-                    f"  sent {seq + 1:,}/{total:,}, alerts back {got}/{len(sent)}; "
-                    f"worker {group_stats(worker, others)}"
+                    f"  sent {seq + 1:,}/{total:,}, alerts back {got}/{len(sent)}; worker {current}"
                 )
         producer.flush()
         elapsed = time.monotonic() - start
@@ -1168,6 +1185,7 @@ def latency(base: KafkaSettings, args: argparse.Namespace, logs: Path) -> dict[s
         "load_generator": "librdkafka (confluent-kafka), one producer in the bench process",
         "worker_stats_at_end": stats,
         "cpu_every_5s": cpu_every_5s,
+        "bytes_per_row_written_every_5s": row_sizes_every_5s,
         "fever_unidentified": figures("fever_unidentified"),
         "fever_suspected": figures("fever_suspected"),
         "quarantine_breach": figures("quarantine_breach"),
