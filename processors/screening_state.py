@@ -546,6 +546,12 @@ class DriftState:
             self.pruned_us = bound_us
         for kiosk, samples in list(self.readings.items()):
             if self._is_in_order(kiosk):
+                if samples and samples[0].time > bound:
+                    # The usual case (the bound moves with every reading, a sample
+                    # leaves only once an hour old): no search, no slicing.
+                    # Searching and slicing every kiosk on every reading was about
+                    # 4% of the worker in the 1,000,000-reading drain (py-spy, 2026-12-06).
+                    continue
                 cut = bisect_right(samples, bound, key=_sample_time)
                 gone = samples[:cut]
                 del samples[:cut]
