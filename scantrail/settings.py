@@ -205,9 +205,10 @@ class WorkerSettings(BaseSettings):
     rocksdb_wal: bool = False
     #: SCANTRAIL_WORKER_GC_YOUNG_THRESHOLD: new objects between two young
     #: collections. Python's default, 700, ran the collector every few events and
-    #: promoted a batch's live objects toward the costly full collections
+    #: promoted a batch's live objects toward the costly full collections, and
+    #: 10,000 still walked the objects of the batches in flight again and again
     #: (processors/collector.py has the measurements).
-    gc_young_threshold: int = Field(default=10_000, ge=100)
+    gc_young_threshold: int = Field(default=100_000, ge=100)
     #: SCANTRAIL_WORKER_GC_FULL_EVERY: middle collections between two full ones
     #: (Python's default is 10). Each full collection walks every cached state,
     #: and almost nothing it frees is garbage the younger ones missed
