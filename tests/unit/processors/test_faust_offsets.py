@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
+import pytest
+from faust.types import TP
+
+from processors import faust_offsets
 from processors.faust_offsets import HeadWatch, Owed, head_is_acked, waiting_on_lost_records
 
 
@@ -123,3 +130,67 @@ def test_events_queued_for_a_stream_are_on_their_way() -> None:
         {TP("by-person", 0): 5}, {TP("by-person", 0): ()}, heard, {TP("by-person", 0): 10}
     )
     assert lost == {}  # queued, so not lost: before the fix it was sought back
+
+
+def test_a_head_a_commit_in_flight_moves_past_is_not_lost() -> None:
+    # faust took 5..11 off the acknowledged list and is committing 12: 5 is done, not lost.
+    committed, position = {"t0": 5}, {"t0": 14}
+    assert waiting_on_lost_records(committed, {}, {}, position, committing={"t0": 12}) == {}
+    # A commit that does not move past the head (or another partition's) changes nothing.
+    assert waiting_on_lost_records(committed, {}, {}, position, {"t0": 5}) == {"t0": 5}
+    assert waiting_on_lost_records(committed, {}, {}, position, {"t1": 12}) == {"t0": 5}
+
+
+T0 = TP("t", 0)
+
+
+class _Committer:
+    """The parts of faust's consumer that ``_new_offset`` and ``_commit_tps`` touch."""
+
+    def __init__(self, acked: list[int], committed: int) -> None:
+        self._acked: dict[Any, list[int]] = {T0: acked}
+        self._gap: dict[Any, object] = {}
+        self._committed_offset: dict[Any, int] = {T0: committed}
+
+
+def _faust_new_offset(consumer: _Committer, tp: Any) -> int | None:
+    batch = consumer._acked[tp]
+    consumer._acked[tp] = []
+    return batch[-1] + 1 if batch else None
+
+
+async def _faust_commit_tps(consumer: _Committer, tps: list[Any], new: bool) -> bool:
+    for tp in tps:
+        offset = faust_offsets._new_offset(consumer, tp)
+        # While faust flushes and commits, the head is neither acknowledged nor committed.
+        assert offset is not None
+        lost = waiting_on_lost_records(
+            consumer._committed_offset,
+            consumer._acked,
+            {},
+            {tp: 99},
+            faust_offsets._committing(consumer),
+        )
+        assert lost == {}
+        if offset == 13:
+            raise RuntimeError("the broker refused the commit")
+        consumer._committed_offset[tp] = offset
+    return True
+
+
+def test_offsets_are_marked_committing_only_while_a_commit_runs(monkeypatch: Any) -> None:
+    monkeypatch.setitem(faust_offsets._installed, "gapless", lambda topic: True)
+    monkeypatch.setitem(faust_offsets._installed, "new_offset", _faust_new_offset)
+    monkeypatch.setitem(faust_offsets._installed, "commit_tps", _faust_commit_tps)
+    consumer = _Committer([5, 6, 7], committed=5)
+    assert asyncio.run(faust_offsets._commit_tps(consumer, [T0], True))
+    assert consumer._committed_offset == {T0: 8}
+    assert faust_offsets._committing(consumer) == {}
+    # A commit that fails leaves the head unacknowledged and uncommitted: it may look lost again.
+    consumer._acked[T0] = [8, 9, 10, 11, 12]
+    with pytest.raises(RuntimeError):
+        asyncio.run(faust_offsets._commit_tps(consumer, [T0], True))
+    assert faust_offsets._committing(consumer) == {}
+    assert waiting_on_lost_records(consumer._committed_offset, consumer._acked, {}, {T0: 99}) == {
+        T0: 8
+    }
