@@ -54,9 +54,8 @@ from faust.types import TP
 from processors.agents import Outcomes
 from processors.app import Topics
 from processors.baselines import judge_confirmation_for_site, judge_reading_for_site_drift
-from processors.batching import Batching, Effects, run_batched, split_records
+from processors.batching import Batching, Effects, one_line, run_batched, split_records
 from processors.faust_tables import bytes_table
-from processors.handoff import Handoff
 from processors.live_state import (
     PendingIndex,
     ReorderBuffer,
@@ -399,15 +398,8 @@ class KioskStage(Stage):
 
     name = "screen-kiosks"
 
-    def __init__(
-        self,
-        shard: Shard,
-        marks: Watermarks,
-        by_person: Any,
-        to_persons: Handoff[contract.TemperatureReading],
-    ) -> None:
+    def __init__(self, shard: Shard, marks: Watermarks, by_person: Any) -> None:
         self.shard, self.marks, self.by_person = shard, marks, by_person
-        self.to_persons = to_persons
         self.kiosks = StateTable(shard.table("kiosk-state"), KioskState)
         self.caches = (self.kiosks,)
 
@@ -432,8 +424,8 @@ class KioskStage(Stage):
         # Forwarded whatever the kiosk's duplicate filter says: a crash between
         # the state write and the send must not lose the reading downstream.
         owner = (reading.person_id or f"~{reading.kiosk_id}").encode()
-        target = partition_of(owner, shard.partitions)
-        self.to_persons.forward(effects, self.by_person, target, message.value, reading)
+        record = one_line(message.value, lambda: contract.encode(reading))
+        effects.forward(self.by_person, partition_of(owner, shard.partitions), record)
         moment[0] = reading.measured_at
 
     async def after(self) -> None:
@@ -445,16 +437,8 @@ class PersonStage(Stage):
 
     name = "screen-persons"
 
-    def __init__(
-        self,
-        shard: Shard,
-        marks: Watermarks,
-        by_site: Any,
-        from_kiosks: Handoff[contract.TemperatureReading],
-        to_sites: Handoff[contract.TemperatureReading],
-    ) -> None:
+    def __init__(self, shard: Shard, marks: Watermarks, by_site: Any) -> None:
         self.shard, self.marks, self.by_site = shard, marks, by_site
-        self.from_kiosks, self.to_sites = from_kiosks, to_sites
         self.table = shard.table("person-state")
         self.persons = StateTable(self.table, PersonState)
         self.buffer = ReorderBuffer(shard.table("person-buffer"))
@@ -476,7 +460,7 @@ class PersonStage(Stage):
         passed = self.marks.persons[partition].passed
         rows: list[tuple[str, bytes, contract.TemperatureReading]] = []
         for record in split_records(event.value):
-            reading = self.from_kiosks.take(record)
+            reading = decode_known(record, contract.TemperatureReading)
             if passed is not None and reading.measured_at <= passed:
                 self.shard.outcomes.counts[self.late_count(reading)] += 1
                 self.judge(event, effects, reading, record)
@@ -531,7 +515,7 @@ class PersonStage(Stage):
             if deadline is not None:
                 self.pending.push(partition, deadline, reading.person_id)
             self.persons.save(effects, event, reading.person_id, state)
-        self.to_sites.forward(effects, self.by_site, site_partition, record, reading)
+        effects.forward(self.by_site, site_partition, record)
 
     def expire_due(self, event: Any, effects: Effects, now: datetime) -> None:
         for person_id in self.pending.due(event.message.partition, now):
@@ -550,10 +534,8 @@ class SiteStage(Stage):
 
     name = "screen-sites"
 
-    def __init__(
-        self, shard: Shard, marks: Watermarks, from_persons: Handoff[contract.TemperatureReading]
-    ) -> None:
-        self.shard, self.marks, self.from_persons = shard, marks, from_persons
+    def __init__(self, shard: Shard, marks: Watermarks) -> None:
+        self.shard, self.marks = shard, marks
         self.clusters = StateTable(shard.table("cluster-state"), ClusterState)
         self.drifts = StateTable(shard.table("drift-state"), DriftState)
         self.buffer = ReorderBuffer(shard.table("site-buffer"))
@@ -573,13 +555,13 @@ class SiteStage(Stage):
             )
             if before is not None:
                 for record, item in self.buffer.take_until(effects, event, f"{time_key(before)}|~"):
-                    self.judge(event, effects, self.parse(record) if item is None else item)
+                    self.judge(event, effects, parse_site_record(record) if item is None else item)
             return
         done = self.marks.sites[partition].passed
         bound = None if done is None else f"{time_key(done)}|~"
         rows: list[tuple[str, bytes, SiteItem]] = []
         for record in split_records(event.value):
-            item = self.parse(record)
+            item = parse_site_record(record)
             sort_key = site_sort_key(item)
             if bound is not None and sort_key <= bound:
                 self.shard.outcomes.counts[self.late_count(item)] += 1
@@ -588,10 +570,6 @@ class SiteStage(Stage):
                 rows.append((sort_key, record, item))
         if rows:
             self.buffer.add(effects, event, rows)
-
-    def parse(self, record: bytes) -> SiteItem:
-        """:func:`parse_site_record`, taking back a reading this process forwarded."""
-        return parse_site_record(record, self.from_persons.take)
 
     def late_count(self, item: SiteItem) -> str:
         """``site_late`` or, for an item the site already holds, ``site_late_repeat``.
@@ -627,26 +605,17 @@ release) something it passes by."""
 CONFIRMATION_PREFIX = b'{"confirmation"'
 
 
-def validate_reading(record: bytes) -> contract.TemperatureReading:
-    return decode_known(record, contract.TemperatureReading)
-
-
-def parse_site_record(
-    record: bytes,
-    reading: Callable[[bytes], contract.TemperatureReading] = validate_reading,
-) -> SiteItem:
+def parse_site_record(record: bytes) -> SiteItem:
     """A forwarded record, decoded once: the person stage wrote it, the kiosk stage validated it.
 
     A confirmation is the JSON object ``{"confirmation": ...}`` the person
-    stage builds; any other record is a reading, validated again here by
-    ``reading`` (strictly, in one pass; or taken from a
-    :class:`~processors.handoff.Handoff`). A record of another schema is
-    passed by (None).
+    stage builds; any other record is a reading, validated again here
+    (strictly, in one pass). A record of another schema is passed by (None).
     """
     if record.startswith(CONFIRMATION_PREFIX):
         return Confirmation.from_dict(json.loads(record)["confirmation"])
     try:
-        return reading(record)
+        return decode_known(record, contract.TemperatureReading)
     except ContractError:
         obj = json.loads(record)
         if isinstance(obj, dict) and obj.get("schema") != contract.TemperatureReading.SCHEMA:
@@ -773,12 +742,9 @@ def install_screening(
     shard = Shard(app, topics, policy, outcomes, partitions, batching, idle_after_s)
     by_person, by_site = shard.internal("by-person"), shard.internal("by-site")
     marks = Watermarks(shard, by_person, by_site)
-    # What a stage validated and forwarded, for the next stage in this process.
-    to_persons = Handoff(contract.TemperatureReading, outcomes.counts)
-    to_sites = Handoff(contract.TemperatureReading, outcomes.counts)
-    kiosks = KioskStage(shard, marks, by_person, to_persons)
-    persons = PersonStage(shard, marks, by_site, to_persons, to_sites)
-    sites = SiteStage(shard, marks, to_sites)
+    kiosks = KioskStage(shard, marks, by_person)
+    persons = PersonStage(shard, marks, by_site)
+    sites = SiteStage(shard, marks)
     gates = GateStage(shard, on_scan, scan_caches, scan_ticks)
     shard.run(topics.temperatures, kiosks)  # -> by-person, and source watermark ticks
     shard.run(by_person, persons)  # -> by-site, and person watermark ticks

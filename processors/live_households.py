@@ -63,9 +63,8 @@ import faust
 
 from processors.agents import Outcomes
 from processors.app import Topics
-from processors.batching import Batching, Effects, run_batched, split_records
+from processors.batching import Batching, Effects, one_line, run_batched, split_records
 from processors.faust_tables import bytes_table
-from processors.handoff import Handoff
 from processors.live import TICK_KEY, ScanHook, SourceTicks, tick_marks
 from processors.live_state import ReorderBuffer, StateTable, partition_of, time_key
 from processors.screening import counts_for_outing, judge_outing
@@ -107,7 +106,6 @@ class HouseholdStage:
         """``topic`` is ``<app>-by-household``; ``states`` and ``buffer`` its two tables."""
         self.topic, self.policy, self.outcomes = topic, policy, outcomes
         self.partitions = partitions
-        self.to_households = Handoff(contract.ScanEvent, outcomes.counts)
         self.households = StateTable(states, HouseholdState, limit=100_000)
         self.buffer = ReorderBuffer(buffer)
         # Per household partition: the scan watermark, over every scan partition.
@@ -125,8 +123,9 @@ class HouseholdStage:
         """Called by the gate stage: hand an out scan the rule counts to its household."""
         if scan.household_id is None or not counts_for_outing(scan, self.policy):
             return
+        record = one_line(event.message.value, lambda: contract.encode(scan))
         target = partition_of(scan.household_id.encode(), self.partitions)
-        self.to_households.forward(effects, self.topic, target, event.message.value, scan)
+        effects.forward(self.topic, target, record)
 
     def step(self, event: Any, effects: Effects) -> None:
         if event.key == TICK_KEY:
@@ -135,7 +134,7 @@ class HouseholdStage:
         passed = self.marks[event.message.partition].passed
         rows: list[tuple[str, bytes, contract.ScanEvent]] = []
         for record in split_records(event.value):
-            scan = self.to_households.take(record)  # see processors.handoff
+            scan = decode_known(record, contract.ScanEvent)  # validated by the gate stage
             if passed is not None and scan.scanned_at < passed:
                 self.outcomes.counts["late_outing"] += 1
                 self.judge(event, effects, scan)

@@ -49,13 +49,13 @@ import faust
 
 from processors.agents import Outcomes
 from processors.app import Topics
-from processors.batching import Batching, Effects, run_batched, split_records
+from processors.batching import Batching, Effects, one_line, run_batched, split_records
 from processors.faust_tables import bytes_table
-from processors.handoff import Handoff
 from processors.live import ScanHook
 from processors.live_state import StateTable, page_key, partition_of
 from processors.trails import RETENTION, SiteVisits, Trail, TrailSlice, VisitSlice, to_micros
 from scantrail import contract
+from scantrail.contract import decode_known
 
 log = logging.getLogger(__name__)
 
@@ -218,7 +218,6 @@ class TrailStages:
         self, app: faust.App, outcomes: Outcomes, partitions: int, retention: timedelta
     ) -> None:
         self.outcomes, self.partitions = outcomes, partitions
-        self.to_sites = Handoff(contract.ScanEvent, outcomes.counts)
         self.visits_topic = app.topic(
             f"{app.conf.id}-visits-by-site",
             key_serializer="raw",
@@ -257,14 +256,15 @@ class TrailStages:
         if trail.add(at, scan.site_id, scan.kiosk_id, scan.direction, scan.event_id):
             self.person_days.save(effects, event, key, trail)
             self.outcomes.counts["trail"] += 1
+        record = one_line(event.message.value, lambda: contract.encode(scan))
         site_partition = partition_of(scan.site_id.encode(), self.partitions)
-        self.to_sites.forward(effects, self.visits_topic, site_partition, event.message.value, scan)
+        effects.forward(self.visits_topic, site_partition, record)
 
     def step(self, event: Any, effects: Effects) -> None:
         """The ``trail-sites`` stage: forwarded scans into their site's slots."""
         partition = event.message.partition
         for record in split_records(event.value):
-            scan = self.to_sites.take(record)  # see processors.handoff
+            scan = decode_known(record, contract.ScanEvent)  # validated by the gate stage
             at = to_micros(scan.scanned_at)
             if self.visit_sweep.too_old(partition, at):
                 continue
