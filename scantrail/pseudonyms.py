@@ -54,8 +54,24 @@ def is_email(value: str) -> bool:
     return bool(_EMAIL.match(value))
 
 
+_NEITHER_ID_NOR_PHONE = re.compile(r"[^\d\s().+Xx-]")
+"""A character no resident identity number and no phone number holds."""
+
+
 def why_not_pseudonymous(value: str) -> str | None:
-    """None for an acceptable id, else the reason (which never repeats the value)."""
+    """None for an acceptable id, else the reason (which never repeats the value).
+
+    Every person id of every event passes here, so an id holding a character
+    that neither an identity number nor a phone number can hold, and no ``@``,
+    is accepted after one search instead of three matches.
+    """
+    if "@" not in value and _NEITHER_ID_NOR_PHONE.search(value):
+        return None
+    return _shape_of_personal_data(value)
+
+
+def _shape_of_personal_data(value: str) -> str | None:
+    """The three checks themselves (:func:`why_not_pseudonymous` without its shortcut)."""
     if is_resident_id(value):
         return "looks like a resident identity number; person ids must be pseudonymous"
     if is_phone_number(value):

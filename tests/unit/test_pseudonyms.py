@@ -7,10 +7,13 @@ import json
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from scantrail import contract
 from scantrail.errors import ContractError
 from scantrail.pseudonyms import (
+    _shape_of_personal_data,
     is_resident_id,
     keyed_hash,
     resident_id_check,
@@ -243,3 +246,26 @@ def test_a_dead_letter_too_large_for_one_record_keeps_its_head_and_says_so() -> 
     assert record.reason.startswith(f"[value cut to its first {contract.DEAD_LETTER_VALUE_LIMIT}")
     assert record.reason.endswith("invalid kiosk/1")
     assert len(contract.encode(record)) < 1_000_000
+
+
+@settings(max_examples=3000, deadline=None)
+@given(
+    st.text(alphabet=st.sampled_from("0123456789Xx+-.() @\t\nabz.\u0663\u00a0"), max_size=24)
+    | st.text(max_size=24)
+)
+def test_the_shortcut_refuses_exactly_what_the_three_checks_refuse(value: str) -> None:
+    assert why_not_pseudonymous(value) == _shape_of_personal_data(value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "11010519491231002X",
+        "+86 138 0013 8000",
+        "(010) 6552-9988",
+        "a.b@example.org",
+        "138\u00a00013\u00a08000",
+    ],
+)
+def test_the_shortcut_never_passes_personal_data(value: str) -> None:
+    assert why_not_pseudonymous(value) is not None
