@@ -366,6 +366,21 @@ class PersonState:
             "seen": self.seen.to_dict(),
         }
 
+    def to_record(self) -> dict[str, Any]:
+        """:meth:`to_dict` as the live table stores it: the same bytes once orjson encodes it.
+
+        The times and the day are left to orjson, which writes them as
+        ``isoformat`` does, and the history's (time, °C) tuples as the pairs
+        :meth:`to_dict` builds: a person's history is re-encoded on every
+        batch that judges them, and building it in Python was 2% of the worker.
+        """
+        return {
+            "pending": None if self.pending is None else self.pending.to_dict(),
+            "history": self.history,
+            "last_anomaly_on": self.last_anomaly_on,
+            "seen": self.seen.to_dict(),
+        }
+
     @classmethod
     def from_dict(cls, obj: Mapping[str, Any]) -> PersonState:
         pending = obj.get("pending")
@@ -424,6 +439,14 @@ class GateState:
             "seen": self.seen.to_dict(),
             "outs": [out.to_dict() for out in self.outs],
         }
+
+    def to_record(self) -> dict[str, Any]:
+        """:meth:`to_dict` as the live table stores it: the same bytes once orjson encodes it.
+
+        orjson writes each kept :class:`OutScan` (a dataclass of plain fields
+        and a time) as :meth:`OutScan.to_dict` does, without a dict per scan.
+        """
+        return {"quarantine": self.quarantine, "seen": self.seen.to_dict(), "outs": self.outs}
 
     @classmethod
     def from_dict(cls, obj: Mapping[str, Any]) -> GateState:
