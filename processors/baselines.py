@@ -52,9 +52,10 @@ def judge_baseline(state: PersonState, sample: Sample, policy: PolicyLike) -> li
     if state.last_anomaly_on == today:
         return []
     since = sample.time - p.baseline_span
-    window = [(t, c) for t, c in state.history if since <= t and p.local_date(t) < today]
-    prior = [c for _, c in window]
-    dates = {p.local_date(t) for t, _ in window}
+    # Each reading's local date once: a person's history is looked at on every reading.
+    dated = [(p.local_date(t), c) for t, c in state.history if since <= t]
+    prior = [c for day, c in dated if day < today]
+    dates = {day for day, _ in dated if day < today}
     if len(dates) < p.baseline_min_dates:
         return []
     med = rounded_median(prior)

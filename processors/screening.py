@@ -226,8 +226,9 @@ def _settle(pending: Sample, second: Sample, fever: bool, p: ScreeningPolicy) ->
 def _remember(state: PersonState, sample: Sample, p: ScreeningPolicy) -> None:
     """Add to the baseline history and drop what is older than the baseline span."""
     state.history.append((sample.time, sample.celsius))
-    newest = max(t for t, _ in state.history)
-    state.history = [(t, c) for t, c in state.history if t >= newest - p.baseline_span]
+    # The cutoff once, not per entry: this runs on every reading of the person.
+    cutoff = max(t for t, _ in state.history) - p.baseline_span
+    state.history = [(t, c) for t, c in state.history if t >= cutoff]
 
 
 def expire_pending(state: PersonState, now: datetime, policy: PolicyLike) -> list[Alert]:
