@@ -46,10 +46,24 @@ class App(faust.App):  # type: ignore[misc]  # faust ships no type information
     every message. ``bench/faust_floor.py`` keeps stock faust, sensor included.
     """
 
+    _event_class: Any = None
+
     def on_init_dependencies(self) -> Any:
         services = super().on_init_dependencies()
         self.sensors.remove(self.monitor)
         return services
+
+    def create_event(self, key: Any, value: Any, headers: Any, message: Any) -> Any:
+        """faust's event for a message, its class looked up once.
+
+        faust reads ``conf.Event`` for every message it delivers, through its
+        settings registry's descriptors: 0.8% of the worker in the py-spy
+        profile of the 1,000,000-reading drain (2026-12-06 15:08).
+        """
+        event_class = self._event_class
+        if event_class is None:
+            event_class = self._event_class = self.conf.Event
+        return event_class(self, key, value, headers, message)
 
 
 def faust_credentials(kafka: KafkaSettings) -> Any:

@@ -1,4 +1,4 @@
-"""The faust app the worker builds: faust's per-message sensor is off."""
+"""The faust app the worker builds: faust's per-message sensor is off, its events as faust's."""
 
 from __future__ import annotations
 
@@ -18,8 +18,15 @@ from processors.app import create_app
 from scantrail.settings import KafkaSettings, WorkerSettings
 app, _ = create_app(KafkaSettings(), WorkerSettings(data_dir=Path(sys.argv[1])))
 app.on_init_dependencies()  # where faust makes its Monitor a sensor as the app starts
+from faust.types.tuples import Message
+events = [
+    app.create_event(b"k%d" % i, b"v%d" % i, [], Message("t", 0, i, 0.0, 0, [], b"", b"", None))
+    for i in range(2)
+]
 print(json.dumps({"sensors": [type(s).__name__ for s in app.sensors],
-                  "monitor": type(app.monitor).__name__}))
+                  "monitor": type(app.monitor).__name__,
+                  "events": [[type(e) is app.conf.Event, e.app is app, e.key.decode(),
+                              e.value.decode(), e.message.offset] for e in events]}))
 """
 
 
@@ -35,3 +42,5 @@ def test_the_monitor_hears_no_message(tmp_path: Path) -> None:
     seen = json.loads(done.stdout.strip().splitlines()[-1])
     assert seen["sensors"] == []
     assert seen["monitor"] == "Monitor"  # kept: faust's consumer records offsets on it
+    # Events are faust's own, made with the class faust's settings name.
+    assert seen["events"] == [[True, True, "k0", "v0", 0], [True, True, "k1", "v1", 1]]
