@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import faust
+from faust.transport.producer import ProducerBuffer
 
 from processors import faust_delivery, faust_fetch, faust_offsets, faust_seek, faust_stores
 from scantrail import contract
@@ -31,6 +32,28 @@ class Topics:
     alerts: Any
     deadletter: Any
     gate: Any  # scans and quarantine together: both keyed by person_id
+
+
+class SettledProducerBuffer(ProducerBuffer):  # type: ignore[misc]  # faust ships no types
+    """faust's producer buffer, asking faust's settings only once whether the producer is threaded.
+
+    faust's conductor awaits ``wait_until_ebb`` for every message it delivers,
+    and the buffer's ``size`` read ``conf.producer_threaded`` through the
+    settings registry's descriptors each time: 1.1% of the worker in the
+    py-spy profile of the 1,000,000-reading drain (2026-12-06 15:08). The
+    setting does not change once the app runs.
+    """
+
+    _threaded: bool | None = None
+
+    @property
+    def size(self) -> int:
+        threaded = self._threaded
+        if threaded is None:
+            threaded = self._threaded = bool(self.app.conf.producer_threaded)
+        if threaded:
+            return 0 if not self.queue else len(self.queue._queue)
+        return len(self.pending._queue)
 
 
 class App(faust.App):  # type: ignore[misc]  # faust ships no type information
@@ -52,6 +75,11 @@ class App(faust.App):  # type: ignore[misc]  # faust ships no type information
         services = super().on_init_dependencies()
         self.sensors.remove(self.monitor)
         return services
+
+    def _new_producer(self) -> Any:
+        producer = super()._new_producer()
+        producer.buffer.__class__ = SettledProducerBuffer  # the same object, a cheaper ``size``
+        return producer
 
     def create_event(self, key: Any, value: Any, headers: Any, message: Any) -> Any:
         """faust's event for a message, its class looked up once.

@@ -23,7 +23,12 @@ events = [
     app.create_event(b"k%d" % i, b"v%d" % i, [], Message("t", 0, i, 0.0, 0, [], b"", b"", None))
     for i in range(2)
 ]
+buffer = app.producer.buffer
+sizes = [buffer.size]
+buffer.pending.put_nowait("a future")
+sizes.append(buffer.size)
 print(json.dumps({"sensors": [type(s).__name__ for s in app.sensors],
+                  "buffer": [type(buffer).__name__, sizes],
                   "monitor": type(app.monitor).__name__,
                   "events": [[type(e) is app.conf.Event, e.app is app, e.key.decode(),
                               e.value.decode(), e.message.offset] for e in events]}))
@@ -43,4 +48,6 @@ def test_the_monitor_hears_no_message(tmp_path: Path) -> None:
     assert seen["sensors"] == []
     assert seen["monitor"] == "Monitor"  # kept: faust's consumer records offsets on it
     # Events are faust's own, made with the class faust's settings name.
+    # The producer buffer counts what waits as faust's does, without asking the settings each time.
+    assert seen["buffer"] == ["SettledProducerBuffer", [0, 1]]
     assert seen["events"] == [[True, True, "k0", "v0", 0], [True, True, "k1", "v1", 1]]
