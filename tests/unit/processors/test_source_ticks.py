@@ -1,0 +1,40 @@
+"""A source partition counts as delivered only once the batch that read it is durable."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+
+from processors.agents import Outcomes
+from processors.batching import Effects
+from processors.live import SourceTicks
+
+T0 = datetime(2020, 2, 10, tzinfo=UTC)
+
+
+def event(partition: int, offset: int) -> SimpleNamespace:
+    return SimpleNamespace(message=SimpleNamespace(partition=partition, offset=offset))
+
+
+def durable(effects: Effects) -> None:
+    for step in effects.later:  # what Effects.flush runs once sends and writes are acked
+        step()
+
+
+def test_records_count_once_their_batch_is_durable_with_the_time_the_stage_gave() -> None:
+    ticks = SourceTicks(None, "scantrail.temperatures", None, 3)
+    first, second = Effects(None, Outcomes()), Effects(None, Outcomes())  # type: ignore[arg-type]
+    for offset in range(3):
+        cell = ticks.delivered(first, event(0, offset))
+        cell[0] = T0 + timedelta(seconds=offset)
+    ticks.delivered(first, event(1, 7))  # refused (dead-lettered): moves the offset only
+    late = ticks.delivered(second, event(0, 3))
+    late[0] = T0 + timedelta(hours=1)
+    assert ticks.source.progress == {}  # nothing is durable yet
+    assert len(first.later) == len(second.later) == 1  # one step per batch
+    durable(first)
+    progress = ticks.source.progress
+    assert (progress[0].next_offset, progress[0].newest) == (3, T0 + timedelta(seconds=2))
+    assert (progress[1].next_offset, progress[1].newest) == (8, None)
+    durable(second)
+    assert (progress[0].next_offset, progress[0].newest) == (4, T0 + timedelta(hours=1))
