@@ -820,8 +820,12 @@ def _kth_excluding(site: list[float], own: list[float], k: int) -> float:
 
     The first value of ``site`` with more than ``k`` of the others at or below
     it: a binary search over ``site`` whose every step counts with two more.
+    It lies between ``site[k]`` (at least ``k + 1`` values are at or below it)
+    and ``site[k + len(own)]`` (at most ``k`` others and every own value are
+    below it), so the search starts there: a kiosk's hour is a tenth of a
+    busy site's, which saves a quarter of the steps.
     """
-    lo, hi = 0, len(site) - 1
+    lo, hi = k, min(k + len(own), len(site) - 1)
     while lo < hi:
         mid = (lo + hi) // 2
         value = site[mid]
