@@ -206,6 +206,8 @@ class SeenIds:
     newest: datetime | None = None
     first: int = field(default=0, compare=False)
     chunked: bool = field(default=False, compare=False, repr=False)
+    # Ids forgotten since ``ids`` was last rebuilt (see check_and_add).
+    forgotten: int = field(default=0, compare=False, repr=False)
 
     def check_and_add(
         self, event_id: str, when: datetime, horizon: timedelta, max_ids: int
@@ -228,6 +230,14 @@ class SeenIds:
                 break
             del ids[oldest]
             self.first += 1
+            self.forgotten += 1
+        if self.forgotten >= SEEN_REBUILD_AFTER:
+            # A dict keeps a forgotten id's slot until it grows, and finding the
+            # oldest id walks every such slot: a full kiosk (5,000 ids, one
+            # forgotten per reading) took 5.3 us a check against 2.0 us. A copy
+            # leaves the slots behind.
+            self.ids = dict(ids)
+            self.forgotten = 0
         return True
 
     def __contains__(self, event_id: object) -> bool:
@@ -306,6 +316,8 @@ class SeenIds:
 
 
 SEEN_CHUNK = 256
+SEEN_REBUILD_AFTER = 256
+"""Forgotten ids after which a duplicate filter's dict is copied without their slots."""
 """Arrival numbers per stored piece of a duplicate filter (11 kB with the simulator's ids)."""
 
 
