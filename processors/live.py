@@ -269,10 +269,22 @@ class SourceTicks:
         return moment
 
     def _record_delivered(self, records: list[tuple[int, int, list[datetime | None]]]) -> None:
-        """A batch is durable: each of its records counts as delivered, in offset order."""
+        """A batch is durable: each of its records counts as delivered, in offset order.
+
+        Told once per partition (its last offset, its newest time): the same
+        progress as one call per record, which was 1% of the worker.
+        """
+        last: dict[int, int] = {}
+        newest: dict[int, datetime | None] = {}
+        for partition, offset, (at,) in records:
+            last[partition] = offset
+            if at is not None:
+                held = newest.get(partition)
+                if held is None or at > held:
+                    newest[partition] = at
         wall, delivered = time.monotonic(), self.source.delivered
-        for partition, offset, moment in records:
-            delivered(partition, offset, moment[0], wall)
+        for partition, offset in last.items():
+            delivered(partition, offset, newest.get(partition), wall)
 
     def highwater(self, partition: int) -> int | None:
         try:

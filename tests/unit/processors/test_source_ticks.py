@@ -38,3 +38,14 @@ def test_records_count_once_their_batch_is_durable_with_the_time_the_stage_gave(
     assert (progress[1].next_offset, progress[1].newest) == (8, None)
     durable(second)
     assert (progress[0].next_offset, progress[0].newest) == (4, T0 + timedelta(hours=1))
+
+
+def test_a_batch_tells_the_newest_time_of_each_partition_not_its_last() -> None:
+    ticks = SourceTicks(None, "scantrail.temperatures", None, 2)
+    batch = Effects(None, Outcomes())  # type: ignore[arg-type]
+    for offset, seconds in [(0, 2), (1, 5), (2, 1), (3, None)]:  # a kiosk caught up out of order
+        cell = ticks.delivered(batch, event(0, offset))
+        cell[0] = None if seconds is None else T0 + timedelta(seconds=seconds)
+    durable(batch)
+    progress = ticks.source.progress[0]
+    assert (progress.next_offset, progress.newest) == (4, T0 + timedelta(seconds=5))
