@@ -284,7 +284,17 @@ class SeenIds:
         return max(0, lost)
 
     def to_dict(self) -> dict[str, Any]:
-        newest = None if self.newest is None else _t(self.newest)
+        return self._record(None if self.newest is None else _t(self.newest))
+
+    def to_record(self) -> dict[str, Any]:
+        """:meth:`to_dict` with the newest time left to orjson, which writes it as ``isoformat``.
+
+        Formatting it in Python was half a percent of the worker: every
+        person and gate state written carries a filter.
+        """
+        return self._record(self.newest)
+
+    def _record(self, newest: str | datetime | None) -> dict[str, Any]:
         if not self.chunked:
             return {"newest": newest, "ids": list(self.ids), "at_us": list(self.ids.values())}
         apart = self.pieces()
@@ -394,7 +404,7 @@ class PersonState:
             "pending": None if self.pending is None else self.pending.to_dict(),
             "history": self.history,
             "last_anomaly_on": self.last_anomaly_on,
-            "seen": self.seen.to_dict(),
+            "seen": self.seen.to_record(),
         }
 
     @classmethod
@@ -462,7 +472,7 @@ class GateState:
         orjson writes each kept :class:`OutScan` (a dataclass of plain fields
         and a time) as :meth:`OutScan.to_dict` does, without a dict per scan.
         """
-        return {"quarantine": self.quarantine, "seen": self.seen.to_dict(), "outs": self.outs}
+        return {"quarantine": self.quarantine, "seen": self.seen.to_record(), "outs": self.outs}
 
     @classmethod
     def from_dict(cls, obj: Mapping[str, Any]) -> GateState:
