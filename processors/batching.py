@@ -389,10 +389,12 @@ def judge_batch(
     fatal: Callable[[int], Any],
 ) -> bool:
     """Run the rules over each event; False if the worker must end (a broker failure)."""
+    current = _current_event
     for event in events:
+        # acting_for(event), without a generator per event (half a percent of the worker).
+        token = current.set(weakref.ref(event))
         try:
-            with acting_for(event):
-                handle(event, effects)
+            handle(event, effects)
         except Exception as exc:
             if is_transient(exc):
                 _end(stage, exc, fatal, EXIT_BROKER_LOST)
@@ -400,6 +402,8 @@ def judge_batch(
             outcomes.counts[f"{stage}_error"] += 1
             log.exception("%s: internal error on an event; dead-lettering it", stage)
             effects.dead_letter(event, f"{stage}: internal error {type(exc).__name__}: {exc}")
+        finally:
+            current.reset(token)
     return True
 
 
