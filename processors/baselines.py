@@ -35,7 +35,12 @@ from processors.screening_state import (
 )
 from scantrail.contract import Alert, TemperatureReading
 
-__all__ = ["judge_baseline", "judge_confirmation_for_site", "judge_reading_for_site_drift"]
+__all__ = [
+    "judge_baseline",
+    "judge_confirmation_for_site",
+    "judge_reading_for_site_drift",
+    "judge_sample_for_site_drift",
+]
 
 
 def judge_baseline(state: PersonState, sample: Sample, policy: PolicyLike) -> list[Alert]:
@@ -124,7 +129,18 @@ def judge_confirmation_for_site(
 def judge_reading_for_site_drift(
     state: DriftState, reading: TemperatureReading, policy: PolicyLike
 ) -> list[Alert]:
+    """:func:`judge_sample_for_site_drift` of the reading's :class:`Sample`."""
+    return judge_sample_for_site_drift(state, Sample.of(reading), policy)
+
+
+def judge_sample_for_site_drift(
+    state: DriftState, sample: Sample, policy: PolicyLike
+) -> list[Alert]:
     """``sensor_drift`` when this reading's kiosk median strays from its site's other kiosks.
+
+    Judged on the part of the reading the state keeps: the live site stage
+    receives only that (:mod:`processors.hop_records`), the offline screener
+    the whole reading (:func:`judge_reading_for_site_drift`).
 
     Both medians cover the window ``(t - drift_window, t]`` and each side needs
     ``drift_min_readings`` valid readings. Only the kiosk of the incoming
@@ -136,18 +152,18 @@ def judge_reading_for_site_drift(
     cannot happen) is passed by: the window holds no readings of its hour any
     more, so no median could be computed for it.
     """
-    p = resolve(policy, reading.site_id)
-    t = reading.measured_at
-    kiosk = reading.kiosk_id
+    p = resolve(policy, sample.site_id)
+    t = sample.time
+    kiosk = sample.kiosk_id
     if state.newest is not None and t <= state.newest - p.drift_window:
         return []
-    if state.holds(kiosk, reading.event_id):
+    if state.holds(kiosk, sample.event_id):
         return []
     if state.newest is None or t > state.newest:
         state.newest = t
-    if not p.is_valid(reading.celsius):
+    if not p.is_valid(sample.celsius):
         return []
-    state.add(Sample.of(reading))
+    state.add(sample)
     _prune_drift(state, p)
     since = t - p.drift_window
     # In event-time order the reading is the newest, and the state keeps exactly
@@ -182,7 +198,7 @@ def judge_reading_for_site_drift(
         make_alert(
             "sensor_drift",
             "warning",
-            site_id=reading.site_id,
+            site_id=sample.site_id,
             kiosk_id=kiosk,
             event_time=t,
             evidence=[s.event_id for s in own],

@@ -12,7 +12,8 @@ partition count, so each table partition lives beside the stream that feeds it):
         every reading                  -> <app>-by-person (key person, or ~kiosk when unknown)
         watermark ticks                -> every partition of <app>-by-person
     <app>-by-person                    -> persons: reorder buffer, PersonState[person]
-        readings and confirmations     -> <app>-by-site (key site), in event-time order
+        samples and confirmations      -> <app>-by-site (key site), in event-time order
+                                          (a reading travels as its sample: processors.hop_records)
         watermark ticks                -> every partition of <app>-by-site
     <app>-by-site                      -> sites:   reorder buffer, ClusterState, DriftState[site]
     scantrail.scans + .quarantine      -> gates:   GateState[person] (already keyed by person)
@@ -54,9 +55,10 @@ from faust.types import TP
 
 from processors.agents import Outcomes
 from processors.app import Topics
-from processors.baselines import judge_confirmation_for_site, judge_reading_for_site_drift
+from processors.baselines import judge_confirmation_for_site, judge_sample_for_site_drift
 from processors.batching import Batching, Effects, one_line, run_batched, split_records
 from processors.faust_tables import bytes_table
+from processors.hop_records import decode_sample, encode_sample, is_compact
 from processors.live_state import (
     PendingIndex,
     ReorderBuffer,
@@ -82,6 +84,7 @@ from processors.screening_state import (
     GateState,
     KioskState,
     PersonState,
+    Sample,
 )
 from processors.skew import clock_skew_reason
 from processors.watermarks import (
@@ -487,7 +490,7 @@ class PersonStage(Stage):
             reading = decode_known(record, contract.TemperatureReading)
             if passed is not None and reading.measured_at <= passed:
                 self.shard.outcomes.counts[self.late_count(reading)] += 1
-                self.judge(event, effects, reading, record)
+                self.judge(event, effects, reading)
                 self.expire_due(event, effects, passed)
             else:
                 rows.append((reading_sort_key(reading, 0), record, reading))
@@ -517,14 +520,12 @@ class PersonStage(Stage):
         for record, reading in self.buffer.take_until(effects, event, f"{time_key(mark)}|~"):
             if reading is None:  # rebuilt from the table after a restart
                 reading = decode_known(record, contract.TemperatureReading)
-            self.judge(event, effects, reading, record)
+            self.judge(event, effects, reading)
         self.expire_due(event, effects, mark)
         # Told only once what was judged up to the mark has been forwarded.
         effects.then(lambda: self.marks.due_sites.__setitem__(partition, mark))
 
-    def judge(
-        self, event: Any, effects: Effects, reading: contract.TemperatureReading, record: bytes
-    ) -> None:
+    def judge(self, event: Any, effects: Effects, reading: contract.TemperatureReading) -> None:
         partition, policy = event.message.partition, self.shard.policy
         self.expire_due(event, effects, reading.measured_at)
         site_partition = partition_of(reading.site_id.encode(), self.shard.partitions)
@@ -539,7 +540,8 @@ class PersonStage(Stage):
             if deadline is not None:
                 self.pending.push(partition, deadline, reading.person_id)
             self.persons.save(effects, event, reading.person_id, state)
-        effects.forward(self.by_site, site_partition, record)
+        # The site needs only the sample (processors.hop_records), not the whole reading.
+        effects.forward(self.by_site, site_partition, encode_sample(Sample.of(reading)))
 
     def expire_due(self, event: Any, effects: Effects, now: datetime) -> None:
         for person_id in self.pending.due(event.message.partition, now):
@@ -604,7 +606,7 @@ class SiteStage(Stage):
         """
         if isinstance(item, Confirmation):
             held = item.event_id in self.clusters.load(item.site_id).seen
-        elif isinstance(item, contract.TemperatureReading):
+        elif isinstance(item, Sample):
             held = self.drifts.load(item.site_id).holds(item.kiosk_id, item.event_id)
         else:
             held = False
@@ -616,15 +618,15 @@ class SiteStage(Stage):
             cluster = self.clusters.load(item.site_id)
             effects.alert(judge_confirmation_for_site(cluster, item, policy))
             self.clusters.save(effects, event, item.site_id, cluster)
-        elif isinstance(item, contract.TemperatureReading):
+        elif isinstance(item, Sample):
             drift = self.drifts.load(item.site_id)
-            effects.alert(judge_reading_for_site_drift(drift, item, policy))
+            effects.alert(judge_sample_for_site_drift(drift, item, policy))
             self.drifts.save(effects, event, item.site_id, drift)
 
 
-SiteItem = Confirmation | contract.TemperatureReading | None
-"""What the site stage receives: a confirmation, a reading, or (from a newer
-release) something it passes by."""
+SiteItem = Confirmation | Sample | None
+"""What the site stage receives: a confirmation, a reading's sample, or (from a
+newer release) something it passes by."""
 
 CONFIRMATION_PREFIX = b'{"confirmation"'
 
@@ -632,14 +634,18 @@ CONFIRMATION_PREFIX = b'{"confirmation"'
 def parse_site_record(record: bytes) -> SiteItem:
     """A forwarded record, decoded once: the person stage wrote it, the kiosk stage validated it.
 
-    A confirmation is the JSON object ``{"confirmation": ...}`` the person
-    stage builds; any other record is a reading, validated again here
-    (strictly, in one pass). A record of another schema is passed by (None).
+    A reading comes as its ``sample/1`` record (:mod:`processors.hop_records`),
+    checked there; a confirmation as the JSON object ``{"confirmation": ...}``
+    the person stage builds. Any other record is a whole reading, as a worker
+    of an earlier release forwarded it, validated again here (strictly, in one
+    pass). A record of another schema is passed by (None).
     """
+    if is_compact(record):
+        return decode_sample(record)
     if record.startswith(CONFIRMATION_PREFIX):
         return Confirmation.from_dict(json.loads(record)["confirmation"])
     try:
-        return decode_known(record, contract.TemperatureReading)
+        return Sample.of(decode_known(record, contract.TemperatureReading))
     except ContractError:
         obj = json.loads(record)
         if isinstance(obj, dict) and obj.get("schema") != contract.TemperatureReading.SCHEMA:
@@ -655,8 +661,8 @@ def site_sort_key(item: SiteItem) -> str:
     """
     if isinstance(item, Confirmation):
         return reading_sort_key_of(item.second.time, item.second.event_id, 0)
-    if isinstance(item, contract.TemperatureReading):
-        return reading_sort_key(item, 1)
+    if isinstance(item, Sample):
+        return reading_sort_key_of(item.time, item.event_id, 1)
     return ""
 
 

@@ -27,7 +27,8 @@ in full, with the same pure :func:`processors.contacts.trace` the offline
 ``scantrail trace`` and ``scantrail replay`` run. The view itself, with its
 credential check, bounds and audit, is :mod:`processors.trace_guard`.
 
-Every scan is forwarded to the site stream even when the person's trail has
+Every scan is forwarded to the site stream, as the ``visit/1`` record of
+:mod:`processors.hop_records` (what a slot keeps of it), even when the person's trail has
 already seen it: a crash between the trail write and the send must not lose
 the visit, and the slot drops the duplicate id itself. The forwards of a batch
 travel as one message per site partition (:mod:`processors.batching`).
@@ -49,8 +50,9 @@ import faust
 
 from processors.agents import Outcomes
 from processors.app import Topics
-from processors.batching import Batching, Effects, one_line, run_batched, split_records
+from processors.batching import Batching, Effects, run_batched, split_records
 from processors.faust_tables import bytes_table
+from processors.hop_records import Visit, decode_visit, encode_visit, is_compact
 from processors.live import ScanHook
 from processors.live_state import StateTable, page_key, partition_of
 from processors.trails import RETENTION, SiteVisits, Trail, TrailSlice, VisitSlice, to_micros
@@ -256,22 +258,23 @@ class TrailStages:
         if trail.add(at, scan.site_id, scan.kiosk_id, scan.direction, scan.event_id):
             self.person_days.save(effects, event, key, trail)
             self.outcomes.counts["trail"] += 1
-        record = one_line(event.message.value, lambda: contract.encode(scan))
+        # The slot needs only the visit (processors.hop_records), not the whole scan.
+        visit = Visit(scan.site_id, at, scan.person_id, scan.kiosk_id, scan.event_id)
         site_partition = partition_of(scan.site_id.encode(), self.partitions)
-        effects.forward(self.visits_topic, site_partition, record)
+        effects.forward(self.visits_topic, site_partition, encode_visit(visit))
 
     def step(self, event: Any, effects: Effects) -> None:
         """The ``trail-sites`` stage: forwarded scans into their site's slots."""
         partition = event.message.partition
         for record in split_records(event.value):
-            scan = decode_known(record, contract.ScanEvent)  # validated by the gate stage
-            at = to_micros(scan.scanned_at)
+            visit = decode_visit(record) if is_compact(record) else visit_of(record)
+            at = visit.at_us
             if self.visit_sweep.too_old(partition, at):
                 continue
             self.visit_sweep.sweep(partition)
-            key = visit_key(scan.site_id, at).decode()
+            key = visit_key(visit.site_id, at).decode()
             bucket = self.site_slots.load(key)
-            if bucket.add(at, scan.person_id, scan.kiosk_id, scan.event_id):
+            if bucket.add(at, visit.person_id, visit.kiosk_id, visit.event_id):
                 self.site_slots.save(effects, event, key, bucket)
                 self.outcomes.counts["visit"] += 1
 
@@ -326,6 +329,13 @@ def install_trails(
         )
 
     return LiveTrails(stages.index, stages.index_scan, (stages.person_days,))
+
+
+def visit_of(record: bytes) -> Visit:
+    """The visit of a whole scan, as a worker of an earlier release forwarded it (validated)."""
+    scan = decode_known(record, contract.ScanEvent)
+    at = to_micros(scan.scanned_at)
+    return Visit(scan.site_id, at, scan.person_id, scan.kiosk_id, scan.event_id)
 
 
 def to_micros_delta(delta: timedelta) -> int:

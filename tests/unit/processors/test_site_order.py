@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
+from processors.hop_records import encode_sample
 from processors.live import parse_site_record, reading_sort_key, site_sort_key
 from processors.screening_state import Confirmation, Sample
 from scantrail import contract
@@ -42,18 +43,22 @@ def test_a_forwarded_reading_is_decoded_once_and_sorted_after_its_confirmation(
     measured_at: str,
 ) -> None:
     raw = raw_reading(measured_at)
-    item = parse_site_record(raw)
-    assert item == contract.decode_as(raw, contract.TemperatureReading)
-    assert isinstance(item, contract.TemperatureReading)
-    assert site_sort_key(item) == reading_sort_key(item, 1)
+    reading = contract.decode_as(raw, contract.TemperatureReading)
+    sample = Sample.of(reading)
+    # As the person stage forwards it now, and as an earlier release did (the whole reading).
+    for forwarded_reading in (encode_sample(sample), raw):
+        item = parse_site_record(forwarded_reading)
+        assert item == sample
+        assert isinstance(item, Sample)
+        assert item.time.utcoffset() == reading.measured_at.utcoffset()
+        assert site_sort_key(item) == reading_sort_key(reading, 1)
 
-    sample = Sample.of(item)
     confirmation = Confirmation("site-1", "p-1", sample, sample)
     forwarded = json.dumps({"confirmation": confirmation.to_dict()}).encode()
     parsed = parse_site_record(forwarded)
     assert parsed == confirmation
     # The offline Screener judges a reading's confirmation before its drift.
-    assert site_sort_key(parsed) == reading_sort_key(item, 0) < site_sort_key(item)
+    assert site_sort_key(parsed) == reading_sort_key(reading, 0) < site_sort_key(sample)
 
 
 def test_one_instant_in_two_zones_sorts_the_same() -> None:
