@@ -1,14 +1,14 @@
 """What one stage forwards to the next when the next needs only part of an event.
 
 The kiosk and gate stages validate every source record in full against the
-contract (:mod:`scantrail.contract`). The site stage's drift rule then needs
-six fields of a reading (a :class:`~processors.screening_state.Sample`) and
-the ``trail-sites`` stage five of a scan, yet each received the whole event
-and validated it again with the contract's model: in a py-spy profile of the
-1,000,000-reading drain (2026-12-06) those two re-validations were 3.6% of
+contract (:mod:`scantrail.contract`). The person and site stages' rules then
+keep six fields of a reading (a :class:`~processors.screening_state.Sample`)
+and the ``trail-sites`` stage five of a scan, yet each received the whole
+event and validated it again with the contract's model: in a py-spy profile
+of the 1,000,000-reading drain (2026-12-06) those re-validations were 5.7% of
 the worker, most of it building a pydantic model that was read for six fields.
 
-So the record on those two hops is the part, as a compact JSON array whose
+So the record on those hops is the part, as a compact JSON array whose
 first element names its version (``sample/1``, ``visit/1``). It is still
 checked where it arrives: its shape, every identifier against the contract's
 identifier pattern, a finite plausible temperature, a time with an offset

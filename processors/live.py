@@ -9,16 +9,19 @@ Topology (``<app>`` is the faust app id; internal topics and tables share one
 partition count, so each table partition lives beside the stream that feeds it)::
 
     scantrail.temperatures (key kiosk) -> kiosks:  KioskState[kiosk]
-        every reading                  -> <app>-by-person (key person, or ~kiosk when unknown)
+        every reading, as its sample   -> <app>-by-person (key person, or ~kiosk when unknown)
         watermark ticks                -> every partition of <app>-by-person
     <app>-by-person                    -> persons: reorder buffer, PersonState[person]
         samples and confirmations      -> <app>-by-site (key site), in event-time order
-                                          (a reading travels as its sample: processors.hop_records)
         watermark ticks                -> every partition of <app>-by-site
     <app>-by-site                      -> sites:   reorder buffer, ClusterState, DriftState[site]
     scantrail.scans + .quarantine      -> gates:   GateState[person] (already keyed by person)
         counted out scans              -> <app>-by-household (processors.live_households)
         scan watermark ticks           -> every partition of <app>-by-household
+
+A reading travels between the stages as its sample (``sample/1``,
+:mod:`processors.hop_records`): the six fields the person and site rules keep,
+checked where they land; the kiosk stage validated the whole reading.
 
 Why reorder: temperatures are keyed by kiosk, so one person's or one site's
 readings reach their shard from several source partitions in fetch order, not
@@ -56,7 +59,7 @@ from faust.types import TP
 from processors.agents import Outcomes
 from processors.app import Topics
 from processors.baselines import judge_confirmation_for_site, judge_sample_for_site_drift
-from processors.batching import Batching, Effects, one_line, run_batched, split_records
+from processors.batching import Batching, Effects, run_batched, split_records
 from processors.faust_tables import bytes_table
 from processors.hop_records import decode_sample, encode_sample, is_compact
 from processors.live_state import (
@@ -72,7 +75,7 @@ from processors.screening import (
     apply_quarantine,
     expire_pending,
     judge_kiosk,
-    judge_reading_for_person,
+    judge_sample_for_person,
     judge_scan_for_gate,
     pending_deadline,
 )
@@ -450,8 +453,9 @@ class KioskStage(Stage):
             self.kiosks.save(effects, event, reading.kiosk_id, state)
         # Forwarded whatever the kiosk's duplicate filter says: a crash between
         # the state write and the send must not lose the reading downstream.
+        # As its sample: all the person and site stages keep (processors.hop_records).
         owner = (reading.person_id or f"~{reading.kiosk_id}").encode()
-        record = one_line(message.value, lambda: contract.encode(reading))
+        record = encode_sample(Sample.of(reading))
         effects.forward(self.by_person, partition_of(owner, shard.partitions), record)
         moment[0] = reading.measured_at
 
@@ -485,19 +489,19 @@ class PersonStage(Stage):
             self.on_tick(event, effects)
             return
         passed = self.marks.persons[partition].passed
-        rows: list[tuple[str, bytes, contract.TemperatureReading]] = []
+        rows: list[tuple[str, bytes, Sample]] = []
         for record in split_records(event.value):
-            reading = decode_known(record, contract.TemperatureReading)
-            if passed is not None and reading.measured_at <= passed:
-                self.shard.outcomes.counts[self.late_count(reading)] += 1
-                self.judge(event, effects, reading)
+            sample = sample_of(record)
+            if passed is not None and sample.time <= passed:
+                self.shard.outcomes.counts[self.late_count(sample)] += 1
+                self.judge(event, effects, sample, record)
                 self.expire_due(event, effects, passed)
             else:
-                rows.append((reading_sort_key(reading, 0), record, reading))
+                rows.append((reading_sort_key_of(sample.time, sample.event_id, 0), record, sample))
         if rows:
             self.buffer.add(effects, event, rows)
 
-    def late_count(self, reading: contract.TemperatureReading) -> str:
+    def late_count(self, sample: Sample) -> str:
         """Which count a reading behind its partition's watermark goes to.
 
         A group that forms or re-forms delivers again from the committed
@@ -506,8 +510,8 @@ class PersonStage(Stage):
         (``late``). A reading without a person, or one older than the duplicate
         filter's horizon, cannot be told apart and counts as ``late``.
         """
-        if reading.person_id is not None:
-            if reading.event_id in self.persons.load(reading.person_id).seen:
+        if sample.person_id is not None:
+            if sample.event_id in self.persons.load(sample.person_id).seen:
                 return "late_repeat"
         return "late"
 
@@ -517,31 +521,33 @@ class PersonStage(Stage):
         mark = None if marks is None else self.marks.persons[partition].update(decode_marks(marks))
         if mark is None:
             return
-        for record, reading in self.buffer.take_until(effects, event, f"{time_key(mark)}|~"):
-            if reading is None:  # rebuilt from the table after a restart
-                reading = decode_known(record, contract.TemperatureReading)
-            self.judge(event, effects, reading)
+        for record, sample in self.buffer.take_until(effects, event, f"{time_key(mark)}|~"):
+            if sample is None:  # rebuilt from the table after a restart
+                sample = sample_of(record)
+            self.judge(event, effects, sample, record)
         self.expire_due(event, effects, mark)
         # Told only once what was judged up to the mark has been forwarded.
         effects.then(lambda: self.marks.due_sites.__setitem__(partition, mark))
 
-    def judge(self, event: Any, effects: Effects, reading: contract.TemperatureReading) -> None:
+    def judge(self, event: Any, effects: Effects, sample: Sample, record: bytes) -> None:
         partition, policy = event.message.partition, self.shard.policy
-        self.expire_due(event, effects, reading.measured_at)
-        site_partition = partition_of(reading.site_id.encode(), self.shard.partitions)
-        if reading.person_id is not None:
-            state = self.persons.load(reading.person_id)
-            alerts, confirmations = judge_reading_for_person(state, reading, policy)
+        self.expire_due(event, effects, sample.time)
+        site_partition = partition_of(sample.site_id.encode(), self.shard.partitions)
+        if sample.person_id is not None:
+            state = self.persons.load(sample.person_id)
+            alerts, confirmations = judge_sample_for_person(state, sample, policy)
             effects.alert(alerts)
             for confirmation in confirmations:
                 item = {"confirmation": confirmation.to_dict()}
                 effects.forward(self.by_site, site_partition, json.dumps(item).encode())
             deadline = pending_deadline(state, policy)
             if deadline is not None:
-                self.pending.push(partition, deadline, reading.person_id)
-            self.persons.save(effects, event, reading.person_id, state)
-        # The site needs only the sample (processors.hop_records), not the whole reading.
-        effects.forward(self.by_site, site_partition, encode_sample(Sample.of(reading)))
+                self.pending.push(partition, deadline, sample.person_id)
+            self.persons.save(effects, event, sample.person_id, state)
+        # The site keeps the same part of the reading: the sample goes on as it came.
+        effects.forward(
+            self.by_site, site_partition, record if is_compact(record) else encode_sample(sample)
+        )
 
     def expire_due(self, event: Any, effects: Effects, now: datetime) -> None:
         for person_id in self.pending.due(event.message.partition, now):
@@ -629,6 +635,13 @@ SiteItem = Confirmation | Sample | None
 newer release) something it passes by."""
 
 CONFIRMATION_PREFIX = b'{"confirmation"'
+
+
+def sample_of(record: bytes) -> Sample:
+    """A forwarded reading's sample: a ``sample/1`` record, or a whole reading (earlier release)."""
+    if is_compact(record):
+        return decode_sample(record)
+    return Sample.of(decode_known(record, contract.TemperatureReading))
 
 
 def parse_site_record(record: bytes) -> SiteItem:

@@ -66,6 +66,7 @@ __all__ = [
     "judge_kiosk",
     "Verdict",
     "judge_reading_for_person",
+    "judge_sample_for_person",
     "judge_outing",
     "judge_scan",
     "judge_scan_for_gate",
@@ -158,28 +159,39 @@ def _unidentified(reading: TemperatureReading, p: ScreeningPolicy) -> Alert:
 def judge_reading_for_person(
     state: PersonState, reading: TemperatureReading, policy: PolicyLike
 ) -> tuple[list[Alert], list[Confirmation]]:
+    """:func:`judge_sample_for_person` of the reading's :class:`Sample`."""
+    return judge_sample_for_person(state, Sample.of(reading), policy)
+
+
+def judge_sample_for_person(
+    state: PersonState, sample: Sample, policy: PolicyLike
+) -> tuple[list[Alert], list[Confirmation]]:
     """Suspect, settle and baseline for one person's reading.
+
+    Judged on the part of the reading a person's state keeps: the live person
+    stage receives only that (:mod:`processors.hop_records`), the offline
+    screener the whole reading (:func:`judge_reading_for_person`).
 
     A reading without ``person_id`` belongs to no person shard and is ignored.
     A reading older than the pending suspicion (late on Kafka) settles nothing;
     it only joins the baseline history.
     """
-    if reading.person_id is None:
+    person_id = sample.person_id
+    if person_id is None:
         return [], []
-    p = resolve(policy, reading.site_id)
-    t = reading.measured_at
-    if not _is_new(state.seen, reading.event_id, t, p) or not p.is_valid(reading.celsius):
+    p = resolve(policy, sample.site_id)
+    t = sample.time
+    if not _is_new(state.seen, sample.event_id, t, p) or not p.is_valid(sample.celsius):
         return [], []
     alerts = expire_pending(state, t, policy)
     confirmations: list[Confirmation] = []
-    sample = Sample.of(reading)
-    fever = reading.celsius >= p.fever_c
+    fever = sample.celsius >= p.fever_c
     pending = state.pending
     if pending is not None and t >= pending.time:
         state.pending = None
         alerts.append(_settle(pending, sample, fever, p))
         if fever:
-            confirmations.append(Confirmation(sample.site_id, reading.person_id, pending, sample))
+            confirmations.append(Confirmation(sample.site_id, person_id, pending, sample))
     elif pending is None and fever:
         state.pending = sample
         alerts.append(
@@ -188,7 +200,7 @@ def judge_reading_for_person(
                 "warning",
                 site_id=sample.site_id,
                 kiosk_id=sample.kiosk_id,
-                person_id=reading.person_id,
+                person_id=person_id,
                 event_time=t,
                 evidence=[sample.event_id],
                 detail={

@@ -17,6 +17,7 @@ from processors.hop_records import (
     encode_visit,
     is_compact,
 )
+from processors.live import sample_of
 from processors.live_trails import visit_of
 from processors.screening_state import Sample
 from processors.trails import to_micros
@@ -70,6 +71,22 @@ def test_a_whole_scan_from_an_earlier_release_gives_the_same_visit() -> None:
     assert not is_compact(record)
     expected = Visit("site-1", to_micros(scan.scanned_at), "p-1", "k-1", "s-1")
     assert visit_of(record) == expected == decode_visit(encode_visit(expected))
+
+
+def test_a_whole_reading_from_an_earlier_release_gives_the_same_sample() -> None:
+    reading = contract.TemperatureReading(
+        event_id="t-1",
+        kiosk_id="k-1",
+        site_id="site-1",
+        measured_at=datetime(2020, 2, 10, 8, 0, 3, tzinfo=timezone(timedelta(hours=8))),
+        celsius=37.4,
+        method="forehead_ir",
+        person_id="p-1",
+        ambient_c=12.0,
+    )
+    sample = Sample.of(reading)
+    for record in (contract.encode(reading), encode_sample(sample)):  # the person stage's input
+        assert sample_of(record) == sample
 
 
 GOOD_SAMPLE = ["sample/1", "t-1", "2020-02-10T08:00:00+08:00", 36.6, "k-1", "s-1", "p-1"]
