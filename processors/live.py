@@ -472,7 +472,7 @@ class PersonStage(Stage):
         self.shard, self.marks, self.by_site = shard, marks, by_site
         self.table = shard.table("person-state")
         self.persons = StateTable(self.table, PersonState)
-        self.buffer = ReorderBuffer(shard.table("person-buffer"))
+        self.buffer = ReorderBuffer(shard.table("person-buffer"), shard.outcomes.counts)
         self.pending = PendingIndex()
         self.caches = (self.persons,)
 
@@ -570,7 +570,7 @@ class SiteStage(Stage):
         self.shard, self.marks = shard, marks
         self.clusters = StateTable(shard.table("cluster-state"), ClusterState)
         self.drifts = StateTable(shard.table("drift-state"), DriftState)
-        self.buffer = ReorderBuffer(shard.table("site-buffer"))
+        self.buffer = ReorderBuffer(shard.table("site-buffer"), shard.outcomes.counts)
         self.caches = (self.clusters, self.drifts)
 
     def forget(self) -> None:

@@ -107,7 +107,7 @@ class HouseholdStage:
         self.topic, self.policy, self.outcomes = topic, policy, outcomes
         self.partitions = partitions
         self.households = StateTable(states, HouseholdState, limit=100_000)
-        self.buffer = ReorderBuffer(buffer)
+        self.buffer = ReorderBuffer(buffer, outcomes.counts)
         # Per household partition: the scan watermark, over every scan partition.
         self.marks: dict[int, UpstreamWatermark] = defaultdict(
             lambda: UpstreamWatermark(partitions)

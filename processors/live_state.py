@@ -13,7 +13,7 @@ import itertools
 import logging
 from bisect import bisect_left
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache, partial
@@ -235,12 +235,22 @@ class ReorderBuffer:
     taken within one batch, and then never written).
     """
 
-    def __init__(self, table: Any) -> None:
+    def __init__(self, table: Any, gauges: MutableMapping[str, int] | None = None) -> None:
         self.table = table
         self.heaps: dict[int, list[tuple[str, bytes, int, bytes, Any]]] = defaultdict(list)
         self.remaining: dict[bytes, int] = {}
         self.indexed: set[int] = set()
         self.arrivals = itertools.count()  # ties never compare the decoded items
+        # Records held for the watermark, on /stats as ``<table>_waiting``: records
+        # that never leave mean a source that never moves on (see processors.watermarks).
+        # Counts the partitions indexed since the last rebalance.
+        self.gauges = gauges
+        self.gauge = f"{getattr(table, 'name', 'buffer')}_waiting"
+        self.waiting = 0
+
+    def _tell(self) -> None:
+        if self.gauges is not None:
+            self.gauges[self.gauge] = self.waiting
 
     def _index(self, partition: int) -> None:
         if partition in self.indexed:
@@ -253,13 +263,17 @@ class ReorderBuffer:
                 for sort_key, record in rows:
                     heap.append((sort_key, key, next(self.arrivals), record.encode(), None))
                 self.remaining[key] = len(rows)
+                self.waiting += len(rows)
         heapq.heapify(heap)
+        self._tell()
 
     def forget(self) -> None:
         """After a rebalance the table is the truth: rebuild each heap on next use."""
         self.heaps.clear()
         self.remaining.clear()
         self.indexed.clear()
+        self.waiting = 0
+        self._tell()
 
     def add(self, effects: Effects, event: Any, rows: Sequence[tuple[str, bytes, Any]]) -> None:
         """Buffer ``rows`` (sort key, record, decoded item) that arrived in ``event``."""
@@ -273,6 +287,8 @@ class ReorderBuffer:
         for sort_key, record, item in rows:
             heapq.heappush(heap, (sort_key, key, next(arrivals), record, item))
         self.remaining[key] = len(rows)
+        self.waiting += len(rows)
+        self._tell()
         effects.write(event, self.table, key, lambda: [[s, r.decode()] for s, r, _ in rows])
 
     def take_until(self, effects: Effects, event: Any, bound: str) -> list[Taken]:
@@ -292,6 +308,9 @@ class ReorderBuffer:
             del self.remaining[key]
             if not effects.discard_write(table, key):  # written in an earlier batch
                 effects.write(event, table, key, None)
+        if out:
+            self.waiting -= len(out)
+            self._tell()
         return out
 
 

@@ -94,6 +94,11 @@ def wait_for_count(
     return stats
 
 
+def held_back(stats: dict[str, int]) -> dict[str, int]:
+    """The reorder buffers' counts of records waiting for the watermark."""
+    return {k: v for k, v in stats.items() if k.endswith("-buffer_waiting")}
+
+
 def comparable(alerts: dict[str, contract.Alert]) -> dict[str, dict[str, object]]:
     return {k: a.to_dict() for k, a in alerts.items()}
 
@@ -121,13 +126,21 @@ def test_live_alerts_equal_offline_screen_for_an_in_order_stream(kafka_settings,
     kinds = {a.kind for a in expected.values()}
     assert {"fever_suspected", "fever_confirmed"} <= kinds, kinds
     publish(kafka_settings, events)
-    worker = start_scantrail(
-        "worker", env=worker_env(kafka_settings, tmp_path), log=tmp_path / "w.log"
-    )
+    env = worker_env(kafka_settings, tmp_path)
+    worker = start_scantrail("worker", env=env, log=tmp_path / "w.log")
     try:
         # An event that makes an agent fail must neither stop the stream nor vanish.
         poison_internal_topic(kafka_settings, f"{kafka_settings.namespace}worker-by-site")
         got = live_alerts(kafka_settings, expect=len(expected))
+        # Every alert is out, so nothing waits for the watermark any more (the
+        # counts exist: readings waited in both buffers on the way).
+        waiting = held_back(worker_stats(env))
+        deadline = time.monotonic() + 30
+        while any(waiting.values()) and time.monotonic() < deadline:
+            time.sleep(1)
+            waiting = held_back(worker_stats(env))
+        assert {"person-buffer_waiting", "site-buffer_waiting"} <= waiting.keys(), waiting
+        assert not any(waiting.values()), waiting
     finally:
         worker.terminate()
         worker.wait(timeout=60)

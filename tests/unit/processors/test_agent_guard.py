@@ -288,6 +288,41 @@ def test_a_reorder_buffer_rebuilt_after_a_restart_gives_back_what_was_not_taken(
     ]
 
 
+def test_a_reorder_buffer_tells_how_many_records_wait_for_the_watermark() -> None:
+    """The gauge operators (and the bench's drain) read: held records, kept and rebuilt."""
+    topics = Topics()
+    table = Table(topics.journal)
+    gauges: dict[str, int] = {}
+    buffer = ReorderBuffer(table, gauges)
+    effects = Effects(topics, Outcomes())  # type: ignore[arg-type]
+    buffer.add(
+        effects, Event(Message(partition=1, offset=5)), [("001", b"a", "A"), ("003", b"c", "C")]
+    )
+    buffer.add(effects, Event(Message(partition=2, offset=9)), [("002", b"b", "B")])
+    assert gauges == {"buffer_waiting": 3}
+    assert records(buffer.take_until(effects, Event(Message(partition=1, offset=5)), "002")) == [
+        b"a"
+    ]
+    assert gauges == {"buffer_waiting": 2}
+    asyncio.run(effects.flush())
+
+    # After a rebalance nothing is counted until a partition is indexed again.
+    buffer.forget()
+    assert gauges == {"buffer_waiting": 0}
+    assert (
+        buffer.take_until(Effects(topics, Outcomes()), Event(Message(partition=2, offset=9)), "001")
+        == []
+    )  # type: ignore[arg-type]
+    assert gauges == {"buffer_waiting": 1}
+    # The row of partition 1 still holds "a" (taken, its row not yet gone): it comes back.
+    later = Effects(topics, Outcomes())  # type: ignore[arg-type]
+    assert records(buffer.take_until(later, Event(Message(partition=1, offset=5)), "999")) == [
+        b"a",
+        b"c",
+    ]
+    assert gauges == {"buffer_waiting": 1}
+
+
 def test_records_travel_on_one_line() -> None:
     assert one_line(b'{"a": 1}', lambda: b"never") == b'{"a": 1}'
     assert one_line(b'{\n"a": 1}', lambda: b'{"a":1}') == b'{"a":1}'
