@@ -14,12 +14,15 @@ the issue's ``headline`` object:
   (``bench/faust_floor.py``; the faster of the two is the headline's floor;
   ``--write-floor`` adds the one-write floor), the
   Quix Streams peer (``bench/quix_peer.py`` in ``.venv-quix``), then
-  ``scantrail worker`` until the group has committed past everything its
-  inputs and internal topics held (:meth:`Worker.drained`). The headline rate
-  is readings + scans over the time from the first counted reading to the
-  drain. Then a worker of the same app id on an empty data dir restores the
-  tables from the changelogs (its bulk restore, :mod:`processors.changelog_restore`):
-  changelog records, the restore's records/s, seconds to ``/ready``. Then two
+  ``scantrail worker`` until every record is judged: the group has committed
+  past everything its inputs and internal topics held, and no stage holds a
+  record back for the watermark (:meth:`Worker.drained`; every set ends with
+  a reading and a scan at a later time on each source partition,
+  :func:`end_of_input`). The headline rate is readings + scans over the time
+  from the first counted reading to the drain. Then a worker of the same app
+  id on an empty data dir restores the tables from the changelogs (its bulk
+  restore, :mod:`processors.changelog_restore`): changelog records, the
+  restore's records/s, seconds to ``/ready``. Then two
   worker processes in one group drain the same set (``--skip-two-large`` to
   skip): the headline's scale-out ratio, set against the one-process rate
   (:func:`scale_out_pair`), and their alert ids against the one process's.
@@ -212,14 +215,18 @@ class Worker:
             consumer.close()
             admin.close()
 
-    def drained(self, deadline: float, rounds: int = 3) -> bool:
-        """Wait until the group has committed past everything its inputs held.
+    def drained(self, deadline: float, others: tuple[Worker, ...] = (), rounds: int = 3) -> bool:
+        """Wait until every record is judged: committed past, and no longer held back.
 
         The group's lag never reaches zero while it runs: every stage keeps
         sending watermark ticks (idle sources follow the clock), and faust
         commits every few seconds. So: take the end offsets, wait until the
         committed offsets reach them, and repeat (a stage forwards records
-        to the next after the first look), once per stage.
+        to the next after the first look), once per stage. A committed record
+        may still wait in a stage's reorder buffer for the watermark (it is
+        durable there, not yet judged): the run ends only once every process's
+        ``*_waiting`` count on ``/stats`` is zero, which the end-of-input
+        records (:func:`end_of_input`) allow without waiting for idle sources.
         """
         for _ in range(rounds):
             looked = self.offsets()
@@ -229,13 +236,26 @@ class Worker:
             while True:
                 now = self.offsets()
                 if now is not None:
-                    behind = sum(max(0, end - now[1].get(tp, 0)) for tp, end in target.items())
-                    if behind == 0:
+                    behind = {
+                        tp: end - now[1].get(tp, 0)
+                        for tp, end in target.items()
+                        if end > now[1].get(tp, 0)
+                    }
+                    if not behind:
                         break
-                    log(f"  all temperatures counted; still to commit: {behind}")
+                    log(f"  all temperatures counted; still to commit: {lag_by_topic(behind)}")
                 if time.monotonic() >= deadline or not self.alive():
                     return False
                 time.sleep(1)
+        while True:
+            stats = group_stats(self, others)
+            waiting = None if stats is None else held_back(stats)
+            if waiting == {}:
+                break
+            log(f"  committed; held for the watermark: {waiting or 'no /stats answer'}")
+            if time.monotonic() >= deadline or not self.alive():
+                return False
+            time.sleep(1)
         return True
 
     def stop(self) -> None:
@@ -251,6 +271,20 @@ class Worker:
 
     def tail(self, chars: int = 3000) -> str:
         return self.log_path.read_text(errors="replace")[-chars:]
+
+
+def lag_by_topic(behind: dict[Any, int]) -> str:
+    """``total (topic: n, ...)``, the stages behind first: where a drain's tail goes."""
+    topics: dict[str, int] = {}
+    for tp, n in behind.items():
+        topics[tp.topic] = topics.get(tp.topic, 0) + n
+    ranked = sorted(topics.items(), key=lambda item: -item[1])
+    return f"{sum(topics.values())} (" + ", ".join(f"{t}: {n}" for t, n in ranked) + ")"
+
+
+def held_back(stats: dict[str, int]) -> dict[str, int]:
+    """The reorder buffers' ``*_waiting`` counts that are not zero."""
+    return {k: v for k, v in stats.items() if k.endswith("_waiting") and v}
 
 
 def settled(workers: list[Worker], deadline: float, quiet_s: float = 5.0) -> bool:
@@ -331,6 +365,67 @@ def preload(settings: KafkaSettings, events: Iterator[contract.Event]) -> dict[s
     return counts
 
 
+def end_of_input(settings: KafkaSettings, at: datetime) -> dict[str, int]:
+    """One normal reading and one scan on every source partition, all at ``at``.
+
+    A stage judges a record once every source partition has delivered past
+    its time (:mod:`processors.watermarks`). At the end of a preloaded set the
+    last records would wait until the sources count as idle (30 s), and the
+    drain would time that wait, not the work; in a city time moves on. These
+    records say it has: one time, later than any other, on every partition,
+    so every record before them can be judged. They raise no alert (36.5 °C
+    of nobody; a valid green pass going in), and they are counted inputs.
+    """
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": settings.bootstrap, "acks": "all"})
+    counts: dict[str, int] = {}
+    for partition in range(settings.partitions):
+        kiosk = f"kiosk-end-{partition}"
+        closing: tuple[contract.Event, ...] = (
+            contract.TemperatureReading(
+                event_id=f"end-of-input-t{partition}",
+                kiosk_id=kiosk,
+                site_id="site-end",
+                measured_at=at,
+                celsius=36.5,
+                method="forehead_ir",
+            ),
+            contract.ScanEvent(
+                event_id=f"end-of-input-s{partition}",
+                kiosk_id=kiosk,
+                site_id="site-end",
+                direction="in",
+                person_id=f"p-end-{partition}",
+                pass_id=f"pass-end-{partition}",
+                pass_status="valid",
+                health_code="green",
+                scanned_at=at,
+                seq=1,
+            ),
+        )
+        for event in closing:
+            topic = settings.topic(event.TOPIC)
+            producer.produce(
+                topic, key=event.key(), value=contract.encode(event), partition=partition
+            )
+            counts[event.TOPIC] = counts.get(event.TOPIC, 0) + 1
+    if producer.flush(60):
+        raise RuntimeError("end-of-input records not acknowledged")
+    return counts
+
+
+def newest_time(
+    events: Iterator[contract.Event], newest: list[datetime]
+) -> Iterator[contract.Event]:
+    """``events`` as they come; ``newest[0]`` follows the latest reading or scan time."""
+    for event in events:
+        at = getattr(event, "measured_at", None) or getattr(event, "scanned_at", None)
+        if at is not None and at > newest[0]:
+            newest[0] = at
+        yield event
+
+
 def headline_rate(worker: dict[str, Any]) -> int:
     """Readings/s through the whole worker; the first stage's rate only if nothing better."""
     for key in ("events_per_second_end_to_end", "events_per_second_end_to_end_at_most"):
@@ -387,7 +482,7 @@ def run_worker_until(
             break
     drained_at: float | None = None
     if done_at is not None:
-        if worker.drained(deadline):
+        if worker.drained(deadline, others):
             drained_at = time.monotonic()
         # The later stages' counts, now that they caught up (every process's, summed).
         stats = group_stats(worker, others) or stats
@@ -807,9 +902,11 @@ def preloaded(base: KafkaSettings, args: argparse.Namespace, n: int, tag: str) -
     log(f"{tag}: namespace {settings.namespace}, generating and pre-loading {n:,} readings")
     t = time.monotonic()
     residents = max(200, n // args.readings_per_person)
-    counts = preload(
-        settings, day_of_gates(n, args.kiosks, args.scan_rate, args.seed, residents=residents)
-    )
+    newest = [START]
+    events = day_of_gates(n, args.kiosks, args.scan_rate, args.seed, residents=residents)
+    counts = preload(settings, newest_time(events, newest))
+    for topic, more in end_of_input(settings, newest[0] + timedelta(hours=1)).items():
+        counts[topic] = counts.get(topic, 0) + more
     log(f"  pre-loaded {counts} ({residents:,} residents) in {time.monotonic() - t:.1f} s")
     return settings, counts, residents
 
