@@ -9,7 +9,7 @@ from typing import Any
 
 import faust
 
-from processors import faust_offsets, faust_standby
+from processors import faust_offsets, faust_standby, loop_stalls
 from processors.agents import Outcomes
 from processors.app import create_app
 from processors.batching import Batching
@@ -178,6 +178,10 @@ def build_worker(loglevel: str = "info") -> faust.Worker:
     @app.page("/stats")
     async def stats(web: Any, request: Any) -> Any:
         return web.json(outcomes.as_dict())
+
+    @app.task
+    async def watch_loop_stalls() -> None:
+        await loop_stalls.watch(outcomes.counts)
 
     @app.page("/ready")
     async def ready(web: Any, request: Any) -> Any:

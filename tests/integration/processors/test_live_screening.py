@@ -141,6 +141,8 @@ def test_live_alerts_equal_offline_screen_for_an_in_order_stream(kafka_settings,
             waiting = held_back(worker_stats(env))
         assert {"person-buffer_waiting", "site-buffer_waiting"} <= waiting.keys(), waiting
         assert not any(waiting.values()), waiting
+        # The loop watcher runs in the worker (a worker that answers at all woke it).
+        assert worker_stats(env).get("loop_stall_max_ms", -1) >= 0
     finally:
         worker.terminate()
         worker.wait(timeout=60)
