@@ -276,14 +276,17 @@ async def run_batched(
     ``<stage>_batches`` and ``<stage>_batched_events`` on ``/stats`` give the
     mean batch size: near one means the stage is idle or starved, not batching.
     ``<stage>_judge_ms`` (running the rules) and ``<stage>_flush_ms`` (sends,
-    acks, table writes, ticks) show where a stage's time goes.
+    acks, table writes, ticks) show where a stage's time goes;
+    ``<stage>_judge_max_ms`` and ``<stage>_seal_max_ms`` (encoding a group
+    commit's writes) are the longest each held the event loop without
+    yielding (:mod:`processors.loop_stalls` counts the stalls themselves).
     ``after`` runs once a batch is durable (it may send watermark ticks);
     ``trim`` holds the state caches to bound between batches (never during
     one: a state changed by this batch must stay the object that is written).
     """
     counts = outcomes.counts
     batches, batched = f"{stage}_batches", f"{stage}_batched_events"
-    judge_ms = f"{stage}_judge_ms"
+    judge_ms, judge_max_ms = f"{stage}_judge_ms", f"{stage}_judge_max_ms"
     pipeline = Pipeline(stream, stage, outcomes, after, fatal)
     async for events in stream.take_events(batching.max_events, batching.within_s):
         if pipeline.failed:
@@ -299,7 +302,9 @@ async def run_batched(
         if not judge_batch(events, handle, effects, stage, outcomes, fatal):
             return
         pipeline.add(events)
-        counts[judge_ms] += round((time.perf_counter() - started) * 1000)
+        took_ms = round((time.perf_counter() - started) * 1000)
+        counts[judge_ms] += took_ms
+        counts[judge_max_ms] = max(counts[judge_max_ms], took_ms)
         await pipeline.kick(limit=8 * batching.max_events)
     await pipeline.close()
 
@@ -418,7 +423,11 @@ async def finish(
 ) -> bool:
     """Make a judged batch durable, then release its events to faust's commit."""
     started = time.perf_counter()
+    counts = outcomes.counts
     try:
+        effects.seal()  # what flush() does first, timed: it holds the loop
+        sealed_ms = round((time.perf_counter() - started) * 1000)
+        counts[f"{stage}_seal_max_ms"] = max(counts[f"{stage}_seal_max_ms"], sealed_ms)
         await effects.flush()
         if after is not None:
             await after()

@@ -9,6 +9,7 @@ tests/integration/processors/test_live_screening.py.
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -464,3 +465,36 @@ def test_a_batch_writes_its_own_state_not_the_next_batchs() -> None:
     )
     # Two flushes (the second batch was judged while the first was in flight).
     assert writer.values == [(b"kiosk-1", {"n": 1}), (b"kiosk-1", {"n": 2})]
+
+
+def test_the_longest_judging_and_sealing_of_a_stage_are_counted() -> None:
+    """What held the event loop, per stage: the rules of one batch, the encoding of its writes."""
+    topics = Topics()
+    table = Table(topics.journal)
+    outcomes = Outcomes()
+
+    def slow_value() -> dict[str, int]:
+        time.sleep(0.12)
+        return {"n": 1}
+
+    def handle(event: Event, effects: Effects) -> None:
+        if event.message.offset == 1:
+            time.sleep(0.25)
+        effects.write(event, table, b"k", slow_value)
+
+    asyncio.run(
+        run_batched(
+            Stream(2, size=1),
+            handle,
+            topics,  # type: ignore[arg-type]
+            outcomes,
+            "x",
+            Batching(),
+            fatal=print,  # type: ignore[arg-type]
+        )
+    )
+    counts = outcomes.counts
+    assert 250 <= counts["x_judge_max_ms"] < 1000, counts
+    assert counts["x_judge_max_ms"] <= counts["x_judge_ms"] < 2 * counts["x_judge_max_ms"]
+    assert 120 <= counts["x_seal_max_ms"] < 1000, counts
+    assert table[b"k"] == {"n": 1}
