@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
@@ -49,3 +51,37 @@ def test_a_batch_tells_the_newest_time_of_each_partition_not_its_last() -> None:
     durable(batch)
     progress = ticks.source.progress[0]
     assert (progress.next_offset, progress.newest) == (4, T0 + timedelta(seconds=5))
+
+
+class RecordingTopic:
+    """Collects the ticks :func:`processors.live.broadcast` sends (no broker in a unit test)."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[int, dict[str, object]]] = []
+
+    async def send(self, key: bytes, value: bytes, partition: int) -> None:
+        self.sent.append((partition, json.loads(value)))
+
+
+def test_every_durable_batch_that_moves_the_marks_ticks_at_once() -> None:
+    """No throttle between batches: a held tick is latency added to every person alert."""
+    target = RecordingTopic()
+    ticks = SourceTicks(None, "scantrail.temperatures", target, 2)
+    ticks.source.assign({0}, 0.0)
+
+    async def batch(offset: int, seconds: int) -> None:
+        effects = Effects(None, Outcomes())  # type: ignore[arg-type]
+        ticks.delivered(effects, event(0, offset))[0] = T0 + timedelta(seconds=seconds)
+        durable(effects)
+        await ticks.advance()
+
+    async def scenario() -> None:
+        await batch(0, 1)
+        await batch(1, 2)  # milliseconds later
+        await batch(2, 2)  # the same newest time: nothing moved, nothing sent
+
+    asyncio.run(scenario())
+    assert [p for p, _ in target.sent] == [0, 1, 0, 1]  # every target partition, twice
+    marks = [payload["marks"] for _, payload in target.sent]
+    assert marks[0] == marks[1] != marks[2] == marks[3]
+    assert marks[3] == {"0": (T0 + timedelta(seconds=2)).isoformat()}
