@@ -244,8 +244,13 @@ class ReorderBuffer:
         # Records held for the watermark, on /stats as ``<table>_waiting``: records
         # that never leave mean a source that never moves on (see processors.watermarks).
         # Counts the partitions indexed since the last rebalance.
+        # ``<table>_released_max``: the most records one watermark step released.
+        # They are judged without yielding, so this sizes the stage's longest
+        # stall in a backlog (``<stage>_judge_max_ms``): it follows the size of
+        # the upstream group commit a tick covers, not the batch bound.
         self.gauges = gauges
-        self.gauge = f"{getattr(table, 'name', 'buffer')}_waiting"
+        name = getattr(table, "name", "buffer")
+        self.gauge, self.released_gauge = f"{name}_waiting", f"{name}_released_max"
         self.waiting = 0
 
     def _tell(self) -> None:
@@ -311,6 +316,9 @@ class ReorderBuffer:
         if out:
             self.waiting -= len(out)
             self._tell()
+            gauges = self.gauges
+            if gauges is not None and len(out) > gauges.get(self.released_gauge, 0):
+                gauges[self.released_gauge] = len(out)
         return out
 
 

@@ -290,7 +290,7 @@ def test_a_reorder_buffer_rebuilt_after_a_restart_gives_back_what_was_not_taken(
 
 
 def test_a_reorder_buffer_tells_how_many_records_wait_for_the_watermark() -> None:
-    """The gauge operators (and the bench's drain) read: held records, kept and rebuilt."""
+    """Gauges for operators and the bench's drain: records held, and the most one tick let go."""
     topics = Topics()
     table = Table(topics.journal)
     gauges: dict[str, int] = {}
@@ -300,28 +300,32 @@ def test_a_reorder_buffer_tells_how_many_records_wait_for_the_watermark() -> Non
         effects, Event(Message(partition=1, offset=5)), [("001", b"a", "A"), ("003", b"c", "C")]
     )
     buffer.add(effects, Event(Message(partition=2, offset=9)), [("002", b"b", "B")])
-    assert gauges == {"buffer_waiting": 3}
+    assert gauges["buffer_waiting"] == 3
     assert records(buffer.take_until(effects, Event(Message(partition=1, offset=5)), "002")) == [
         b"a"
     ]
-    assert gauges == {"buffer_waiting": 2}
+    assert gauges["buffer_waiting"] == 2
     asyncio.run(effects.flush())
 
     # After a rebalance nothing is counted until a partition is indexed again.
     buffer.forget()
-    assert gauges == {"buffer_waiting": 0}
+    assert gauges["buffer_waiting"] == 0
     assert (
         buffer.take_until(Effects(topics, Outcomes()), Event(Message(partition=2, offset=9)), "001")
         == []
     )  # type: ignore[arg-type]
-    assert gauges == {"buffer_waiting": 1}
+    assert gauges["buffer_waiting"] == 1
     # The row of partition 1 still holds "a" (taken, its row not yet gone): it comes back.
     later = Effects(topics, Outcomes())  # type: ignore[arg-type]
     assert records(buffer.take_until(later, Event(Message(partition=1, offset=5)), "999")) == [
         b"a",
         b"c",
     ]
-    assert gauges == {"buffer_waiting": 1}
+    assert gauges["buffer_waiting"] == 1
+    # The most one step released (what a stage judges without yielding): a then c.
+    assert gauges["buffer_released_max"] == 2
+    buffer.take_until(later, Event(Message(partition=2, offset=9)), "999")
+    assert gauges["buffer_released_max"] == 2  # one record now: the most stays
 
 
 def test_records_travel_on_one_line() -> None:
