@@ -678,11 +678,23 @@ def process_cpu_s(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
 
 
-def machine_ticks() -> tuple[int, int]:
-    """(busy, total) clock ticks of every CPU since boot, from /proc/stat."""
+def machine_ticks() -> tuple[int, int, int, int]:
+    """(busy, total, iowait, steal) clock ticks of every CPU since boot, from /proc/stat."""
     values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
-    return sum(values) - idle, sum(values)
+    values += [0] * (8 - len(values))
+    iowait, steal = values[4], values[7]
+    return sum(values) - values[3] - iowait, sum(values), iowait, steal
+
+
+def dirty_mb() -> float | None:
+    """Page cache not yet written back: a backlog here stalls the broker's writes."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("Dirty:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return None
 
 
 def broker_pid() -> int | None:
@@ -703,7 +715,10 @@ class CpuMeter:
 
     Two workers can only scale out if there are idle cores to scale into: on this
     2-core box the broker and the bench share them, so the scale-out ratio is
-    read beside the machine's busy share.
+    read beside the machine's busy share. The same run's phases can differ by a
+    third in speed on this VM, so each sample also says what the work did not
+    cause: time the hypervisor gave to others (steal), time waiting on the disk
+    (iowait) and the dirty page cache still to write back.
     """
 
     def __init__(self, pids: list[int]) -> None:
@@ -714,7 +729,8 @@ class CpuMeter:
 
     def read(self) -> dict[str, Any]:
         wall = time.monotonic() - self.started
-        busy, total = machine_ticks()
+        busy, total, iowait, steal = machine_ticks()
+        ticks = max(1, total - self.machine[1])
         broker_cpu = process_cpu_s(self.broker) if self.broker else None
         workers = [process_cpu_s(pid) for pid in self.pids]
         return {
@@ -724,9 +740,10 @@ class CpuMeter:
             "broker_cpu_s": None
             if broker_cpu is None or self.broker_cpu is None
             else round(broker_cpu - self.broker_cpu, 1),
-            "machine_busy_share": round(
-                (busy - self.machine[0]) / max(1, total - self.machine[1]), 3
-            ),
+            "machine_busy_share": round((busy - self.machine[0]) / ticks, 3),
+            "machine_steal_share": round((steal - self.machine[3]) / ticks, 3),
+            "machine_iowait_share": round((iowait - self.machine[2]) / ticks, 3),
+            "dirty_mb": dirty_mb(),
         }
 
 
