@@ -237,7 +237,7 @@ class SourceTicks:
     tick messages, to every partition of ``target``, after the forwards they
     cover (:mod:`processors.watermarks`), as soon as each durable batch has
     moved them: a tick is one small message per target partition per group
-    commit, while holding it for a 0.1 s throttle added about 70 ms to the
+    commit, while holding it for a 0.1 s throttle added 40-80 ms to the
     median ``fever_suspected`` alert at 1,000 readings/s (bench/README.md).
     The timer of :meth:`install` sends an idle source's marks.
     """
