@@ -19,7 +19,7 @@ from processors.baselines import judge_reading_for_site_drift
 from processors.batching import Effects
 from processors.live_state import StateTable, is_piece_key, page_key
 from processors.screening_policy import ScreeningPolicy
-from processors.screening_state import DRIFT_PAGE_US, DriftState
+from processors.screening_state import _COLUMNS, DRIFT_PAGE_US, DriftState, Sample
 from processors.table_writes import encode_value
 from scantrail.contract import Alert, TemperatureReading
 from tests.factories import BASE_TIME, make_reading
@@ -165,3 +165,43 @@ def test_reloading_between_any_batches_judges_exactly_as_staying_in_memory() -> 
     stored = sorted(int(k.rsplit(b"#page", 1)[1]) for k in table if is_piece_key(k))
     assert stored and all(not reference.dead(n) for n in stored)
     assert len(stored) <= SHORT.drift_window.total_seconds() * 1e6 // DRIFT_PAGE_US + 2
+
+
+def test_a_page_holds_exactly_the_samples_of_its_span_through_adds_and_prunes() -> None:
+    """Pages are cut from columns kept beside the samples: they must follow every add
+    and prune, in order or not, and match the samples a page's span holds, one for one."""
+    rng = random.Random(11)
+    state = DriftState(paged=True)
+    clock, first, last, checked = 0.0, 1 << 62, 0, 0
+    for i in range(3_000):
+        kiosk = f"kiosk-{rng.randrange(3)}"
+        late = rng.random() < (0.3 if kiosk == "kiosk-2" else 0.0)  # kiosk-2 arrives out of order
+        at = clock - rng.uniform(0, 40) if late else clock
+        clock += rng.uniform(0, 0.5)
+        r = reading(i, kiosk, at * SEC, celsius=round(rng.gauss(36.5, 0.3), 2))
+        sample = Sample.of(r)
+        state.add(sample)
+        first = min(first, sample.time_us // DRIFT_PAGE_US)
+        last = max(last, sample.time_us // DRIFT_PAGE_US)
+        if i % 97 == 0:
+            state.prune(BASE_TIME + (clock - rng.uniform(60, 200)) * SEC)
+        if i % 13:
+            continue
+        for number in range(first, last + 1):  # pruned pages too: they must come out empty
+            lo, hi = number * DRIFT_PAGE_US, (number + 1) * DRIFT_PAGE_US
+            want = {
+                kiosk: [
+                    (s.event_id, s.time_us, s.celsius, s.site_id, s.person_id)
+                    for s in held
+                    if lo <= s.time_us < hi
+                ]
+                for kiosk, held in state.readings.items()
+            }
+            got = {
+                kiosk: list(zip(*(c[name] for name in _COLUMNS), strict=True))
+                for kiosk, c in state.page(number)["columns"].items()
+            }
+            assert got == {k: v for k, v in want.items() if v}
+            checked += len(got)
+    assert checked > 1_000
+    assert not state._is_in_order("kiosk-2") and state._is_in_order("kiosk-0")
