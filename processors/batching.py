@@ -44,7 +44,7 @@ from faust.streams import _current_event
 
 from processors.agents import EXIT_BROKER_LOST, Outcomes, exit_at_once, is_transient
 from processors.app import Topics
-from processors.table_writes import TableWrites, Write, Writer, encode_value
+from processors.table_writes import Outgoing, TableWrites, Write, Writer, encode_value
 from scantrail import contract
 
 log = logging.getLogger(__name__)
@@ -209,26 +209,28 @@ class Effects:
                 for s in self.writes.values()
             ]
 
+    def outgoing(self) -> list[Outgoing]:
+        """What the batch sends before its writes: alerts, dead letters, forwards in chunks."""
+        topics = self.topics
+        records = [
+            Outgoing(topics.alerts, alert.key(), contract.encode(alert), None)
+            for alert in self.alerts
+        ]
+        records += (
+            Outgoing(topics.deadletter, letter.key(), contract.encode(letter), None)
+            for letter in self.letters
+        )
+        for (_, partition), (topic, forwarded) in self.forwards.items():
+            records += (Outgoing(topic, BATCH_KEY, value, partition) for value in chunks(forwarded))
+        return records
+
     def then(self, step: Callable[[], None]) -> None:
         """Run ``step`` once everything above is durable (e.g. mark how far forwards went)."""
         self.later.append(step)
 
     async def flush(self) -> None:
         self.seal()  # before the first await (see seal)
-        topics = self.topics
-        futures = [
-            await topics.alerts.send(key=alert.key(), value=contract.encode(alert))
-            for alert in self.alerts
-        ]
-        for letter in self.letters:
-            futures.append(
-                await topics.deadletter.send(key=letter.key(), value=contract.encode(letter))
-            )
-        for (_, partition), (topic, records) in self.forwards.items():
-            for value in chunks(records):
-                futures.append(await topic.send(key=BATCH_KEY, value=value, partition=partition))
-        if futures:
-            await asyncio.gather(*futures)
+        await self.writer.send(self.outgoing())
         self.outcomes.counts["alert"] += len(self.alerts)
         await self.writer.write(self.sealed or [])
         for step in self.later:

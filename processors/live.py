@@ -90,6 +90,7 @@ from processors.screening_state import (
     Sample,
 )
 from processors.skew import clock_skew_reason
+from processors.table_writes import Outgoing, TableWrites, Writer
 from processors.watermarks import (
     IDLE_AFTER_S,
     SourceWatermarks,
@@ -200,11 +201,10 @@ class Stage:
             cache.forget()
 
 
-async def broadcast(topic: Any, partitions: int, payload: dict[str, Any]) -> None:
-    """Send one watermark tick to every partition of ``topic``."""
+async def broadcast(writer: Writer, topic: Any, partitions: int, payload: dict[str, Any]) -> None:
+    """Send one watermark tick to every partition of ``topic`` (after the forwards it covers)."""
     value = json.dumps(payload).encode()
-    for partition in range(partitions):
-        await topic.send(key=TICK_KEY, value=value, partition=partition)
+    await writer.send_soon([Outgoing(topic, TICK_KEY, value, p) for p in range(partitions)])
 
 
 def _text(at: datetime | None) -> str | None:
@@ -248,9 +248,11 @@ class SourceTicks:
         source: str,
         target: Any,
         partitions: int,
+        writer: Writer,
         idle_after_s: float = IDLE_AFTER_S,
     ) -> None:
         self.app, self.name, self.target, self.partitions = app, source, target, partitions
+        self.writer = writer
         self.source = SourceWatermarks(idle_after_s=idle_after_s)
         self.sent: dict[int, datetime] = {}
         self.sent_at = 0.0
@@ -327,7 +329,9 @@ class SourceTicks:
         if moved:
             sent.update(moved)
             self.sent_at = wall
-            await broadcast(self.target, self.partitions, {"marks": encode_marks(sent)})
+            await broadcast(
+                self.writer, self.target, self.partitions, {"marks": encode_marks(sent)}
+            )
 
     def report(self) -> dict[str, Any]:
         return {
@@ -368,8 +372,9 @@ class Watermarks:
         self.shard = shard
         self.by_person, self.by_site = by_person, by_site
         temperatures = shard.topics.temperatures.get_topic_name()
+        self.writer = shard.batching.writer or TableWrites()
         self.ticks = SourceTicks(
-            shard.app, temperatures, by_person, shard.partitions, shard.idle_after_s
+            shard.app, temperatures, by_person, shard.partitions, self.writer, shard.idle_after_s
         )
         self.due_sites: dict[int, datetime] = {}  # person partition -> judged up to, not yet told
         # Every internal topic has ``partitions`` partitions, and so has the source topic.
@@ -393,7 +398,7 @@ class Watermarks:
             return
         payload = encode_marks(self.due_sites)
         self.due_sites.clear()
-        await broadcast(self.by_site, self.shard.partitions, {"marks": payload})
+        await broadcast(self.writer, self.by_site, self.shard.partitions, {"marks": payload})
 
     def report(self) -> dict[str, Any]:
         """Event-time progress of every stage: what an operator checks when alerts lag."""

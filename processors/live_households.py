@@ -70,6 +70,7 @@ from processors.live_state import ReorderBuffer, StateTable, partition_of, time_
 from processors.screening import counts_for_outing, judge_outing
 from processors.screening_policy import PolicyLike
 from processors.screening_state import HouseholdState
+from processors.table_writes import TableWrites
 from processors.watermarks import IDLE_AFTER_S, UpstreamWatermark, decode_marks
 from scantrail import contract
 from scantrail.contract import decode_known
@@ -202,7 +203,8 @@ def install_households(
         outcomes,
         partitions,
     )
-    ticks = SourceTicks(app, topics.scans.get_topic_name(), topic, partitions, idle_after_s)
+    writer = batching.writer or TableWrites()
+    ticks = SourceTicks(app, topics.scans.get_topic_name(), topic, partitions, writer, idle_after_s)
     ticks.install(app, "scans")
 
     @app.on_partitions_assigned.connect

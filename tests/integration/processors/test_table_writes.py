@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import rocksdict
+from aiokafka.partitioner import DefaultPartitioner
 from confluent_kafka import Consumer, TopicPartition
 from faust.types import TP
 from kafka import KafkaAdminClient
@@ -21,6 +22,7 @@ from kafka.admin import NewTopic
 
 from processors.table_writes import (
     BulkWrites,
+    Outgoing,
     Write,
     changelog_producer,
     decode_value,
@@ -164,3 +166,41 @@ def test_a_record_the_broker_refuses_fails_the_batch(
     finally:
         writer.close()
         store.close()
+
+
+def test_a_batchs_sends_go_where_faust_put_them_and_return_once_acknowledged(
+    kafka_settings: Any, changelog_topic: str
+) -> None:
+    """Alerts (keyed, no partition) and forwards (a partition) through the changelog's
+    librdkafka producer: a key lands where faust's aiokafka producer put it, so a
+    site's alerts stay in one partition across the change; send returns only once
+    the broker has every record, and a refused one fails the batch."""
+    topic = _Topic(changelog_topic)
+    writer = BulkWrites(changelog_producer(librdkafka_connection(kafka_settings), 5))
+    keys = [f"site-{i:04d}".encode() for i in range(60)]
+    records = [Outgoing(topic, key, b"alert of " + key, None) for key in keys]
+    records += [Outgoing(topic, b"__batch__", f"forward {i}".encode(), 1) for i in range(5)]
+    faust_partition = DefaultPartitioner()
+    try:
+        asyncio.run(writer.send(records))
+        assert len(writer.producer) == 0  # nothing of the batch still on its way
+        # Ticks: one to every partition, after the batch, nobody waiting for them.
+        ticks = [Outgoing(topic, b"__watermark__", b'{"marks":{}}', p) for p in range(PARTITIONS)]
+        asyncio.run(writer.send_soon(ticks))
+        logged = _changelog(kafka_settings, changelog_topic, len(records) + PARTITIONS)
+        assert sorted(p for p, k, _ in logged if k == b"__watermark__") == [0, 1]
+        logged = [r for r in logged if r[1] != b"__watermark__"]
+        assert len(logged) == len(records)
+        for key in keys:
+            placed = [p for p, k, _ in logged if k == key]
+            assert placed == [faust_partition(key, [0, 1], [0, 1])], key
+        forwards = [v for p, k, v in logged if k == b"__batch__"]
+        assert forwards == [f"forward {i}".encode() for i in range(5)]
+        assert {p for p, k, _ in logged if k == b"__batch__"} == {1}
+
+        # The producer knows the topic now: a partition it lacks fails at once.
+        refused = [Outgoing(topic, b"k", b"v", PARTITIONS + 3)]
+        with pytest.raises(OSError, match="not produced.*Unknown partition"):
+            asyncio.run(writer.send(refused))
+    finally:
+        writer.close()

@@ -28,7 +28,7 @@ from processors.batching import (
     split_records,
 )
 from processors.live_state import ReorderBuffer, StateTable, Taken
-from processors.table_writes import decode_value
+from processors.table_writes import TableWrites, decode_value
 from scantrail import contract
 
 
@@ -378,7 +378,7 @@ class AckingStream:
             await asyncio.sleep(0)
 
 
-class SlowWrites:
+class SlowWrites(TableWrites):
     def __init__(self, journal: list[tuple[str, Any]]) -> None:
         self.journal = journal
 
@@ -429,8 +429,8 @@ class SlowTopic(Topic):
         return asyncio.ensure_future(asyncio.sleep(0.02))
 
 
-class RecordingWrites:
-    """Keeps each write's stored value as the writer is handed it."""
+class RecordingWrites(TableWrites):
+    """Keeps each write's stored value as the writer is handed it (sends go to the topics)."""
 
     def __init__(self) -> None:
         self.values: list[tuple[bytes, Any]] = []

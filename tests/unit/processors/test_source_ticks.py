@@ -10,6 +10,7 @@ from types import SimpleNamespace
 from processors.agents import Outcomes
 from processors.batching import Effects
 from processors.live import SourceTicks
+from processors.table_writes import TableWrites
 
 T0 = datetime(2020, 2, 10, tzinfo=UTC)
 
@@ -24,7 +25,7 @@ def durable(effects: Effects) -> None:
 
 
 def test_records_count_once_their_batch_is_durable_with_the_time_the_stage_gave() -> None:
-    ticks = SourceTicks(None, "scantrail.temperatures", None, 3)
+    ticks = SourceTicks(None, "scantrail.temperatures", None, 3, TableWrites())
     first, second = Effects(None, Outcomes()), Effects(None, Outcomes())  # type: ignore[arg-type]
     for offset in range(3):
         cell = ticks.delivered(first, event(0, offset))
@@ -43,7 +44,7 @@ def test_records_count_once_their_batch_is_durable_with_the_time_the_stage_gave(
 
 
 def test_a_batch_tells_the_newest_time_of_each_partition_not_its_last() -> None:
-    ticks = SourceTicks(None, "scantrail.temperatures", None, 2)
+    ticks = SourceTicks(None, "scantrail.temperatures", None, 2, TableWrites())
     batch = Effects(None, Outcomes())  # type: ignore[arg-type]
     for offset, seconds in [(0, 2), (1, 5), (2, 1), (3, None)]:  # a kiosk caught up out of order
         cell = ticks.delivered(batch, event(0, offset))
@@ -66,7 +67,7 @@ class RecordingTopic:
 def test_every_durable_batch_that_moves_the_marks_ticks_at_once() -> None:
     """No throttle between batches: a held tick is latency added to every person alert."""
     target = RecordingTopic()
-    ticks = SourceTicks(None, "scantrail.temperatures", target, 2)
+    ticks = SourceTicks(None, "scantrail.temperatures", target, 2, TableWrites())
     ticks.source.assign({0}, 0.0)
 
     async def batch(offset: int, seconds: int) -> None:
