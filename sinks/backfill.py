@@ -224,8 +224,11 @@ def fetch_fields_flux(bucket: str, points: Sequence[Point]) -> str:
         ' and (r._field == "celsius" or r._field == "event_id"))'
         for p in points
     )
+    # Flux's union refuses a single stream: a chunk of one point (a person with one
+    # reading, or the 201st point) is read on its own.
+    source = f"union(tables: [\n{reads},\n])" if len(points) > 1 else reads.strip()
     return (
-        f"union(tables: [\n{reads},\n])\n"
+        f"{source}\n"
         '  |> keep(columns: ["_time", "_field", "_value", "site_id", "kiosk_id", "method"])\n'
         "  |> map(fn: (r) => ({r with ns: int(v: r._time)}))"
     )

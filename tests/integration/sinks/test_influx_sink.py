@@ -421,6 +421,30 @@ def test_a_fever_alert_backfills_the_earlier_days_exactly_once(
 
 
 @pytest.mark.timeout(300)
+def test_a_backfill_of_one_point_is_stored(
+    kafka_settings: Any, influx_settings: Any, tmp_path: Path
+) -> None:
+    """A fever on a person's only reading: the backfill fetches one point, which Flux's
+    union refuses (it needs two streams), so that chunk is a plain read."""
+    person = "p-once-1"
+    readings = curve(person, [10], hot_day=10)[:1]
+    alerts = fever_alerts(readings)
+    assert len(alerts) == 1
+    state = tmp_path / "sink.db"
+    publish(kafka_settings, readings)
+    drain(InfluxSink(kafka_settings, influx_settings, state_path=state), {"temperature/1": 1})
+
+    publish(kafka_settings, alerts)
+    drain(
+        InfluxSink(kafka_settings, influx_settings, state_path=state),
+        {"alert/1": 1, "backfilled_points": 1},
+    )
+    main = person_points(influx_settings, person, watched=False)
+    assert len(main) == 1
+    assert person_points(influx_settings, person, watched=True) == main
+
+
+@pytest.mark.timeout(300)
 def test_a_quarantine_after_its_readings_backfills_the_quarantine_days(
     kafka_settings: Any, influx_settings: Any, tmp_path: Path
 ) -> None:

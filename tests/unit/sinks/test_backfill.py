@@ -189,6 +189,12 @@ def test_fetch_fields_flux_reads_one_nanosecond_per_point() -> None:
         flux
     )
     assert 'r.site_id == "s-1" and r.kiosk_id == "k-1" and r.method == "oral"' in flux
+    # Flux's union needs two streams or more: one point is read on its own.
+    assert flux.startswith("from(") and "union(" not in flux
+    two = fetch_fields_flux(
+        "main", [Point(1, "s", "k", "oral", "p"), Point(2, "s", "k", "oral", "p")]
+    )
+    assert two.startswith("union(tables: [") and two.count("from(") == 2
 
 
 def test_watched_lines_are_the_live_lines_byte_for_byte() -> None:
