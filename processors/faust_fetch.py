@@ -74,3 +74,25 @@ def install() -> None:
 
     fetched_records._scantrail_fair = True  # type: ignore[attr-defined]
     Fetcher.fetched_records = fetched_records
+
+
+def tune(min_bytes: int, max_wait_ms: int) -> None:
+    """Make faust's worker consumer ask each fetch for ``min_bytes`` within ``max_wait_ms``.
+
+    faust builds its aiokafka consumer with aiokafka's 1-byte minimum (and a
+    1.5 s wait) and offers no setting for either; the consumer reads both when
+    it starts its fetcher, so they are set on it as it is made.
+    """
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    original = getattr(AIOKafkaConsumerThread._create_worker_consumer, "_scantrail_original", None)
+    original = original or AIOKafkaConsumerThread._create_worker_consumer
+
+    def create_worker_consumer(self: Any, transport: Any) -> Any:
+        consumer = original(self, transport)
+        consumer._fetch_min_bytes = min_bytes
+        consumer._fetch_max_wait_ms = max_wait_ms
+        return consumer
+
+    create_worker_consumer._scantrail_original = original  # type: ignore[attr-defined]
+    AIOKafkaConsumerThread._create_worker_consumer = create_worker_consumer

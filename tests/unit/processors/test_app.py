@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -35,19 +36,43 @@ print(json.dumps({"sensors": [type(s).__name__ for s in app.sensors],
 """
 
 
-def test_the_monitor_hears_no_message(tmp_path: Path) -> None:
+def probe(script: str, tmp_path: Path) -> Any:
+    """What ``script`` prints last (JSON), run in a child process with a data dir under tmp."""
     done = subprocess.run(
-        [sys.executable, "-c", PROBE, str(tmp_path / "worker")],
+        [sys.executable, "-c", script, str(tmp_path / "worker")],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=60,
         check=True,
     )
-    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_the_monitor_hears_no_message(tmp_path: Path) -> None:
+    seen = probe(PROBE, tmp_path)
     assert seen["sensors"] == []
     assert seen["monitor"] == "Monitor"  # kept: faust's consumer records offsets on it
     # Events are faust's own, made with the class faust's settings name.
     # The producer buffer counts what waits as faust's does, without asking the settings each time.
     assert seen["buffer"] == ["SettledProducerBuffer", [0, 1]]
     assert seen["events"] == [[True, True, "k0", "v0", 0], [True, True, "k1", "v1", 1]]
+
+
+FETCH_PROBE = """
+import asyncio, json, sys
+from pathlib import Path
+from processors.app import create_app
+from scantrail.settings import KafkaSettings, WorkerSettings
+async def made() -> list[int]:
+    worker = WorkerSettings(data_dir=Path(sys.argv[1]), fetch_min_bytes=65536, fetch_max_wait_ms=15)
+    app, _ = create_app(KafkaSettings(), worker)
+    consumer = app.consumer._thread._create_worker_consumer(app.transport)
+    return [consumer._fetch_min_bytes, consumer._fetch_max_wait_ms]
+print(json.dumps(asyncio.run(made())))
+"""
+
+
+def test_the_worker_consumer_fetches_as_the_settings_say(tmp_path: Path) -> None:
+    """faust has no setting for a fetch's minimum and wait; the worker's reach its consumer."""
+    assert probe(FETCH_PROBE, tmp_path) == [65536, 15]
