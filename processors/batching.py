@@ -32,12 +32,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import islice
 from typing import Any, NamedTuple
 
 from faust.streams import _current_event
@@ -66,6 +68,8 @@ class Batching:
     within_s: float = 0.05
     writer: Writer | None = None
     """How a batch's table writes are made (None: faust's own, one key at a time)."""
+    slice_s: float = 0.1
+    """The longest a stage judges without letting the other stages run (see run_batched)."""
 
 
 @contextmanager
@@ -275,6 +279,14 @@ async def run_batched(
       made durable, ends the worker at once, before faust commits the batch:
       the supervisor's restart re-delivers it.
 
+    A batch taken from a backlog can take seconds to judge (thousands of
+    forwarded messages of many readings each), and every other stage, the web
+    views and the acks wait while it runs. So once ``batching.slice_s`` has
+    passed, the rest of the batch is judged as the next batch would be, after
+    the loop has run what waits (``<stage>_judge_slices`` counts these cuts).
+    A slice is handed to the pipeline whole, so the cut changes nothing that
+    is decided or written, only when.
+
     ``<stage>_batches`` and ``<stage>_batched_events`` on ``/stats`` give the
     mean batch size: near one means the stage is idle or starved, not batching.
     ``<stage>_judge_ms`` (running the rules) and ``<stage>_flush_ms`` (sends,
@@ -288,8 +300,11 @@ async def run_batched(
     """
     counts = outcomes.counts
     batches, batched = f"{stage}_batches", f"{stage}_batched_events"
-    judge_ms, judge_max_ms = f"{stage}_judge_ms", f"{stage}_judge_max_ms"
     pipeline = Pipeline(stream, stage, outcomes, after, fatal)
+
+    def make() -> Effects:
+        return Effects(topics, outcomes, writer or batching.writer)
+
     async for events in stream.take_events(batching.max_events, batching.within_s):
         if pipeline.failed:
             return
@@ -297,17 +312,10 @@ async def run_batched(
             for states in trim:  # nothing judged is unwritten now
                 states.trim()
         hold(events)
-        started = time.perf_counter()
         counts[batches] += 1
         counts[batched] += len(events)
-        effects = pipeline.effects(lambda: Effects(topics, outcomes, writer or batching.writer))
-        if not judge_batch(events, handle, effects, stage, outcomes, fatal):
+        if not await pipeline.judge(events, handle, make, batching):
             return
-        pipeline.add(events)
-        took_ms = round((time.perf_counter() - started) * 1000)
-        counts[judge_ms] += took_ms
-        counts[judge_max_ms] = max(counts[judge_max_ms], took_ms)
-        await pipeline.kick(limit=8 * batching.max_events)
     await pipeline.close()
 
 
@@ -343,6 +351,45 @@ class Pipeline:
 
     def add(self, events: Sequence[Any]) -> None:
         self.events.extend(events)
+
+    async def judge(
+        self,
+        events: Sequence[Any],
+        handle: Handler,
+        make: Callable[[], Effects],
+        batching: Batching,
+    ) -> bool:
+        """Judge a batch in slices of ``batching.slice_s`` (see run_batched); False: the end."""
+        counts, stage = self.outcomes.counts, self.stage
+        start = 0
+        while start < len(events):
+            if start:
+                # The slice before is whole (judged and handed to the flush) before the
+                # loop runs anything else, as if faust had handed it alone.
+                counts[f"{stage}_judge_slices"] += 1
+                await asyncio.sleep(0)
+                if self.failed:
+                    return False
+            started = time.perf_counter()
+            end = judge_batch(
+                events,
+                handle,
+                self.effects(make),
+                stage,
+                self.outcomes,
+                self.fatal,
+                start,
+                started + batching.slice_s,
+            )
+            if end is None:
+                return False
+            self.add(events[start:end])
+            took_ms = round((time.perf_counter() - started) * 1000)
+            counts[f"{stage}_judge_ms"] += took_ms
+            counts[f"{stage}_judge_max_ms"] = max(counts[f"{stage}_judge_max_ms"], took_ms)
+            await self.kick(limit=8 * batching.max_events)
+            start = end
+        return True
 
     def idle(self) -> bool:
         return (self.task is None or self.task.done()) and self.waiting is None
@@ -394,10 +441,18 @@ def judge_batch(
     stage: str,
     outcomes: Outcomes,
     fatal: Callable[[int], Any],
-) -> bool:
-    """Run the rules over each event; False if the worker must end (a broker failure)."""
+    start: int = 0,
+    deadline: float = math.inf,
+) -> int | None:
+    """Run the rules over the events from ``start`` until ``deadline`` (``perf_counter``).
+
+    Returns where it stopped (at least one event is judged), or None if the
+    worker must end (a broker failure).
+    """
     current = _current_event
-    for event in events:
+    end = start
+    for event in islice(events, start, None):
+        end += 1
         # acting_for(event), without a generator per event (half a percent of the worker).
         token = current.set(weakref.ref(event))
         try:
@@ -405,13 +460,15 @@ def judge_batch(
         except Exception as exc:
             if is_transient(exc):
                 _end(stage, exc, fatal, EXIT_BROKER_LOST)
-                return False
+                return None
             outcomes.counts[f"{stage}_error"] += 1
             log.exception("%s: internal error on an event; dead-lettering it", stage)
             effects.dead_letter(event, f"{stage}: internal error {type(exc).__name__}: {exc}")
         finally:
             current.reset(token)
-    return True
+        if time.perf_counter() >= deadline:
+            break
+    return end
 
 
 async def finish(

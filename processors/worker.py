@@ -118,6 +118,20 @@ def tune_collector(app: faust.App, outcomes: Outcomes, settings: WorkerSettings)
     collector_thresholds(settings.gc_young_threshold, settings.gc_full_every)
 
 
+def worker_batching(settings: WorkerSettings, kafka: KafkaSettings, outcomes: Outcomes) -> Batching:
+    """How every agent batches, and the one librdkafka writer for their sends and tables."""
+    writer = BulkWrites(
+        changelog_producer(librdkafka_connection(kafka), settings.producer_linger_ms),
+        counts=outcomes.counts,
+    )
+    return Batching(
+        settings.batch_max_events,
+        settings.batch_wait_ms / 1000,
+        writer,
+        slice_s=settings.judge_slice_ms / 1000,
+    )
+
+
 def build_worker(loglevel: str = "info") -> faust.Worker:
     kafka = KafkaSettings()
     settings = WorkerSettings()
@@ -130,11 +144,7 @@ def build_worker(loglevel: str = "info") -> faust.Worker:
     faust_offsets.watch_heads(app, outcomes.counts)
     if settings.direct_standby_writes:
         faust_standby.install(app, outcomes.counts)
-    writer = BulkWrites(
-        changelog_producer(librdkafka_connection(kafka), settings.producer_linger_ms),
-        counts=outcomes.counts,
-    )
-    batching = Batching(settings.batch_max_events, settings.batch_wait_ms / 1000, writer)
+    batching = worker_batching(settings, kafka, outcomes)
     trails = install_trails(
         app,
         topics,

@@ -166,6 +166,12 @@ class WorkerSettings(BaseSettings):
     #: pairs of the latency bench, while five drain pairs did not move
     #: (bench/README.md, 2026-12-05).
     batch_wait_ms: float = Field(default=50.0, gt=0)
+    #: SCANTRAIL_WORKER_JUDGE_SLICE_MS: the longest a stage runs its rules without
+    #: letting the other stages, the web views and the acks run. A batch taken in
+    #: a backlog can hold thousands of forwarded messages, each of many readings
+    #: (a person stage held the loop for 4.7 s in the 1M bench drain, 2026-12-07);
+    #: past this the rest of the batch is judged as the next batch, after a yield.
+    judge_slice_ms: float = Field(default=100.0, gt=0)
     #: SCANTRAIL_WORKER_PRODUCER_LINGER_MS: how long the producer gathers records
     #: into one request (every table write is a changelog record: fewer requests, less CPU).
     producer_linger_ms: int = Field(default=10, ge=0)

@@ -502,3 +502,50 @@ def test_the_longest_judging_and_sealing_of_a_stage_are_counted() -> None:
     assert counts["x_judge_max_ms"] <= counts["x_judge_ms"] < 2 * counts["x_judge_max_ms"]
     assert 120 <= counts["x_seal_max_ms"] < 1000, counts
     assert table[b"k"] == {"n": 1}
+
+
+def test_a_long_batch_is_judged_in_slices_that_let_the_other_stages_run() -> None:
+    """One batch taken from a backlog must not hold the event loop for all its events:
+    past ``slice_s`` the rest is judged as the next batch, after the loop has run
+    what waits (another stage, a web view), and every event is still judged once,
+    in order, and written."""
+    topics = Topics()
+    table = Table(topics.journal)
+    outcomes = Outcomes()
+    handled: list[int] = []
+    seen_between: list[int] = []
+
+    def handle(event: Event, effects: Effects) -> None:
+        time.sleep(0.03)
+        handled.append(event.message.offset)
+        effects.write(event, table, f"k{event.message.offset}".encode(), lambda: {"n": 1})
+
+    async def other_stage(stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            seen_between.append(len(handled))
+            await asyncio.sleep(0)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        other = asyncio.ensure_future(other_stage(stop))
+        await asyncio.sleep(0)
+        await run_batched(
+            Stream(6, size=6),
+            handle,
+            topics,  # type: ignore[arg-type]
+            outcomes,
+            "x",
+            Batching(slice_s=0.05),
+            fatal=print,  # type: ignore[arg-type]
+        )
+        stop.set()
+        await other
+
+    asyncio.run(main())
+    assert handled == [0, 1, 2, 3, 4, 5]
+    # The other stage ran after each slice of two events (30 ms each, 50 ms a slice).
+    assert {2, 4} <= set(seen_between), seen_between
+    counts = outcomes.counts
+    assert counts["x_batches"] == 1 and counts["x_judge_slices"] == 2, counts
+    assert counts["x_judge_max_ms"] < 150 <= counts["x_judge_ms"], counts
+    assert sorted(table) == [f"k{i}".encode() for i in range(6)]

@@ -36,7 +36,9 @@ def test_every_event_is_current_while_judged_and_none_after() -> None:
             raise ValueError("a rule's bug")
 
     effects = Effects(None, outcomes)  # type: ignore[arg-type]
-    assert judge_batch(events, handle, effects, "screen-kiosks", outcomes, lambda code: None)
+    assert judge_batch(
+        events, handle, effects, "screen-kiosks", outcomes, lambda code: None
+    ) == len(events)
     assert seen == events
     assert current_event() is None
     assert outcomes.counts["screen-kiosks_error"] == 1
