@@ -298,13 +298,26 @@ class ReorderBuffer:
 
     def take_until(self, effects: Effects, event: Any, bound: str) -> list[Taken]:
         """Remove and return, in order, the records whose sort key is <= ``bound``."""
+        return self.take_some(effects, event, bound, None)[0]
+
+    def take_some(
+        self, effects: Effects, event: Any, bound: str, limit: int | None
+    ) -> tuple[list[Taken], str | None]:
+        """Like :meth:`take_until`, but at most ``limit`` records.
+
+        Also returns, when records <= ``bound`` are left behind, the sort key
+        of the last one taken (how far the partition has been judged), else None.
+        """
         partition = event.message.partition
         self._index(partition)
         heap = self.heaps[partition]
         out: list[Taken] = []
         table = self.table
+        last = ""
         while heap and heap[0][0] <= bound:
-            _, key, _, record, item = heapq.heappop(heap)
+            if limit is not None and len(out) >= limit:
+                break
+            last, key, _, record, item = heapq.heappop(heap)
             out.append(Taken(record, item))
             left = self.remaining[key] - 1
             if left:
@@ -319,7 +332,8 @@ class ReorderBuffer:
             gauges = self.gauges
             if gauges is not None and len(out) > gauges.get(self.released_gauge, 0):
                 gauges[self.released_gauge] = len(out)
-        return out
+        stopped_short = bool(heap) and heap[0][0] <= bound
+        return out, (last if stopped_short else None)
 
 
 @dataclass
