@@ -12,7 +12,7 @@ from scantrail import contract
 from scantrail.settings import KafkaSettings
 from tests.integration.processors.test_live_screening import (
     START,
-    comparable,
+    assert_same_alerts,
     live_alerts,
     offline_alerts,
     sentinel,
@@ -64,4 +64,4 @@ def test_live_outing_and_health_code_alerts_equal_offline(
     outings = [a for a in got.values() if a.kind == NEW_KINDS[0]]
     differ = [a.alert_id for a in outings if a.evidence != expected[a.alert_id].evidence]
     assert differ == [], (f"{len(differ)} of {len(outings)} outing alerts differ", log)
-    assert comparable(got) == comparable(expected)
+    assert_same_alerts(got, expected, log)

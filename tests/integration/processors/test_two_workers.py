@@ -29,7 +29,7 @@ from scantrail.credentials import TRACE, credential_line, hash_token
 from scantrail.settings import KafkaSettings
 from tests.integration.processors.test_live_screening import (
     START,
-    comparable,
+    assert_same_alerts,
     live_alerts,
     offline_alerts,
     sentinel,
@@ -124,8 +124,7 @@ def test_two_workers_in_one_group_then_one_killed(
     finally:
         stop(workers)
     log = (tmp_path / "w0.log").read_text()[-4000:]
-    assert set(got) == set(expected), log
-    assert comparable(got) == comparable(expected)
+    assert_same_alerts(got, expected, log)
 
 
 def test_trace_is_the_same_from_either_worker(
