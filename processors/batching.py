@@ -46,6 +46,7 @@ from faust.streams import _current_event
 
 from processors.agents import EXIT_BROKER_LOST, Outcomes, exit_at_once, is_transient
 from processors.app import Topics
+from processors.faust_offsets import in_order
 from processors.table_writes import Outgoing, TableWrites, Write, Writer, encode_value
 from scantrail import contract
 
@@ -279,6 +280,11 @@ async def run_batched(
       made durable, ends the worker at once, before faust commits the batch:
       the supervisor's restart re-delivers it.
 
+    A record that reaches the stage past a hole in its partition (faust
+    dropped the one before it) is not judged: the seek back that fills the
+    hole brings it again, in order (``<stage>_out_of_order``,
+    :class:`processors.faust_offsets.InOrder`).
+
     A batch taken from a backlog can take seconds to judge (thousands of
     forwarded messages of many readings each), and every other stage, the web
     views and the acks wait while it runs. So once ``batching.slice_s`` has
@@ -305,9 +311,13 @@ async def run_batched(
     def make() -> Effects:
         return Effects(topics, outcomes, writer or batching.writer)
 
-    async for events in stream.take_events(batching.max_events, batching.within_s):
+    admit = in_order(stream, counts, stage)
+    async for taken in stream.take_events(batching.max_events, batching.within_s):
         if pipeline.failed:
             return
+        events = admit(taken)
+        if not events:
+            continue
         if pipeline.idle():
             for states in trim:  # nothing judged is unwritten now
                 states.trim()

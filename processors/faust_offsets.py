@@ -169,6 +169,8 @@ class Owed:
     """
 
     next: dict[Any, int | None] = field(default_factory=dict)  # None: sought, start unknown
+    # Per partition, the last offset delivered although it jumped (what it skipped is gone).
+    jumped: dict[Any, int] = field(default_factory=dict)
 
     def start(self, offsets: Mapping[Any, int | None]) -> None:
         """After a seek to the committed offsets: each partition is owed from there.
@@ -197,6 +199,109 @@ class Owed:
     def accept(self, tp: Any, offset: int) -> None:
         """Deliver ``offset`` although it jumps (what it skips no longer exists)."""
         self.next[tp] = offset + 1
+        self.jumped[tp] = offset
+
+
+@dataclass
+class InOrder:
+    """Per partition of a never-compacted input, the next offset one stage is owed.
+
+    :class:`Owed` keeps the fetch from handing out a record past one still
+    owed, but faust can still drop a record after that check, on its way to
+    the agent (the drops in the module docstring); the records behind it then
+    reach the stage first, and HeadWatch brings the dropped one again only
+    seconds later. Judged in that order, the records behind the hole move
+    their source's watermark past it, and the person and site stages judge the
+    dropped records late, out of event-time order: the two-worker SIGKILL test
+    raised 323 alerts other than ``scantrail screen``'s that way (2026-12-07,
+    after a takeover). So a stage takes the next offset it is owed, or one it
+    has passed (again, after a seek back: every stage drops the event ids it
+    has seen), and leaves a record past a hole to the seek back that fills it.
+    """
+
+    next: dict[Any, int] = field(default_factory=dict)
+    generation: int | None = None
+
+    def admit(self, tp: Any, offset: int, start: int | None, jumped: int | None) -> bool:
+        """Whether the stage judges this record now.
+
+        ``start`` is where the partition was sought to (its committed offset),
+        for the first record of a generation; ``jumped`` the last offset the
+        fetch delivered although it jumped over records retention deleted.
+        """
+        owed = self.next.get(tp, start)
+        if owed is not None and offset > owed:
+            if jumped is None or not owed < jumped <= offset:
+                return False
+        self.next[tp] = max(self.next.get(tp, 0), offset + 1)
+        return True
+
+    def regenerate(self, generation: int | None) -> None:
+        """A rebalance sought every partition to its committed offset: start over."""
+        if generation != self.generation:
+            self.next.clear()
+            self.generation = generation
+
+
+def disown(consumer: Any, message: Any) -> None:
+    """Let go of a record a stage left for a seek back, without acknowledging its offset.
+
+    faust's ack would put the offset on the acknowledged list, and once the
+    hole before it filled, a commit could pass the record's second delivery
+    before the stage had judged it. Marked acknowledged, faust's own ack of
+    the record does nothing, and waiting for the streams (a rebalance) does
+    not wait for it.
+    """
+    message.acked = True
+    consumer._unacked_messages.discard(message)
+
+
+def in_order(
+    stream: Any, counts: Counter[str], stage: str
+) -> Callable[[Sequence[Any]], Sequence[Any]]:
+    """What of each batch a stage may judge now (:class:`InOrder`); the rest is counted.
+
+    ``<stage>_out_of_order`` on ``/stats`` counts records left for a seek back.
+    """
+    order = InOrder()
+    skipped = f"{stage}_out_of_order"
+    holes: set[tuple[Any, int]] = set()  # logged once each
+
+    def admit(events: Sequence[Any]) -> Sequence[Any]:
+        gapless, app = _installed.get("gapless"), getattr(stream, "app", None)
+        if gapless is None or app is None:
+            return events
+        consumer = app.consumer
+        acking, committed, owed = app.topics.acks_enabled_for, consumer._committed_offset, None
+        kept: list[Any] = []
+        for event in events:
+            message = event.message
+            tp = getattr(message, "tp", None)
+            if tp is None or not gapless(tp.topic) or not acking(tp.topic):
+                kept.append(event)
+                continue
+            order.regenerate(getattr(message, "generation_id", None))
+            owed = owed or _owed(consumer)
+            if order.admit(tp, message.offset, committed.get(tp), owed.jumped.get(tp)):
+                kept.append(event)
+                continue
+            hole = (tp, order.next.get(tp, -1))
+            if hole not in holes:
+                holes.add(hole)
+                log.warning(
+                    "%s: %s[%d] offset %d came while offset %d never did; it is left for"
+                    " the seek back that brings both, in order",
+                    stage,
+                    tp.topic,
+                    tp.partition,
+                    message.offset,
+                    hole[1],
+                )
+            counts[skipped] += 1
+            disown(consumer, message)
+        return kept
+
+    return admit
 
 
 def _new_offset(self: Any, tp: Any) -> int | None:
@@ -470,6 +575,7 @@ async def repair_heads(consumer: Any, watch: HeadWatch, counts: Counter[str]) ->
             await _installed["add_gap"](consumer, tp, offset, earliest)
             counts["lost_records_gone"] += earliest - offset
             offset = earliest
+            _owed(consumer).jumped[tp] = offset
         else:
             log.warning(
                 "%s[%d]: the record at the committed offset %d was fetched but never"

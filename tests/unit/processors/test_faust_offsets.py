@@ -194,3 +194,84 @@ def test_offsets_are_marked_committing_only_while_a_commit_runs(monkeypatch: Any
     assert waiting_on_lost_records(consumer._committed_offset, consumer._acked, {}, {T0: 99}) == {
         T0: 8
     }
+
+
+def test_a_stage_takes_its_partition_in_offset_order_and_leaves_what_jumps_a_hole() -> None:
+    from processors.faust_offsets import InOrder
+
+    order = InOrder()
+    order.regenerate(3)
+    assert order.admit("t0", 666, start=666, jumped=None)  # where the partition was sought to
+    assert order.admit("t0", 667, start=666, jumped=None)
+    # faust dropped 668 on its way: what comes behind it waits for the seek back.
+    assert not order.admit("t0", 669, start=666, jumped=None)
+    assert not order.admit("t0", 1801, start=666, jumped=None)
+    # The seek back brings 668 and then the rest again, in order.
+    assert [order.admit("t0", o, start=666, jumped=None) for o in (668, 669, 670)] == [True] * 3
+    # A seek back to before what the stage has judged: taken (stages drop what they saw) ...
+    assert order.admit("t0", 667, start=666, jumped=None)
+    # ... without moving what it is owed back.
+    assert not order.admit("t0", 672, start=666, jumped=None)
+    # The first record of a partition sought past its start is a hole too.
+    assert not order.admit("t1", 10, start=4, jumped=None)
+    # Unless the fetch delivered it as a jump over records retention deleted.
+    assert order.admit("t1", 10, start=4, jumped=10)
+    assert order.admit("t1", 11, start=4, jumped=10)
+    # Nothing committed and no start known: the first record starts the count.
+    assert order.admit("t2", 50, start=None, jumped=None)
+    assert not order.admit("t2", 52, start=None, jumped=None)
+    # A rebalance seeks every partition to its committed offset: the count starts over.
+    order.regenerate(4)
+    assert order.admit("t0", 668, start=668, jumped=None)
+
+
+class _Stream:
+    """What :func:`faust_offsets.in_order` reads of a faust stream: its app's consumer."""
+
+    def __init__(self, committed: dict[Any, int]) -> None:
+        from types import SimpleNamespace
+
+        self.acked: list[Any] = []
+        consumer = SimpleNamespace(
+            _committed_offset=committed, _unacked_messages=set(), ack=self.ack
+        )
+        topics = SimpleNamespace(acks_enabled_for=lambda topic: True)
+        self.app = SimpleNamespace(consumer=consumer, topics=topics)
+
+    def ack(self, message: Any) -> bool:
+        """faust's ``Consumer.ack``: the offset goes on the list commits are made from."""
+        self.app.consumer._unacked_messages.discard(message)
+        self.acked.append(message.offset)
+        return True
+
+
+def test_a_record_past_a_hole_is_let_go_without_its_offset_counting_as_acknowledged(
+    monkeypatch: Any,
+) -> None:
+    from collections import Counter
+    from types import SimpleNamespace
+
+    from faust.types.tuples import ConsumerMessage
+
+    monkeypatch.setitem(faust_offsets._installed, "gapless", lambda topic: topic != "quarantine")
+    stream = _Stream({T0: 5, TP("quarantine", 0): 0})
+
+    def event(topic: str, offset: int) -> Any:
+        message = ConsumerMessage(topic, 0, offset, 0.0, 0, {}, b"k", b"v", None, generation_id=1)
+        stream.app.consumer._unacked_messages.add(message)
+        return SimpleNamespace(message=message)
+
+    counts: Counter[str] = Counter()
+    admit = faust_offsets.in_order(stream, counts, "screen-persons")
+    batch = [event(T0.topic, 5), event(T0.topic, 7), event("quarantine", 3), event(T0.topic, 8)]
+    kept = admit(batch)
+    # A compacted topic may have holes (faust's rule stands there); by-person may not.
+    assert [(e.message.topic, e.message.offset) for e in kept] == [(T0.topic, 5), ("quarantine", 3)]
+    assert counts["screen-persons_out_of_order"] == 2
+    # A rebalance waits for the records the stages hold, not for those let go.
+    assert {m.offset for m in stream.app.consumer._unacked_messages} == {5, 3}
+    for e in batch:  # faust acks the whole batch it handed out
+        e.message.ack(stream.app.consumer)
+    assert stream.acked == [5, 3]  # 7 and 8 stay off the list a commit is made from
+    # The seek back brings 6, 7 and 8: now they are judged.
+    assert [e.message.offset for e in admit([event(T0.topic, o) for o in (6, 7, 8)])] == [6, 7, 8]
