@@ -267,38 +267,54 @@ def in_order(
     skipped = f"{stage}_out_of_order"
     holes: set[tuple[Any, int]] = set()  # logged once each
 
+    watched: dict[str, bool] = {}  # per topic: never compacted and acknowledged
+
+    def let_go(consumer: Any, message: Any, owed: int) -> None:
+        tp = message.tp
+        if (tp, owed) not in holes:
+            holes.add((tp, owed))
+            log.warning(
+                "%s: %s[%d] offset %d came while offset %d never did; it is left for"
+                " the seek back that brings both, in order",
+                stage,
+                tp.topic,
+                tp.partition,
+                message.offset,
+                owed,
+            )
+        counts[skipped] += 1
+        disown(consumer, message)
+
     def admit(events: Sequence[Any]) -> Sequence[Any]:
         gapless, app = _installed.get("gapless"), getattr(stream, "app", None)
         if gapless is None or app is None:
             return events
-        consumer = app.consumer
-        acking, committed, owed = app.topics.acks_enabled_for, consumer._committed_offset, None
+        consumer, owing = app.consumer, order.next
         kept: list[Any] = []
         for event in events:
             message = event.message
             tp = getattr(message, "tp", None)
-            if tp is None or not gapless(tp.topic) or not acking(tp.topic):
+            if tp is None:
                 kept.append(event)
                 continue
-            order.regenerate(getattr(message, "generation_id", None))
-            owed = owed or _owed(consumer)
-            if order.admit(tp, message.offset, committed.get(tp), owed.jumped.get(tp)):
+            topic = tp.topic
+            if topic not in watched:
+                watched[topic] = gapless(topic) and app.topics.acks_enabled_for(topic)
+            if not watched[topic]:
                 kept.append(event)
                 continue
-            hole = (tp, order.next.get(tp, -1))
-            if hole not in holes:
-                holes.add(hole)
-                log.warning(
-                    "%s: %s[%d] offset %d came while offset %d never did; it is left for"
-                    " the seek back that brings both, in order",
-                    stage,
-                    tp.topic,
-                    tp.partition,
-                    message.offset,
-                    hole[1],
-                )
-            counts[skipped] += 1
-            disown(consumer, message)
+            if message.generation_id != order.generation:
+                order.regenerate(message.generation_id)  # clears ``owing`` in place
+            offset = message.offset
+            if owing.get(tp) == offset:  # the next one, as nearly always: no more to ask
+                owing[tp] = offset + 1
+                kept.append(event)
+            elif order.admit(
+                tp, offset, consumer._committed_offset.get(tp), _owed(consumer).jumped.get(tp)
+            ):
+                kept.append(event)
+            else:
+                let_go(consumer, message, owing.get(tp, -1))
         return kept
 
     return admit

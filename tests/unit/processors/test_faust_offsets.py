@@ -256,8 +256,10 @@ def test_a_record_past_a_hole_is_let_go_without_its_offset_counting_as_acknowled
     monkeypatch.setitem(faust_offsets._installed, "gapless", lambda topic: topic != "quarantine")
     stream = _Stream({T0: 5, TP("quarantine", 0): 0})
 
-    def event(topic: str, offset: int) -> Any:
-        message = ConsumerMessage(topic, 0, offset, 0.0, 0, {}, b"k", b"v", None, generation_id=1)
+    def event(topic: str, offset: int, generation: int = 1) -> Any:
+        message = ConsumerMessage(
+            topic, 0, offset, 0.0, 0, {}, b"k", b"v", None, generation_id=generation
+        )
         stream.app.consumer._unacked_messages.add(message)
         return SimpleNamespace(message=message)
 
@@ -275,3 +277,7 @@ def test_a_record_past_a_hole_is_let_go_without_its_offset_counting_as_acknowled
     assert stream.acked == [5, 3]  # 7 and 8 stay off the list a commit is made from
     # The seek back brings 6, 7 and 8: now they are judged.
     assert [e.message.offset for e in admit([event(T0.topic, o) for o in (6, 7, 8)])] == [6, 7, 8]
+    # Another worker owned the partition for a while and committed 20: after the rebalance
+    # that gives it back, the count starts where the partition was sought to.
+    stream.app.consumer._committed_offset[T0] = 20
+    assert [e.message.offset for e in admit([event(T0.topic, 20, generation=2)])] == [20]
