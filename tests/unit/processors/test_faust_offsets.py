@@ -102,6 +102,18 @@ def test_only_partitions_sought_since_the_last_assignment_deliver() -> None:
     assert owed.check("t1", 7) is None  # sought, start unknown: taken as it comes
 
 
+def test_records_held_back_while_the_seek_runs_are_fetched_again() -> None:
+    owed = Owed()
+    owed.hold("stale")  # fetched from where another worker had read: the seek fetches it again
+    owed.begin()  # faust's seek to the committed offsets starts
+    owed.hold("t0")  # already sought on the consumer's thread, its start not known here yet
+    owed.hold("not-owed")  # compacted, or assigned since: no start to seek to
+    owed.hold("t1")
+    again = owed.start({"t0": 1540, "t1": None, "stale": 7})
+    assert again == ["t0"]  # t1: start unknown, taken as it comes; stale: held before the seek
+    assert owed.start({"t0": 1541}) == []  # held back once, fetched again once
+
+
 def test_events_queued_for_a_stream_are_on_their_way() -> None:
     """A real faust channel's queue: what the conductor put there and no stream took yet."""
     import faust
