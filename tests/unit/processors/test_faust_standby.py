@@ -125,8 +125,23 @@ def global_setup(tmp_path: Path, name: str) -> tuple[Any, Any, TP]:
     return table, recovery, tp
 
 
-def test_a_global_tables_other_partitions_are_left_to_faust(tmp_path: Path) -> None:
+def test_a_global_tables_other_partitions_are_written_between_recoveries(
+    tmp_path: Path,
+) -> None:
     table, recovery, tp = global_setup(tmp_path, "global")
+    records = changelog(tp.topic, tp.partition)
+    counts: Counter[str] = Counter()
+    assert take_standby_records({tp: records[:2]}, recovery, counts) == {}
+    take_standby_records({tp: records}, recovery, counts)  # 10 and 11 come again
+    assert counts["standby_records_written"] == 5
+    assert dict(contents(table, tp.partition))[b"p-1"] == b'{"v":3}'
+    # faust reads such a partition as active: both its offsets move on.
+    assert recovery.active_offsets[tp] == 14 == table.persisted_offset(tp)
+
+
+def test_a_global_tables_partitions_are_faust_s_during_a_recovery(tmp_path: Path) -> None:
+    table, recovery, tp = global_setup(tmp_path, "recovering")
+    recovery.in_recovery = True
     fetched = {tp: changelog(tp.topic, tp.partition)}
     counts: Counter[str] = Counter()
     assert take_standby_records(fetched, recovery, counts) == fetched
