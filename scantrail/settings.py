@@ -209,11 +209,11 @@ class WorkerSettings(BaseSettings):
     #: stream for lost ones (processors.faust_offsets); false turns it off.
     in_place_delivery: bool = True
     #: SCANTRAIL_WORKER_DIRECT_STANDBY_WRITES: write the changelog records of
-    #: partitions this worker stands by for to RocksDB straight from each fetch,
-    #: in one write batch per partition, instead of through faust's conductor
-    #: and recovery service one record at a time (processors.faust_standby; the
-    #: global trail tables' partitions stay on faust's path); false keeps
-    #: faust's path for all.
+    #: partitions this worker stands by for, and of the global trail tables'
+    #: partitions another worker owns (between recoveries), to RocksDB straight
+    #: from each fetch, in one write batch per partition, instead of through
+    #: faust's conductor and recovery service one record at a time
+    #: (processors.faust_standby); false keeps faust's path for all.
     direct_standby_writes: bool = True
     #: SCANTRAIL_WORKER_ROCKSDB_WAL: keep RocksDB's write-ahead log for the
     #: tables. Off by default: each table's changelog topic is its durable copy,
