@@ -7,7 +7,15 @@ from datetime import UTC, datetime, timedelta, timezone
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from processors.screening_state import GateState, OutScan, PersonState, Sample, SeenIds
+from processors.screening_state import (
+    ClusterState,
+    Confirmation,
+    GateState,
+    OutScan,
+    PersonState,
+    Sample,
+    SeenIds,
+)
 from processors.table_writes import encode_value
 
 offsets = st.sampled_from(
@@ -49,6 +57,12 @@ gates = st.builds(
     seen,
     st.lists(st.builds(OutScan, ids, moments, ids, ids), max_size=5),
 )
+clusters = st.builds(
+    ClusterState,
+    st.lists(st.builds(Confirmation, ids, ids, samples, samples), max_size=4),
+    st.none() | moments,
+    seen,
+)
 
 
 @settings(max_examples=400, deadline=None)
@@ -62,3 +76,13 @@ def test_a_person_state_record_is_its_dict_byte_for_byte(state: PersonState) -> 
 @given(gates)
 def test_a_gate_state_record_is_its_dict_byte_for_byte(state: GateState) -> None:
     assert encode_value(state.to_record()) == encode_value(state.to_dict())
+
+
+@settings(max_examples=400, deadline=None)
+@given(clusters)
+def test_a_cluster_state_record_is_its_dict_byte_for_byte(state: ClusterState) -> None:
+    assert encode_value(state.to_record()) == encode_value(state.to_dict())
+    # Built once: a confirmation's record is the same dict on every encoding.
+    for confirmation in state.confirmations:
+        assert confirmation.record is confirmation.record
+    assert ClusterState.from_dict(state.to_dict()).to_dict() == state.to_dict()
