@@ -6,11 +6,13 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from processors.baselines import judge_confirmation_for_site, judge_reading_for_site_drift
 from processors.screener import Screener
 from processors.screening import judge_reading_for_person
-from processors.screening_policy import ScreeningPolicy
+from processors.screening_policy import ScreeningPolicy, SitePolicies
 from processors.screening_state import ClusterState, Confirmation, DriftState, PersonState, Sample
 from scantrail.contract import Alert, TemperatureReading
 from tests.factories import BASE_TIME, make_reading
@@ -354,3 +356,43 @@ def test_a_busy_sites_drift_record_holds_only_its_window() -> None:
     record = json.dumps(state.to_dict())
     assert "seen" not in state.to_dict()
     assert record.count(state.readings["kiosk-0"][0].event_id) == 1
+
+
+# The memo of local dates a person's state keeps (PersonState.local_dates) changes no
+# judgement: a state carried from reading to reading judges as a fresh copy of it does,
+# across sites in zones whose dates differ (Sao Paulo's day ends eleven hours after
+# Shanghai's).
+ZONED = SitePolicies(
+    default=ScreeningPolicy(baseline_min_dates=2),
+    sites={"site-sp": ScreeningPolicy(baseline_min_dates=2, timezone="America/Sao_Paulo")},
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 6 * 24),  # hours after BASE_TIME
+            st.sampled_from(["site-1", "site-sp"]),
+            st.sampled_from([36.0, 36.2, 36.5, 37.0, 37.1]),  # none a fever: all baseline
+        ),
+        max_size=30,
+    )
+)
+def test_dates_kept_between_readings_judge_as_dates_made_afresh(
+    steps: list[tuple[int, str, float]],
+) -> None:
+    kept, got, want = PersonState(), [], []
+    for n, (hours, site, celsius) in enumerate(steps):
+        reading = make_reading(
+            event_id=f"e-{n}",
+            person_id="p-1",
+            site_id=site,
+            measured_at=BASE_TIME + timedelta(hours=hours),
+            celsius=celsius,
+        )
+        afresh = PersonState.from_dict(json.loads(json.dumps(kept.to_dict())))
+        got += judge_reading_for_person(kept, reading, ZONED)[0]
+        want += judge_reading_for_person(afresh, reading, ZONED)[0]
+        assert kept.to_dict() == afresh.to_dict()
+    assert [a.model_dump() for a in got] == [a.model_dump() for a in want]
