@@ -148,7 +148,11 @@ def create_app(
     quarantine = kafka.topic(contract.QUARANTINE)  # compacted: a missing offset is normal there
     faust_offsets.install(lambda topic: topic != quarantine)
     faust_fetch.install()
-    faust_fetch.tune(worker.fetch_min_bytes, worker.fetch_max_wait_ms)
+    faust_fetch.tune(
+        faust_fetch.FetchFlow(
+            worker.fetch_min_bytes, worker.fetch_max_wait_ms, worker.fetch_idle_wait_ms
+        )
+    )
     faust_stores.install(wal=worker.rocksdb_wal)
     faust_seek.install()
     if worker.in_place_delivery:

@@ -180,17 +180,22 @@ class WorkerSettings(BaseSettings):
     #: again, so a large fetch of a source backlog keeps the later stages waiting
     #: for their first records (Kafka still returns one record larger than this).
     fetch_bytes: int = Field(default=1024**2, ge=1024)
-    #: SCANTRAIL_WORKER_FETCH_MIN_BYTES and SCANTRAIL_WORKER_FETCH_MAX_WAIT_MS: how
-    #: much a fetch asks the broker to gather, and for how long at most, before it
-    #: answers (processors.faust_fetch.tune). faust asks for 1 byte, so under a
-    #: steady trickle every fetch carries a few records and the consumer thread
-    #: fetches as fast as it can, holding the interpreter lock the stages need.
-    #: In the latency bench (2026-12-07, two pairs) 16384 bytes within 10 ms took
-    #: the consumer thread from 0.20-0.25 of a core to 0.14-0.15 and the worker
-    #: from 48-49 to 44-46 CPU-s, and added 8-28 ms to the median alert, with no
-    #: clear change in the p99: faust's values stay the default.
-    fetch_min_bytes: int = Field(default=1, ge=1)
-    fetch_max_wait_ms: int = Field(default=1500, ge=0)
+    #: SCANTRAIL_WORKER_FETCH_MIN_BYTES and SCANTRAIL_WORKER_FETCH_MAX_WAIT_MS: while
+    #: records flow, how much a fetch asks the broker to gather, and for how long
+    #: at most, before it answers; SCANTRAIL_WORKER_FETCH_IDLE_WAIT_MS: after a fetch
+    #: that brought nothing, the next asks for one byte and waits this long
+    #: (processors.faust_fetch.FetchFlow). faust asks for one byte every time, so
+    #: under a steady trickle its consumer thread fetches as fast as the broker
+    #: answers, holding the interpreter lock the stages need. Latency bench,
+    #: four alternated pairs (2026-12-07 19:52-20:05, 16384 bytes within 10 ms
+    #: always, against one byte): the worker 37.6-41.7 CPU-s against 45.9-47.6,
+    #: the broker 20.5-22.4 against 22.7-24.0, medians within 1-10 ms, p99s in
+    #: the same range. Always 10 ms made an idle worker and its broker spend
+    #: 17% and 13% of a core (one fetch every 10 ms) against 4% and 2%: hence
+    #: the idle wait. fetch_min_bytes=1 is faust's behaviour.
+    fetch_min_bytes: int = Field(default=16384, ge=1)
+    fetch_max_wait_ms: int = Field(default=10, ge=0)
+    fetch_idle_wait_ms: int = Field(default=1500, ge=0)
     #: SCANTRAIL_WORKER_MAX_POLL_RECORDS: the most records one poll hands to the
     #: agents, shared between partitions (processors.faust_fetch); 0, the default,
     #: is no bound. A bound lets the later stages move while a source backlog is

@@ -65,14 +65,20 @@ from pathlib import Path
 from processors.app import create_app
 from scantrail.settings import KafkaSettings, WorkerSettings
 async def made() -> list[int]:
-    worker = WorkerSettings(data_dir=Path(sys.argv[1]), fetch_min_bytes=65536, fetch_max_wait_ms=15)
+    worker = WorkerSettings(
+        data_dir=Path(sys.argv[1]), fetch_min_bytes=65536, fetch_max_wait_ms=15, fetch_idle_wait_ms=900
+    )
     app, _ = create_app(KafkaSettings(), worker)
     consumer = app.consumer._thread._create_worker_consumer(app.transport)
-    return [consumer._fetch_min_bytes, consumer._fetch_max_wait_ms]
+    flow = consumer.scantrail_fetch_flow
+    return [consumer._fetch_min_bytes, consumer._fetch_max_wait_ms, list(vars(flow).values())]
 print(json.dumps(asyncio.run(made())))
 """
 
 
 def test_the_worker_consumer_fetches_as_the_settings_say(tmp_path: Path) -> None:
-    """faust has no setting for a fetch's minimum and wait; the worker's reach its consumer."""
-    assert probe(FETCH_PROBE, tmp_path) == [65536, 15]
+    """faust has no setting for a fetch's minimum and wait; the worker's reach its consumer.
+
+    It starts idle (one byte, the idle wait) and fetches by the settings' flow once started.
+    """
+    assert probe(FETCH_PROBE, tmp_path) == [1, 900, [65536, 15, 900]]
