@@ -445,6 +445,23 @@ def group_stats(worker: Worker, others: tuple[Worker, ...]) -> dict[str, int] | 
     return got
 
 
+def loop_clock(stats: dict[str, int]) -> tuple[int, int] | None:
+    """(loop thread CPU ms, uptime ms) from ``/stats`` (summed over a group's processes)."""
+    cpu, up = stats.get("loop_thread_cpu_ms"), stats.get("uptime_ms")
+    return None if cpu is None or up is None else (cpu, up)
+
+
+def busy_share(first: tuple[int, int] | None, last: tuple[int, int] | None) -> float | None:
+    """How busy the workers' event-loop threads were between two ``/stats`` reads (1.0: always).
+
+    A loop thread busy all the time is a worker that can go no faster in that
+    process (processors/loop_stalls.py); with two processes it is their mean.
+    """
+    if first is None or last is None or last[1] <= first[1]:
+        return None
+    return round((last[0] - first[0]) / (last[1] - first[1]), 3)
+
+
 def run_worker_until(
     worker: Worker, n: int, timeout_s: float, others: tuple[Worker, ...] = ()
 ) -> dict[str, Any]:
@@ -454,6 +471,7 @@ def run_worker_until(
     """
     deadline = worker.started + timeout_s
     first_seen: tuple[float, int] | None = None
+    loop_at_first: tuple[int, int] | None = None
     samples: list[tuple[float, int]] = []
     last_print = 0.0
     done_at: float | None = None
@@ -470,6 +488,7 @@ def run_worker_until(
         samples.append((now, count))
         if first_seen is None and count > 0:
             first_seen = (now, count)
+            loop_at_first = loop_clock(stats)
         if now - last_print >= 10:
             last_print = now
             recent = [s for s in samples if s[0] >= now - 10]
@@ -515,6 +534,7 @@ def run_worker_until(
     # trails), from the first counted to the last commit. "temperature" in /stats
     # counts only the first stage, which runs far ahead of the others in a backlog.
     out["drained"] = drained_at is not None
+    out["loop_thread_busy_share"] = busy_share(loop_at_first, loop_clock(stats))
     if drained_at is not None:
         out["seconds_until_no_lag"] = round(drained_at - worker.started, 2)
         if first_seen is not None:

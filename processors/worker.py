@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from functools import partial
@@ -185,9 +186,12 @@ def build_worker(loglevel: str = "info") -> faust.Worker:
     async def trace_view(web: Any, request: Any) -> Any:
         return await guard.handle(web, request)
 
+    started = time.monotonic()
+
     @app.page("/stats")
     async def stats(web: Any, request: Any) -> Any:
-        return web.json(outcomes.as_dict())
+        # Read here, on the loop's thread: its CPU is the worker's ceiling (loop_stalls).
+        return web.json({**outcomes.as_dict(), **loop_stalls.loop_load(started)})
 
     @app.task
     async def watch_loop_stalls() -> None:

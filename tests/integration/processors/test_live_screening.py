@@ -187,7 +187,11 @@ def test_live_alerts_equal_offline_screen_for_an_in_order_stream(kafka_settings,
         assert {"person-buffer_waiting", "site-buffer_waiting"} <= waiting.keys(), waiting
         assert not any(waiting.values()), waiting
         # The loop watcher runs in the worker (a worker that answers at all woke it).
-        assert worker_stats(env).get("loop_stall_max_ms", -1) >= 0
+        stats = worker_stats(env)
+        assert stats.get("loop_stall_max_ms", -1) >= 0
+        # The loop thread judged every stage, so it used CPU, and the process at least as much.
+        assert 0 < stats["loop_thread_cpu_ms"] <= stats["process_cpu_ms"], stats
+        assert stats["loop_thread_cpu_ms"] < stats["uptime_ms"] + 1000, stats
     finally:
         worker.terminate()
         worker.wait(timeout=60)

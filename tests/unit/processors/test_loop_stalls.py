@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections import Counter
 
-from processors.loop_stalls import note_lateness, watch
+from processors.loop_stalls import loop_load, note_lateness, watch
 
 
 def test_lateness_keeps_the_longest_stall_and_counts_the_long_ones() -> None:
@@ -39,3 +40,25 @@ def test_the_watcher_sees_a_callback_that_holds_the_loop() -> None:
     asyncio.run(main())
     assert 250 <= counts["loop_stall_max_ms"] < 1000, counts
     assert counts["loop_stalls_over_100ms"] == 1 and counts["loop_stalls_over_1s"] == 0
+
+
+def spin(seconds: float) -> None:
+    """Use ``seconds`` of this thread's CPU (CPU, not wall time: CI machines are shared)."""
+    until = time.thread_time() + seconds
+    while time.thread_time() < until:
+        pass
+
+
+def test_loop_load_counts_the_calling_threads_cpu_apart_from_the_others() -> None:
+    started = time.monotonic()
+    before = loop_load(started)
+    other = threading.Thread(target=spin, args=(0.3,))
+    other.start()
+    other.join()  # another thread's CPU: the process's, not this thread's
+    after_other = loop_load(started)
+    spin(0.3)  # this thread's own
+    after_own = loop_load(started)
+    assert after_other["loop_thread_cpu_ms"] - before["loop_thread_cpu_ms"] < 100
+    assert after_other["process_cpu_ms"] - before["process_cpu_ms"] >= 200
+    assert after_own["loop_thread_cpu_ms"] - after_other["loop_thread_cpu_ms"] >= 200
+    assert after_own["uptime_ms"] - before["uptime_ms"] >= 550
