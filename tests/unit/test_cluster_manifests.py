@@ -381,6 +381,17 @@ def test_worker_has_identity_state_and_time_to_stop() -> None:
     assert budget["spec"]["maxUnavailable"] == 1
 
 
+def cores(quantity: str) -> float:
+    """A Kubernetes CPU quantity ("1", "1.5", "500m") in cores."""
+    return int(quantity[:-1]) / 1000 if quantity.endswith("m") else float(quantity)
+
+
+def test_worker_gets_the_core_its_loop_thread_needs_and_is_never_throttled() -> None:
+    resources = only_container(workload("StatefulSet", "scantrail-worker"))["resources"]
+    assert cores(str(resources["requests"]["cpu"])) >= 1.0, resources
+    assert "cpu" not in resources.get("limits", {}), resources
+
+
 def test_sink_influx_keeps_its_state_on_a_claim() -> None:
     sink = workload("StatefulSet", "scantrail-sink-influx")
     container = only_container(sink)
