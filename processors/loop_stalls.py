@@ -17,10 +17,10 @@ loop thread is busy all the time can go no faster in that process, however
 idle the machine's other cores. :func:`loop_load` gives what ``/stats`` adds
 for that: ``loop_thread_cpu_ms`` (CPU of the thread that asked, the loop's),
 ``process_cpu_ms`` (all threads: librdkafka's, RocksDB's, faust's consumer
-thread) and ``uptime_ms``. Two reads a minute apart give the loop thread's busy
-share; near 1.0 the way on is another process in the group, not more CPU
-(in the 1,000,000-reading bench drain of 2026-12-07 it was 0.98 throughout,
-with the machine's second core half idle).
+thread) and ``uptime_ms``, all since the worker was built. Two reads a minute
+apart give the loop thread's busy share; near 1.0 the way on is another
+process in the group, not more CPU (in the 1,000,000-reading bench drain of
+2026-12-07 it was 0.98 throughout, with the machine's second core half idle).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import MutableMapping
+from typing import NamedTuple
 
 TICK_S = 0.05
 """The watcher's sleep: short enough to see a stall a tenth of a second long."""
@@ -52,14 +53,28 @@ async def watch(counts: MutableMapping[str, int], tick_s: float = TICK_S) -> Non
         note_lateness(counts, max(0.0, loop.time() - asked - tick_s))
 
 
-def loop_load(started: float) -> dict[str, int]:
-    """CPU milliseconds of the calling thread and of the process, and ``uptime_ms``.
+class Clocks(NamedTuple):
+    """The wall clock and the CPU clocks of one thread and of the process, read together."""
 
-    Call it on the event loop's thread (a web view's handler runs there);
-    ``started`` is a :func:`time.monotonic` reading from the worker's start.
+    wall: float
+    thread_cpu: float
+    process_cpu: float
+
+    @classmethod
+    def now(cls) -> Clocks:
+        return cls(time.monotonic(), time.thread_time(), time.process_time())
+
+
+def loop_load(started: Clocks) -> dict[str, int]:
+    """Milliseconds since ``started``: CPU of the calling thread, of the process, and wall.
+
+    ``started`` is read on the loop's thread when the worker is built, and this
+    is called on it too (a web view's handler runs there), so the thread's CPU
+    can never run ahead of the uptime: the imports before the start are left out.
     """
+    now = Clocks.now()
     return {
-        "loop_thread_cpu_ms": round(time.thread_time() * 1000),
-        "process_cpu_ms": round(time.process_time() * 1000),
-        "uptime_ms": round((time.monotonic() - started) * 1000),
+        "loop_thread_cpu_ms": round((now.thread_cpu - started.thread_cpu) * 1000),
+        "process_cpu_ms": round((now.process_cpu - started.process_cpu) * 1000),
+        "uptime_ms": round((now.wall - started.wall) * 1000),
     }

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from datetime import timedelta
 from functools import partial
@@ -186,7 +185,7 @@ def build_worker(loglevel: str = "info") -> faust.Worker:
     async def trace_view(web: Any, request: Any) -> Any:
         return await guard.handle(web, request)
 
-    started = time.monotonic()
+    started = loop_stalls.Clocks.now()  # on the thread the event loop will run on
 
     @app.page("/stats")
     async def stats(web: Any, request: Any) -> Any:

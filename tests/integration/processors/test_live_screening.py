@@ -191,7 +191,7 @@ def test_live_alerts_equal_offline_screen_for_an_in_order_stream(kafka_settings,
         assert stats.get("loop_stall_max_ms", -1) >= 0
         # The loop thread judged every stage, so it used CPU, and the process at least as much.
         assert 0 < stats["loop_thread_cpu_ms"] <= stats["process_cpu_ms"], stats
-        assert stats["loop_thread_cpu_ms"] < stats["uptime_ms"] + 1000, stats
+        assert stats["loop_thread_cpu_ms"] <= stats["uptime_ms"] + 1, stats
     finally:
         worker.terminate()
         worker.wait(timeout=60)

@@ -7,7 +7,7 @@ import threading
 import time
 from collections import Counter
 
-from processors.loop_stalls import loop_load, note_lateness, watch
+from processors.loop_stalls import Clocks, loop_load, note_lateness, watch
 
 
 def test_lateness_keeps_the_longest_stall_and_counts_the_long_ones() -> None:
@@ -50,8 +50,10 @@ def spin(seconds: float) -> None:
 
 
 def test_loop_load_counts_the_calling_threads_cpu_apart_from_the_others() -> None:
-    started = time.monotonic()
+    spin(0.1)  # before the start: not counted
+    started = Clocks.now()
     before = loop_load(started)
+    assert before["loop_thread_cpu_ms"] < 50 and before["uptime_ms"] < 50, before
     other = threading.Thread(target=spin, args=(0.3,))
     other.start()
     other.join()  # another thread's CPU: the process's, not this thread's
@@ -62,3 +64,5 @@ def test_loop_load_counts_the_calling_threads_cpu_apart_from_the_others() -> Non
     assert after_other["process_cpu_ms"] - before["process_cpu_ms"] >= 200
     assert after_own["loop_thread_cpu_ms"] - after_other["loop_thread_cpu_ms"] >= 200
     assert after_own["uptime_ms"] - before["uptime_ms"] >= 550
+    # A thread cannot use more CPU than the time that passed.
+    assert after_own["loop_thread_cpu_ms"] <= after_own["uptime_ms"] + 1, after_own
